@@ -1,0 +1,444 @@
+//! huge-fault's eBPF programs: the fault lifecycle.
+//!
+//! Three ways to see a fault, chosen by the tool per kernel:
+//! - fentry/fexit on `handle_mm_fault` (BTF-typed arguments, cheapest);
+//! - kprobe/kretprobe on `handle_mm_fault` (any kernel with CONFIG_KPROBES);
+//! - tracepoint-only: `exceptions:page_fault_{user,kernel}` stamp the entry, and the perf
+//!   software events `minor-faults` / `major-faults` (raised by `mm_account_fault` when a
+//!   fault completes without VM_FAULT_RETRY or an error) close it. This mode sees neither
+//!   return codes nor retried calls, and says so.
+//!
+//! Every mode writes one fixed-size [`FaultRecord`] per fault into `EVENTS`.
+#![no_std]
+#![no_main]
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::bpf_perf_event_data,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        generated::bpf_find_vma,
+    },
+    macros::{fentry, fexit, kprobe, kretprobe, map, perf_event, tracepoint},
+    maps::{HashMap, PerCpuArray, RingBuf},
+    programs::{
+        FEntryContext, FExitContext, PerfEventContext, ProbeContext, RetProbeContext,
+        TracePointContext,
+    },
+    EbpfContext,
+};
+use aya_log_ebpf::warn;
+use huge_fault_common::{
+    counter, rflags, source, FaultRecord, Filter, InFlight, KernelOffsets,
+};
+
+/// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Per-thread fault in flight, keyed by tid.
+#[map]
+static INFLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(16384, 0);
+
+/// Anomaly and loss counters, indexed by `huge_fault_common::counter`.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Member offsets from the running kernel's BTF, set by the tool before load.
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets {
+    valid: 0,
+    vma_start: 0,
+    vma_end: 0,
+    vma_flags: 0,
+    vma_pgoff: 0,
+    vma_file: 0,
+    file_inode: 0,
+    inode_ino: 0,
+    inode_sb: 0,
+    sb_dev: 0,
+};
+
+/// Process filter, set by the tool before load.
+#[unsafe(no_mangle)]
+static FILTER: Filter = Filter { target_tgid: 0, self_tgid: 0 };
+
+#[inline(always)]
+fn offsets() -> KernelOffsets {
+    // SAFETY: a read of our own .rodata global; volatile so the value the loader wrote is
+    // not constant-folded away at compile time.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+fn bump(idx: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(idx) {
+        // SAFETY: a per-CPU slot; programs do not migrate CPUs while running.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Whether this thread group is traced. Returns the (tgid, tid) pair.
+#[inline(always)]
+fn wanted() -> Option<(u32, u32)> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    // SAFETY: see offsets().
+    let filter = unsafe { core::ptr::read_volatile(&FILTER) };
+    if filter.self_tgid != 0 && tgid == filter.self_tgid {
+        return None;
+    }
+    if filter.target_tgid != 0 && tgid != filter.target_tgid {
+        return None;
+    }
+    Some((tgid, tid))
+}
+
+#[inline(always)]
+fn read_u64(base: u64, off: u32) -> u64 {
+    // SAFETY: bpf_probe_read_kernel tolerates any address; a bad one yields an error.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const u64) }.unwrap_or(0)
+}
+
+#[inline(always)]
+fn read_u32(base: u64, off: u32) -> u32 {
+    // SAFETY: as read_u64.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const u32) }.unwrap_or(0)
+}
+
+/// What the programs keep of a VMA.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct VmaInfo {
+    start: u64,
+    end: u64,
+    flags: u64,
+    pgoff: u64,
+    inode: u64,
+    dev: u32,
+    found: u32,
+}
+
+#[inline(always)]
+fn read_vma(vma: u64, out: &mut VmaInfo) {
+    let o = offsets();
+    if o.valid == 0 || vma == 0 {
+        return;
+    }
+    out.start = read_u64(vma, o.vma_start);
+    out.end = read_u64(vma, o.vma_end);
+    out.flags = read_u64(vma, o.vma_flags);
+    out.pgoff = read_u64(vma, o.vma_pgoff);
+    let file = read_u64(vma, o.vma_file);
+    if file != 0 {
+        let inode = read_u64(file, o.file_inode);
+        if inode != 0 {
+            out.inode = read_u64(inode, o.inode_ino);
+            let sb = read_u64(inode, o.inode_sb);
+            if sb != 0 {
+                out.dev = read_u32(sb, o.sb_dev);
+            }
+        }
+    }
+    out.found = 1;
+}
+
+/// Fills the parts every record shares and submits it. Counts a drop when the ring is full.
+#[inline(always)]
+fn submit(
+    tgid: u32,
+    tid: u32,
+    src: u8,
+    mut flags: u16,
+    start_ns: u64,
+    address: u64,
+    vma: &VmaInfo,
+    fault_flags: u32,
+    ret: u32,
+    ip: u64,
+    error_code: u32,
+) {
+    let Some(mut entry) = EVENTS.reserve::<FaultRecord>(0) else {
+        bump(counter::RINGBUF_DROPS);
+        return;
+    };
+    if vma.found != 0 {
+        flags |= rflags::HAS_VMA;
+    }
+    entry.write(FaultRecord {
+        start_ns,
+        // SAFETY: helper without preconditions.
+        end_ns: unsafe { bpf_ktime_get_ns() },
+        address,
+        ip,
+        vma_start: vma.start,
+        vma_end: vma.end,
+        vma_flags: vma.flags,
+        vma_pgoff: vma.pgoff,
+        inode: vma.inode,
+        // SAFETY: helper without preconditions.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        dev: vma.dev,
+        tgid,
+        tid,
+        fault_flags,
+        ret,
+        error_code,
+        source: src,
+        _pad0: 0,
+        flags,
+        _pad1: 0,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    });
+    entry.submit(0);
+    bump(counter::RECORDS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// handle_mm_fault entry and return: shared by the fentry and kprobe flavours.
+// ---------------------------------------------------------------------------------------------
+
+#[inline(always)]
+fn hmf_entry<C: EbpfContext>(ctx: &C, vma: u64, address: u64, fault_flags: u32) {
+    let Some((_tgid, tid)) = wanted() else { return };
+    if let Some(state) = INFLIGHT.get_ptr_mut(tid) {
+        // SAFETY: a map value of this thread; only this thread touches its key.
+        unsafe { (*state).depth += 1 };
+        bump(counter::NESTED);
+        warn!(
+            ctx,
+            "handle_mm_fault entered on tid {} while a fault is in flight (nested fault or a missed return), address {:x}",
+            tid,
+            address
+        );
+        return;
+    }
+    let state = InFlight {
+        // SAFETY: helper without preconditions.
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        address,
+        vma_or_ip: vma,
+        fault_flags,
+        depth: 0,
+        error_code: 0,
+        _pad: 0,
+    };
+    if INFLIGHT.insert(tid, state, 0).is_err() {
+        bump(counter::INFLIGHT_FULL);
+    }
+}
+
+/// `args` is `Some((vma, address, flags))` where the return probe can read the arguments (fexit).
+#[inline(always)]
+fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, ret: u32) {
+    let Some((tgid, tid)) = wanted() else { return };
+    let mut flags = rflags::HAS_RET;
+    let mut vma = VmaInfo::default();
+    let (start_ns, vma_ptr, address, fault_flags);
+    match INFLIGHT.get_ptr_mut(tid) {
+        Some(state) => {
+            // SAFETY: this thread's own map value.
+            let st = unsafe { &mut *state };
+            if st.depth > 0 {
+                // The inner call of a nested pair returns first; keep the outer state.
+                st.depth -= 1;
+                flags |= rflags::NESTED;
+                start_ns = 0;
+                match args {
+                    Some((v, a, f)) => {
+                        vma_ptr = v;
+                        address = a;
+                        fault_flags = f;
+                        flags |= rflags::HAS_ADDRESS | rflags::HAS_FAULT_FLAGS;
+                    }
+                    None => {
+                        vma_ptr = 0;
+                        address = 0;
+                        fault_flags = 0;
+                    }
+                }
+            } else {
+                start_ns = st.start_ns;
+                vma_ptr = st.vma_or_ip;
+                address = st.address;
+                fault_flags = st.fault_flags;
+                flags |= rflags::HAS_START | rflags::HAS_ADDRESS | rflags::HAS_FAULT_FLAGS;
+                let _ = INFLIGHT.remove(tid);
+            }
+        }
+        None => {
+            bump(counter::NO_ENTRY);
+            warn!(ctx, "handle_mm_fault returned on tid {} without a recorded entry", tid);
+            flags |= rflags::NO_ENTRY;
+            start_ns = 0;
+            match args {
+                Some((v, a, f)) => {
+                    vma_ptr = v;
+                    address = a;
+                    fault_flags = f;
+                    flags |= rflags::HAS_ADDRESS | rflags::HAS_FAULT_FLAGS;
+                }
+                None => {
+                    vma_ptr = 0;
+                    address = 0;
+                    fault_flags = 0;
+                }
+            }
+        }
+    }
+    read_vma(vma_ptr, &mut vma);
+    submit(tgid, tid, src, flags, start_ns, address, &vma, fault_flags, ret, 0, 0);
+}
+
+#[fentry(function = "handle_mm_fault")]
+pub fn hf_fentry_handle_mm_fault(ctx: FEntryContext) -> u32 {
+    let vma: u64 = ctx.arg(0);
+    let address: u64 = ctx.arg(1);
+    let flags: u32 = ctx.arg(2);
+    hmf_entry(&ctx, vma, address, flags);
+    0
+}
+
+#[fexit(function = "handle_mm_fault")]
+pub fn hf_fexit_handle_mm_fault(ctx: FExitContext) -> u32 {
+    let vma: u64 = ctx.arg(0);
+    let address: u64 = ctx.arg(1);
+    let flags: u32 = ctx.arg(2);
+    // handle_mm_fault has four arguments; fexit's return value follows them.
+    let ret: u32 = ctx.arg(4);
+    hmf_return(&ctx, source::FEXIT, Some((vma, address, flags)), ret);
+    0
+}
+
+#[kprobe]
+pub fn hf_kprobe_handle_mm_fault(ctx: ProbeContext) -> u32 {
+    let vma: u64 = ctx.arg(0).unwrap_or(0);
+    let address: u64 = ctx.arg(1).unwrap_or(0);
+    let flags: u32 = ctx.arg(2).unwrap_or(0);
+    hmf_entry(&ctx, vma, address, flags);
+    0
+}
+
+#[kretprobe]
+pub fn hf_kretprobe_handle_mm_fault(ctx: RetProbeContext) -> u32 {
+    let ret: u32 = ctx.ret();
+    hmf_return(&ctx, source::KRETPROBE, None, ret);
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tracepoint-only mode.
+// ---------------------------------------------------------------------------------------------
+
+/// `exceptions:page_fault_{user,kernel}`: `address` at 8, `ip` at 16, `error_code` at 24
+/// (the tool checks the format file before attaching).
+#[inline(always)]
+fn exception_entry(ctx: &TracePointContext, which: u32) {
+    bump(which);
+    let Some((_tgid, tid)) = wanted() else { return };
+    // SAFETY: offsets inside the tracepoint record, checked by the tool against the format.
+    let address: u64 = unsafe { ctx.read_at(8) }.unwrap_or(0);
+    let ip: u64 = unsafe { ctx.read_at(16) }.unwrap_or(0);
+    let error_code: u64 = unsafe { ctx.read_at(24) }.unwrap_or(0);
+    let state = InFlight {
+        // SAFETY: helper without preconditions.
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        address,
+        vma_or_ip: ip,
+        fault_flags: 0,
+        depth: 0,
+        error_code: error_code as u32,
+        _pad: 0,
+    };
+    // Overwrites a stale entry of an exception that never reached completion (SIGSEGV,
+    // spurious fault): those are counted as exceptions without a completion.
+    if INFLIGHT.insert(tid, state, 0).is_err() {
+        bump(counter::INFLIGHT_FULL);
+    }
+}
+
+#[tracepoint]
+pub fn hf_tp_page_fault_user(ctx: TracePointContext) -> u32 {
+    exception_entry(&ctx, counter::EXC_USER);
+    0
+}
+
+#[tracepoint]
+pub fn hf_tp_page_fault_kernel(ctx: TracePointContext) -> u32 {
+    exception_entry(&ctx, counter::EXC_KERNEL);
+    0
+}
+
+/// `bpf_find_vma` callback: copies the VMA into the caller's stack buffer.
+extern "C" fn find_vma_cb(_task: *mut c_void, vma: *mut c_void, out: *mut c_void) -> i64 {
+    // SAFETY: `out` is the caller's VmaInfo on its stack, as passed to bpf_find_vma.
+    let out = unsafe { &mut *out.cast::<VmaInfo>() };
+    read_vma(vma as u64, out);
+    0
+}
+
+#[inline(always)]
+fn perf_completion(ctx: &PerfEventContext, src: u8) {
+    let Some((tgid, tid)) = wanted() else { return };
+    // SAFETY: the context of a perf_event program is a bpf_perf_event_data.
+    let address = unsafe { (*ctx.ctx.cast::<bpf_perf_event_data>()).addr };
+    let mut flags = rflags::HAS_ADDRESS;
+    let (mut start_ns, mut ip, mut error_code) = (0, 0, 0);
+    if let Some(state) = INFLIGHT.get_ptr(tid) {
+        // SAFETY: this thread's own map value.
+        let st = unsafe { &*state };
+        // The entry belongs to this completion when it faulted on the same page.
+        if st.address >> 12 == address >> 12 {
+            start_ns = st.start_ns;
+            ip = st.vma_or_ip;
+            error_code = st.error_code;
+            flags |= rflags::HAS_START | rflags::HAS_EXCEPTION;
+        }
+        let _ = INFLIGHT.remove(tid);
+    }
+    let mut vma = VmaInfo::default();
+    if offsets().valid != 0 {
+        // SAFETY: the current task is valid for the program's duration; the callback is a
+        // static subprogram and `vma` is on our stack.
+        let rc = unsafe {
+            bpf_find_vma(
+                bpf_get_current_task() as *mut _,
+                address,
+                find_vma_cb as *mut c_void,
+                (&mut vma as *mut VmaInfo).cast(),
+                0,
+            )
+        };
+        if rc != 0 || vma.found == 0 {
+            bump(counter::VMA_LOOKUP_FAILED);
+            flags |= rflags::VMA_LOOKUP_FAILED;
+            vma.found = 0;
+        }
+    }
+    submit(tgid, tid, src, flags, start_ns, address, &vma, 0, 0, ip, error_code);
+}
+
+#[perf_event]
+pub fn hf_perf_minor_fault(ctx: PerfEventContext) -> u32 {
+    perf_completion(&ctx, source::PERF_MINOR);
+    0
+}
+
+#[perf_event]
+pub fn hf_perf_major_fault(ctx: PerfEventContext) -> u32 {
+    perf_completion(&ctx, source::PERF_MAJOR);
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,496 @@
+//! A small reader for kernel BTF (`/sys/kernel/btf/vmlinux`): enough to find structure member
+//! offsets (through anonymous structs and unions) and function signatures. The eBPF programs are
+//! written in Rust without CO-RE relocations, so the tool resolves the offsets they need here
+//! and hands them over as load-time constants.
+
+use std::collections::HashMap;
+
+use thiserror::Error;
+
+const BTF_MAGIC: u16 = 0xeb9f;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BtfError {
+    #[error("not BTF (bad magic {0:#06x})")]
+    BadMagic(u16),
+    #[error("truncated BTF: {0}")]
+    Truncated(&'static str),
+    #[error("unknown BTF kind {kind} at type id {id}")]
+    UnknownKind { kind: u32, id: u32 },
+    #[error("struct {0} not found in BTF")]
+    NoStruct(String),
+    #[error("member {member} not found in struct {strukt}")]
+    NoMember { strukt: String, member: String },
+    #[error("member {member} of struct {strukt} is a bit field")]
+    BitField { strukt: String, member: String },
+}
+
+pub mod kind {
+    pub const INT: u32 = 1;
+    pub const PTR: u32 = 2;
+    pub const ARRAY: u32 = 3;
+    pub const STRUCT: u32 = 4;
+    pub const UNION: u32 = 5;
+    pub const ENUM: u32 = 6;
+    pub const FWD: u32 = 7;
+    pub const TYPEDEF: u32 = 8;
+    pub const VOLATILE: u32 = 9;
+    pub const CONST: u32 = 10;
+    pub const RESTRICT: u32 = 11;
+    pub const FUNC: u32 = 12;
+    pub const FUNC_PROTO: u32 = 13;
+    pub const VAR: u32 = 14;
+    pub const DATASEC: u32 = 15;
+    pub const FLOAT: u32 = 16;
+    pub const DECL_TAG: u32 = 17;
+    pub const TYPE_TAG: u32 = 18;
+    pub const ENUM64: u32 = 19;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub type_id: u32,
+    /// Offset in bits from the start of the containing type.
+    pub bit_offset: u32,
+    /// Bit-field size, 0 for an ordinary member.
+    pub bitfield_size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Type {
+    pub kind: u32,
+    pub name: String,
+    /// `size` for INT/STRUCT/UNION/ENUM/FLOAT, the referenced type id for the others.
+    pub size_or_type: u32,
+    /// Struct/union members, or function prototype parameters (offset 0).
+    pub members: Vec<Member>,
+}
+
+/// Parsed BTF: types by id (id 0 is `void`).
+#[derive(Debug)]
+pub struct Btf {
+    types: Vec<Type>,
+    by_name: HashMap<(u32, String), u32>,
+}
+
+fn u16_at(b: &[u8], off: usize) -> Result<u16, BtfError> {
+    b.get(off..off + 2)
+        .map(|s| u16::from_le_bytes([s[0], s[1]]))
+        .ok_or(BtfError::Truncated("header"))
+}
+
+fn u32_at(b: &[u8], off: usize, what: &'static str) -> Result<u32, BtfError> {
+    b.get(off..off + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or(BtfError::Truncated(what))
+}
+
+impl Btf {
+    pub fn from_sys_fs() -> std::io::Result<Vec<u8>> {
+        std::fs::read("/sys/kernel/btf/vmlinux")
+    }
+
+    pub fn parse(b: &[u8]) -> Result<Self, BtfError> {
+        let magic = u16_at(b, 0)?;
+        if magic != BTF_MAGIC {
+            return Err(BtfError::BadMagic(magic));
+        }
+        let hdr_len = u32_at(b, 4, "header")? as usize;
+        let type_off = u32_at(b, 8, "header")? as usize;
+        let type_len = u32_at(b, 12, "header")? as usize;
+        let str_off = u32_at(b, 16, "header")? as usize;
+        let str_len = u32_at(b, 20, "header")? as usize;
+        let types_bytes = b
+            .get(hdr_len + type_off..hdr_len + type_off + type_len)
+            .ok_or(BtfError::Truncated("type section"))?;
+        let strings = b
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .ok_or(BtfError::Truncated("string section"))?;
+        let name = |off: u32| -> String {
+            let start = off as usize;
+            match strings.get(start..) {
+                Some(rest) => {
+                    let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+                    String::from_utf8_lossy(&rest[..end]).into_owned()
+                }
+                None => String::new(),
+            }
+        };
+
+        let mut types = vec![Type {
+            kind: 0,
+            name: "void".into(),
+            size_or_type: 0,
+            members: Vec::new(),
+        }];
+        let mut p = 0usize;
+        while p < types_bytes.len() {
+            let id = types.len() as u32;
+            let name_off = u32_at(types_bytes, p, "type")?;
+            let info = u32_at(types_bytes, p + 4, "type")?;
+            let size_or_type = u32_at(types_bytes, p + 8, "type")?;
+            p += 12;
+            let vlen = (info & 0xffff) as usize;
+            let k = (info >> 24) & 0x1f;
+            let kind_flag = info >> 31 == 1;
+            let mut members = Vec::new();
+            match k {
+                kind::INT => p += 4,
+                kind::PTR
+                | kind::FWD
+                | kind::TYPEDEF
+                | kind::VOLATILE
+                | kind::CONST
+                | kind::RESTRICT
+                | kind::FUNC
+                | kind::FLOAT
+                | kind::TYPE_TAG => {}
+                kind::ARRAY => p += 12,
+                kind::STRUCT | kind::UNION => {
+                    for _ in 0..vlen {
+                        let m_name = u32_at(types_bytes, p, "member")?;
+                        let m_type = u32_at(types_bytes, p + 4, "member")?;
+                        let m_off = u32_at(types_bytes, p + 8, "member")?;
+                        let (bit_offset, bitfield_size) = if kind_flag {
+                            (m_off & 0x00ff_ffff, m_off >> 24)
+                        } else {
+                            (m_off, 0)
+                        };
+                        members.push(Member {
+                            name: name(m_name),
+                            type_id: m_type,
+                            bit_offset,
+                            bitfield_size,
+                        });
+                        p += 12;
+                    }
+                }
+                kind::ENUM => p += 8 * vlen,
+                kind::ENUM64 => p += 12 * vlen,
+                kind::FUNC_PROTO => {
+                    for _ in 0..vlen {
+                        let a_name = u32_at(types_bytes, p, "param")?;
+                        let a_type = u32_at(types_bytes, p + 4, "param")?;
+                        members.push(Member {
+                            name: name(a_name),
+                            type_id: a_type,
+                            bit_offset: 0,
+                            bitfield_size: 0,
+                        });
+                        p += 8;
+                    }
+                }
+                kind::VAR => p += 4,
+                kind::DATASEC => p += 12 * vlen,
+                kind::DECL_TAG => p += 4,
+                other => return Err(BtfError::UnknownKind { kind: other, id }),
+            }
+            if p > types_bytes.len() {
+                return Err(BtfError::Truncated("type data"));
+            }
+            types.push(Type {
+                kind: k,
+                name: name(name_off),
+                size_or_type,
+                members,
+            });
+        }
+        let mut by_name = HashMap::new();
+        for (id, t) in types.iter().enumerate() {
+            if !t.name.is_empty() {
+                by_name.entry((t.kind, t.name.clone())).or_insert(id as u32);
+            }
+        }
+        Ok(Self { types, by_name })
+    }
+
+    pub fn type_by_id(&self, id: u32) -> Option<&Type> {
+        self.types.get(id as usize)
+    }
+
+    pub fn find(&self, kind: u32, name: &str) -> Option<u32> {
+        self.by_name.get(&(kind, name.to_string())).copied()
+    }
+
+    /// Byte offset of `member` in `struct strukt`, looking through anonymous structs and
+    /// unions the way C does.
+    pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
+        let id = self
+            .find(kind::STRUCT, strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        match self.find_member_bits(id, member, 0) {
+            Some((bits, 0)) if bits % 8 == 0 => Ok(bits / 8),
+            Some(_) => Err(BtfError::BitField {
+                strukt: strukt.into(),
+                member: member.into(),
+            }),
+            None => Err(BtfError::NoMember {
+                strukt: strukt.into(),
+                member: member.into(),
+            }),
+        }
+    }
+
+    fn find_member_bits(&self, id: u32, member: &str, base: u32) -> Option<(u32, u32)> {
+        let t = self.type_by_id(id)?;
+        for m in &t.members {
+            if m.name == member {
+                return Some((base + m.bit_offset, m.bitfield_size));
+            }
+        }
+        for m in &t.members {
+            if m.name.is_empty() {
+                let inner = self.skip_modifiers(m.type_id);
+                let it = self.type_by_id(inner)?;
+                if (it.kind == kind::STRUCT || it.kind == kind::UNION)
+                    && let Some(found) = self.find_member_bits(inner, member, base + m.bit_offset)
+                {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+
+    /// Follows typedef/const/volatile/restrict/type-tag chains.
+    pub fn skip_modifiers(&self, mut id: u32) -> u32 {
+        for _ in 0..32 {
+            match self.type_by_id(id) {
+                Some(t)
+                    if matches!(
+                        t.kind,
+                        kind::TYPEDEF
+                            | kind::VOLATILE
+                            | kind::CONST
+                            | kind::RESTRICT
+                            | kind::TYPE_TAG
+                    ) =>
+                {
+                    id = t.size_or_type
+                }
+                _ => break,
+            }
+        }
+        id
+    }
+
+    /// Parameters of kernel function `func` as (name, type id), if BTF describes it.
+    pub fn func_params(&self, func: &str) -> Option<Vec<(String, u32)>> {
+        let f = self.type_by_id(self.find(kind::FUNC, func)?)?;
+        let proto = self.type_by_id(f.size_or_type)?;
+        (proto.kind == kind::FUNC_PROTO).then(|| {
+            proto
+                .members
+                .iter()
+                .map(|m| (m.name.clone(), m.type_id))
+                .collect()
+        })
+    }
+}
+
+/// Builds small BTF blobs for tests.
+#[cfg(test)]
+pub(crate) mod build {
+    #[derive(Default)]
+    pub struct BtfBuilder {
+        types: Vec<u8>,
+        strings: Vec<u8>,
+        next_id: u32,
+    }
+
+    impl BtfBuilder {
+        pub fn new() -> Self {
+            Self {
+                types: Vec::new(),
+                strings: vec![0],
+                next_id: 1,
+            }
+        }
+        fn s(&mut self, name: &str) -> u32 {
+            if name.is_empty() {
+                return 0;
+            }
+            let off = self.strings.len() as u32;
+            self.strings.extend_from_slice(name.as_bytes());
+            self.strings.push(0);
+            off
+        }
+        fn head(&mut self, name: &str, kind: u32, vlen: u32, kflag: bool, sot: u32) -> u32 {
+            let n = self.s(name);
+            let info = (vlen & 0xffff) | (kind << 24) | (u32::from(kflag) << 31);
+            for v in [n, info, sot] {
+                self.types.extend_from_slice(&v.to_le_bytes());
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            id
+        }
+        pub fn int(&mut self, name: &str, size: u32) -> u32 {
+            let id = self.head(name, super::kind::INT, 0, false, size);
+            self.types.extend_from_slice(&(size * 8).to_le_bytes());
+            id
+        }
+        pub fn ptr(&mut self, to: u32) -> u32 {
+            self.head("", super::kind::PTR, 0, false, to)
+        }
+        pub fn typedef(&mut self, name: &str, to: u32) -> u32 {
+            self.head(name, super::kind::TYPEDEF, 0, false, to)
+        }
+        /// `members`: (name, type, bit offset, bitfield size).
+        pub fn composite(
+            &mut self,
+            kind: u32,
+            name: &str,
+            size: u32,
+            members: &[(&str, u32, u32, u32)],
+        ) -> u32 {
+            let kflag = members.iter().any(|m| m.3 != 0);
+            let id = self.head(name, kind, members.len() as u32, kflag, size);
+            for &(mname, ty, off, bits) in members {
+                let n = self.s(mname);
+                let o = if kflag { off | (bits << 24) } else { off };
+                for v in [n, ty, o] {
+                    self.types.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            id
+        }
+        pub fn func(&mut self, name: &str, ret: u32, params: &[(&str, u32)]) -> u32 {
+            let proto = self.head("", super::kind::FUNC_PROTO, params.len() as u32, false, ret);
+            for &(pname, ty) in params {
+                let n = self.s(pname);
+                for v in [n, ty] {
+                    self.types.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            self.head(name, super::kind::FUNC, 0, false, proto)
+        }
+        pub fn finish(self) -> Vec<u8> {
+            let mut out = Vec::new();
+            out.extend_from_slice(&0xeb9fu16.to_le_bytes());
+            out.push(1);
+            out.push(0);
+            for v in [
+                24u32,
+                0,
+                self.types.len() as u32,
+                self.types.len() as u32,
+                self.strings.len() as u32,
+            ] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(&self.types);
+            out.extend_from_slice(&self.strings);
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::BtfBuilder;
+    use super::*;
+
+    /// A vm_area_struct shaped like 6.18's: vm_start/vm_end inside an anonymous struct inside an
+    /// anonymous union, vm_flags inside an anonymous union.
+    fn sample() -> Vec<u8> {
+        let mut b = BtfBuilder::new();
+        let ul = b.int("unsigned long", 8);
+        let vmf = b.typedef("vm_flags_t", ul);
+        let file = b.composite(kind::STRUCT, "file", 8, &[("f_inode", 0, 0, 0)]);
+        let pfile = b.ptr(file);
+        let inner = b.composite(
+            kind::STRUCT,
+            "",
+            16,
+            &[("vm_start", ul, 0, 0), ("vm_end", ul, 64, 0)],
+        );
+        let un1 = b.composite(kind::UNION, "", 16, &[("", inner, 0, 0), ("vm_freeptr", ul, 0, 0)]);
+        let un2 = b.composite(
+            kind::UNION,
+            "",
+            8,
+            &[("vm_flags", vmf, 0, 0), ("__vm_flags", vmf, 0, 0)],
+        );
+        let vma = b.composite(
+            kind::STRUCT,
+            "vm_area_struct",
+            96,
+            &[
+                ("", un1, 0, 0),
+                ("vm_mm", ul, 128, 0),
+                ("", un2, 256, 0),
+                ("vm_pgoff", ul, 640, 0),
+                ("vm_file", pfile, 704, 0),
+                ("bits", ul, 768, 3),
+            ],
+        );
+        let pvma = b.ptr(vma);
+        b.func("handle_mm_fault", ul, &[("vma", pvma), ("address", ul)]);
+        b.finish()
+    }
+
+    #[test]
+    fn finds_members_through_anonymous_unions() {
+        let btf = Btf::parse(&sample()).unwrap();
+        assert_eq!(btf.member_offset("vm_area_struct", "vm_start"), Ok(0));
+        assert_eq!(btf.member_offset("vm_area_struct", "vm_end"), Ok(8));
+        assert_eq!(btf.member_offset("vm_area_struct", "vm_flags"), Ok(32));
+        assert_eq!(btf.member_offset("vm_area_struct", "vm_pgoff"), Ok(80));
+        assert_eq!(btf.member_offset("vm_area_struct", "vm_file"), Ok(88));
+        assert_eq!(btf.member_offset("file", "f_inode"), Ok(0));
+    }
+
+    #[test]
+    fn reports_missing_and_bitfield_members() {
+        let btf = Btf::parse(&sample()).unwrap();
+        assert_eq!(
+            btf.member_offset("vm_area_struct", "nope"),
+            Err(BtfError::NoMember {
+                strukt: "vm_area_struct".into(),
+                member: "nope".into()
+            })
+        );
+        assert!(matches!(
+            btf.member_offset("vm_area_struct", "bits"),
+            Err(BtfError::BitField { .. })
+        ));
+        assert_eq!(
+            btf.member_offset("mm_struct", "pgd"),
+            Err(BtfError::NoStruct("mm_struct".into()))
+        );
+    }
+
+    #[test]
+    fn reads_function_parameters() {
+        let btf = Btf::parse(&sample()).unwrap();
+        let params = btf.func_params("handle_mm_fault").unwrap();
+        let names: Vec<_> = params.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(names, ["vma", "address"]);
+        assert!(btf.func_params("absent").is_none());
+    }
+
+    #[test]
+    fn rejects_garbage_and_truncation() {
+        assert_eq!(Btf::parse(&[0, 0, 0, 0]).unwrap_err(), BtfError::BadMagic(0));
+        let mut blob = sample();
+        blob.truncate(blob.len() - 40);
+        assert!(matches!(Btf::parse(&blob), Err(BtfError::Truncated(_))));
+        assert!(matches!(Btf::parse(&[0x9f]), Err(BtfError::Truncated(_))));
+    }
+
+    /// On a host with kernel BTF, the members every kernel since 5.x keeps at fixed offsets.
+    #[test]
+    fn host_kernel_btf_when_present() {
+        let Ok(raw) = Btf::from_sys_fs() else {
+            eprintln!("skipped: no /sys/kernel/btf/vmlinux on this host");
+            return;
+        };
+        let btf = Btf::parse(&raw).expect("the running kernel's BTF parses");
+        assert_eq!(btf.member_offset("vm_area_struct", "vm_start"), Ok(0));
+        assert_eq!(btf.member_offset("vm_area_struct", "vm_end"), Ok(8));
+        assert!(btf.member_offset("vm_area_struct", "vm_flags").is_ok());
+        assert_eq!(btf.func_params("handle_mm_fault").map(|p| p.len()), Some(4));
+    }
+}
