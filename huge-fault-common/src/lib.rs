@@ -124,13 +124,16 @@ impl FaultRecord {
 pub struct InFlight {
     pub start_ns: u64,
     pub address: u64,
-    /// `struct vm_area_struct *` (kprobe/fentry), or the user ip (tracepoint).
-    pub vma_or_ip: u64,
+    /// `struct vm_area_struct *` (kprobe/fentry), 0 in tracepoint mode.
+    pub vma: u64,
+    /// User instruction pointer, from the exception tracepoint.
+    pub ip: u64,
     pub fault_flags: u32,
     /// How many more entries than returns were seen on this thread.
     pub depth: u32,
     pub error_code: u32,
-    pub _pad: u32,
+    /// 1 when `ip` and `error_code` are valid.
+    pub has_exception: u32,
 }
 
 /// Indices into the per-CPU `COUNTERS` array.
@@ -216,7 +219,7 @@ mod tests {
         assert_eq!(core::mem::offset_of!(FaultRecord, source), 104);
         assert_eq!(core::mem::offset_of!(FaultRecord, flags), 106);
         assert_eq!(core::mem::offset_of!(FaultRecord, comm), 112);
-        assert_eq!(core::mem::size_of::<InFlight>(), 40);
+        assert_eq!(core::mem::size_of::<InFlight>(), 48);
     }
 
     #[test]

@@ -18,11 +18,11 @@ use aya_ebpf::{
     bindings::bpf_perf_event_data,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        generated::bpf_find_vma,
+        bpf_ktime_get_ns, bpf_probe_read_kernel,
+        generated::{bpf_find_vma, bpf_get_current_task_btf},
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, perf_event, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::{
         FEntryContext, FExitContext, PerfEventContext, ProbeContext, RetProbeContext,
         TracePointContext,
@@ -38,9 +38,14 @@ use huge_fault_common::{
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
-/// Per-thread fault in flight, keyed by tid.
+/// Per-thread `handle_mm_fault` call in flight, keyed by tid. LRU, so that the entries of
+/// threads that died mid-fault are recycled instead of filling the map.
 #[map]
-static INFLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(16384, 0);
+static INFLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(16384, 0);
+
+/// Per-thread fault exception not yet completed, keyed by tid (exceptions tracepoints).
+#[map]
+static EXCEPTIONS: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(16384, 0);
 
 /// Anomaly and loss counters, indexed by `huge_fault_common::counter`.
 #[map]
@@ -204,7 +209,7 @@ fn submit(
 #[inline(always)]
 fn hmf_entry<C: EbpfContext>(ctx: &C, vma: u64, address: u64, fault_flags: u32) {
     let Some((_tgid, tid)) = wanted() else { return };
-    if let Some(state) = INFLIGHT.get_ptr_mut(tid) {
+    if let Some(state) = INFLIGHT.get_ptr_mut(&tid) {
         // SAFETY: a map value of this thread; only this thread touches its key.
         unsafe { (*state).depth += 1 };
         bump(counter::NESTED);
@@ -216,17 +221,28 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, vma: u64, address: u64, fault_flags: u32) 
         );
         return;
     }
-    let state = InFlight {
+    let mut state = InFlight {
         // SAFETY: helper without preconditions.
         start_ns: unsafe { bpf_ktime_get_ns() },
         address,
-        vma_or_ip: vma,
+        vma,
+        ip: 0,
         fault_flags,
         depth: 0,
         error_code: 0,
-        _pad: 0,
+        has_exception: 0,
     };
-    if INFLIGHT.insert(tid, state, 0).is_err() {
+    // The exception that led here, when the tracepoints are attached and it is this page.
+    // SAFETY: this thread's own map value, copied out.
+    if let Some(exc) = unsafe { EXCEPTIONS.get(&tid) }.copied() {
+        if exc.address >> 12 == address >> 12 {
+            state.ip = exc.ip;
+            state.error_code = exc.error_code;
+            state.has_exception = 1;
+        }
+        let _ = EXCEPTIONS.remove(&tid);
+    }
+    if INFLIGHT.insert(&tid, &state, 0).is_err() {
         bump(counter::INFLIGHT_FULL);
     }
 }
@@ -238,7 +254,8 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
     let mut flags = rflags::HAS_RET;
     let mut vma = VmaInfo::default();
     let (start_ns, vma_ptr, address, fault_flags);
-    match INFLIGHT.get_ptr_mut(tid) {
+    let (mut ip, mut error_code) = (0, 0);
+    match INFLIGHT.get_ptr_mut(&tid) {
         Some(state) => {
             // SAFETY: this thread's own map value.
             let st = unsafe { &mut *state };
@@ -262,11 +279,16 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
                 }
             } else {
                 start_ns = st.start_ns;
-                vma_ptr = st.vma_or_ip;
+                vma_ptr = st.vma;
                 address = st.address;
                 fault_flags = st.fault_flags;
                 flags |= rflags::HAS_START | rflags::HAS_ADDRESS | rflags::HAS_FAULT_FLAGS;
-                let _ = INFLIGHT.remove(tid);
+                if st.has_exception != 0 {
+                    ip = st.ip;
+                    error_code = st.error_code;
+                    flags |= rflags::HAS_EXCEPTION;
+                }
+                let _ = INFLIGHT.remove(&tid);
             }
         }
         None => {
@@ -290,7 +312,7 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
         }
     }
     read_vma(vma_ptr, &mut vma);
-    submit(tgid, tid, src, flags, start_ns, address, &vma, fault_flags, ret, 0, 0);
+    submit(tgid, tid, src, flags, start_ns, address, &vma, fault_flags, ret, ip, error_code);
 }
 
 #[fentry(function = "handle_mm_fault")]
@@ -337,25 +359,28 @@ pub fn hf_kretprobe_handle_mm_fault(ctx: RetProbeContext) -> u32 {
 /// (the tool checks the format file before attaching).
 #[inline(always)]
 fn exception_entry(ctx: &TracePointContext, which: u32) {
-    bump(which);
     let Some((_tgid, tid)) = wanted() else { return };
+    bump(which);
     // SAFETY: offsets inside the tracepoint record, checked by the tool against the format.
     let address: u64 = unsafe { ctx.read_at(8) }.unwrap_or(0);
+    // SAFETY: as above.
     let ip: u64 = unsafe { ctx.read_at(16) }.unwrap_or(0);
+    // SAFETY: as above.
     let error_code: u64 = unsafe { ctx.read_at(24) }.unwrap_or(0);
     let state = InFlight {
         // SAFETY: helper without preconditions.
         start_ns: unsafe { bpf_ktime_get_ns() },
         address,
-        vma_or_ip: ip,
+        vma: 0,
+        ip,
         fault_flags: 0,
         depth: 0,
         error_code: error_code as u32,
-        _pad: 0,
+        has_exception: 1,
     };
-    // Overwrites a stale entry of an exception that never reached completion (SIGSEGV,
-    // spurious fault): those are counted as exceptions without a completion.
-    if INFLIGHT.insert(tid, state, 0).is_err() {
+    // Overwrites a stale entry of an exception that never completed (SIGSEGV, a spurious
+    // fault, a fault fixed up by the kernel): those show as exceptions without completion.
+    if EXCEPTIONS.insert(&tid, &state, 0).is_err() {
         bump(counter::INFLIGHT_FULL);
     }
 }
@@ -387,17 +412,16 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
     let address = unsafe { (*ctx.ctx.cast::<bpf_perf_event_data>()).addr };
     let mut flags = rflags::HAS_ADDRESS;
     let (mut start_ns, mut ip, mut error_code) = (0, 0, 0);
-    if let Some(state) = INFLIGHT.get_ptr(tid) {
-        // SAFETY: this thread's own map value.
-        let st = unsafe { &*state };
-        // The entry belongs to this completion when it faulted on the same page.
+    // SAFETY: this thread's own map value, copied out.
+    if let Some(st) = unsafe { EXCEPTIONS.get(&tid) }.copied() {
+        // The exception belongs to this completion when it faulted on the same page.
         if st.address >> 12 == address >> 12 {
             start_ns = st.start_ns;
-            ip = st.vma_or_ip;
+            ip = st.ip;
             error_code = st.error_code;
             flags |= rflags::HAS_START | rflags::HAS_EXCEPTION;
         }
-        let _ = INFLIGHT.remove(tid);
+        let _ = EXCEPTIONS.remove(&tid);
     }
     let mut vma = VmaInfo::default();
     if offsets().valid != 0 {
@@ -405,7 +429,7 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
         // static subprogram and `vma` is on our stack.
         let rc = unsafe {
             bpf_find_vma(
-                bpf_get_current_task() as *mut _,
+                bpf_get_current_task_btf() as *mut _,
                 address,
                 find_vma_cb as *mut c_void,
                 (&mut vma as *mut VmaInfo).cast(),

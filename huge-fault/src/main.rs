@@ -1,1 +1,15 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use huge_fault::{cli::Args, live};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match live::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("huge-fault: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The analysis core: fault records in, per-process and per-VMA statistics out.
+//!
+//! Plain Rust: fed by the live ring buffer or by a recorded file alike, and unit-tested
+//! without a kernel. A *fault* is one `handle_mm_fault` call that did not return
+//! VM_FAULT_RETRY; a call that did is a *retry call*, linked to the call that completes it
+//! (same thread, same page, FAULT_FLAG_TRIED set).
+
+use std::collections::{BTreeMap, HashMap};
+
+use huge_fault_common::{FaultRecord, rflags, source};
+
+use crate::{hist::Histogram, kernel};
+
+/// Counts of one scope (all, a process, a VMA).
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Faults: calls that did not return VM_FAULT_RETRY (tracepoint mode: completions).
+    pub faults: u64,
+    /// Calls that returned VM_FAULT_RETRY.
+    pub retry_calls: u64,
+    /// Faults whose completing call was preceded by at least one linked retry call.
+    pub retried_faults: u64,
+    /// Faults that failed (OOM, SIGBUS, SIGSEGV, HWPOISON).
+    pub errors: u64,
+    /// Faults that needed I/O (VM_FAULT_MAJOR, or the major-faults event).
+    pub major: u64,
+    /// Write faults (FAULT_FLAG_WRITE, or the x86 error code's write bit).
+    pub writes: u64,
+    /// Latency of each fault's completing call (or exception to completion).
+    pub latency: Histogram,
+}
+
+impl Stats {
+    fn add(&mut self, f: &Classified) {
+        if f.retry {
+            self.retry_calls += 1;
+            return;
+        }
+        self.faults += 1;
+        self.retried_faults += u64::from(f.linked_retries > 0);
+        self.errors += u64::from(f.error);
+        self.major += u64::from(f.major);
+        self.writes += u64::from(f.write);
+        if let Some(ns) = f.latency_ns {
+            self.latency.record(ns);
+        }
+    }
+}
+
+/// What one record says, once interpreted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Classified {
+    pub retry: bool,
+    pub error: bool,
+    pub major: bool,
+    pub write: bool,
+    pub latency_ns: Option<u64>,
+    /// Retry calls on this thread and page that this call completes.
+    pub linked_retries: u32,
+}
+
+/// Identity of a VMA as the kernel saw it at fault time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VmaKey {
+    pub tgid: u32,
+    pub start: u64,
+    pub end: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct VmaStats {
+    pub comm: String,
+    pub flags: u64,
+    pub pgoff: u64,
+    pub inode: u64,
+    pub dev: u32,
+    /// Backing file or `[heap]`-style name, when known.
+    pub name: Option<String>,
+    /// The VMA came from /proc/PID/maps, not from the kernel at fault time.
+    pub from_proc: bool,
+    pub stats: Stats,
+}
+
+impl VmaStats {
+    /// A short class of the mapping, from its flags and backing.
+    pub fn kind(&self) -> &'static str {
+        if self.flags & kernel::VM_HUGETLB != 0 {
+            "hugetlb"
+        } else if self.flags & kernel::VM_PFNMAP != 0 {
+            "pfnmap"
+        } else if self.flags & kernel::VM_MIXEDMAP != 0 {
+            "mixedmap"
+        } else if self.inode == 0 {
+            if self.flags & kernel::VM_SHARED != 0 { "anon-shared" } else { "anon" }
+        } else if self.flags & kernel::VM_SHARED != 0 {
+            "file-shared"
+        } else {
+            "file"
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProcStats {
+    pub comm: String,
+    pub stats: Stats,
+    /// Faults counted in no VMA row because the VMA table was full.
+    pub vma_overflow: u64,
+    /// Faults without a VMA (the lookup failed in the kernel and in /proc).
+    pub no_vma: u64,
+}
+
+/// A VMA found by user space for an address (from /proc/PID/maps).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmaDesc {
+    pub start: u64,
+    pub end: u64,
+    pub pgoff: u64,
+    pub inode: u64,
+    pub shared: bool,
+    pub name: Option<String>,
+}
+
+/// Names VMAs and finds VMAs the kernel side could not; the live tool reads /proc.
+pub trait VmaResolver {
+    /// The VMA of `tgid` that contains `addr`, if any.
+    fn lookup(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc>;
+}
+
+/// A resolver that knows nothing (replay of recordings, tests).
+pub struct NoResolver;
+
+impl VmaResolver for NoResolver {
+    fn lookup(&mut self, _tgid: u32, _addr: u64) -> Option<VmaDesc> {
+        None
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingRetry {
+    page: u64,
+    calls: u32,
+    start_ns: u64,
+}
+
+/// Accumulates records into totals, processes and VMAs.
+#[derive(Debug)]
+pub struct Analyzer {
+    pub totals: Stats,
+    pub processes: BTreeMap<u32, ProcStats>,
+    pub vmas: HashMap<VmaKey, VmaStats>,
+    /// Most VMA rows kept; faults in further VMAs are counted per process as overflow.
+    pub max_vmas: usize,
+    /// Faults counted in no VMA row because the table was full.
+    pub vma_overflow: u64,
+    /// Records that could not be parsed (short or unknown source).
+    pub malformed: u64,
+    /// Records by `source`.
+    pub records: u64,
+    /// Returns without a recorded entry (the tool attached mid-fault).
+    pub no_entry: u64,
+    /// Returns of a nested call.
+    pub nested: u64,
+    /// Retry calls never completed by a later call on the same thread and page.
+    pub unlinked_retries: u64,
+    pending: HashMap<u32, PendingRetry>,
+}
+
+impl Analyzer {
+    pub fn new(max_vmas: usize) -> Self {
+        Self {
+            totals: Stats::default(),
+            processes: BTreeMap::new(),
+            vmas: HashMap::new(),
+            max_vmas,
+            vma_overflow: 0,
+            malformed: 0,
+            records: 0,
+            no_entry: 0,
+            nested: 0,
+            unlinked_retries: 0,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Interprets a record and links retries; updates the pending-retry state.
+    pub fn classify(&mut self, r: &FaultRecord) -> Classified {
+        let from_return = matches!(r.source, source::FEXIT | source::KRETPROBE);
+        let retry = from_return && r.ret & kernel::VM_FAULT_RETRY != 0;
+        let error = from_return
+            && r.ret
+                & (kernel::VM_FAULT_OOM
+                    | kernel::VM_FAULT_SIGBUS
+                    | kernel::VM_FAULT_SIGSEGV
+                    | kernel::VM_FAULT_HWPOISON
+                    | kernel::VM_FAULT_HWPOISON_LARGE)
+                != 0;
+        let major = r.source == source::PERF_MAJOR
+            || from_return && r.ret & kernel::VM_FAULT_MAJOR != 0;
+        let write = (r.has(rflags::HAS_FAULT_FLAGS) && r.fault_flags & kernel::FAULT_FLAG_WRITE != 0)
+            || (!r.has(rflags::HAS_FAULT_FLAGS)
+                && r.has(rflags::HAS_EXCEPTION)
+                && r.error_code & kernel::X86_PF_WRITE != 0);
+        let page = r.address >> 12;
+        let mut latency_ns = r.latency_ns();
+        let mut linked_retries = 0;
+        if from_return && !r.has(rflags::NESTED) {
+            if retry {
+                let entry = self.pending.entry(r.tid).or_insert(PendingRetry {
+                    page,
+                    calls: 0,
+                    start_ns: r.start_ns,
+                });
+                if entry.page != page {
+                    // A retry on another page: the earlier one was never completed.
+                    self.unlinked_retries += u64::from(entry.calls);
+                    *entry = PendingRetry { page, calls: 0, start_ns: r.start_ns };
+                }
+                entry.calls += 1;
+            } else if let Some(p) = self.pending.remove(&r.tid) {
+                if p.page == page && r.fault_flags & kernel::FAULT_FLAG_TRIED != 0 {
+                    linked_retries = p.calls;
+                    // The fault's latency spans its retried calls.
+                    if r.has(rflags::HAS_START) && p.start_ns != 0 && p.start_ns <= r.start_ns {
+                        latency_ns = Some(r.end_ns.saturating_sub(p.start_ns));
+                    }
+                } else {
+                    self.unlinked_retries += u64::from(p.calls);
+                }
+            }
+        }
+        Classified { retry, error, major, write, latency_ns, linked_retries }
+    }
+
+    /// Adds one record. `resolver` names VMAs and fills in VMAs the kernel did not give.
+    pub fn ingest(&mut self, r: &FaultRecord, resolver: &mut dyn VmaResolver) {
+        if !matches!(
+            r.source,
+            source::FEXIT | source::KRETPROBE | source::PERF_MINOR | source::PERF_MAJOR
+        ) {
+            self.malformed += 1;
+            return;
+        }
+        self.records += 1;
+        self.no_entry += u64::from(r.has(rflags::NO_ENTRY));
+        self.nested += u64::from(r.has(rflags::NESTED));
+        let c = self.classify(r);
+        self.totals.add(&c);
+        let comm = String::from_utf8_lossy(r.comm_bytes()).into_owned();
+        let proc = self.processes.entry(r.tgid).or_default();
+        if proc.comm.is_empty() || r.tid == r.tgid {
+            proc.comm.clone_from(&comm);
+        }
+        proc.stats.add(&c);
+
+        let mut vma = None;
+        if r.has(rflags::HAS_VMA) && r.vma_end > r.vma_start {
+            let key = VmaKey { tgid: r.tgid, start: r.vma_start, end: r.vma_end };
+            vma = Some((key, r.vma_flags, r.vma_pgoff, r.inode, r.dev, None, false));
+        } else if r.has(rflags::HAS_ADDRESS) {
+            if let Some(d) = resolver.lookup(r.tgid, r.address) {
+                let key = VmaKey { tgid: r.tgid, start: d.start, end: d.end };
+                let flags = if d.shared { kernel::VM_SHARED } else { 0 };
+                vma = Some((key, flags, d.pgoff, d.inode, 0, d.name, true));
+            }
+        }
+        let Some((key, flags, pgoff, inode, dev, name, from_proc)) = vma else {
+            if !c.retry {
+                proc.no_vma += 1;
+            }
+            return;
+        };
+        if !self.vmas.contains_key(&key) {
+            if self.vmas.len() >= self.max_vmas {
+                if !c.retry {
+                    self.vma_overflow += 1;
+                    proc.vma_overflow += 1;
+                }
+                return;
+            }
+            let name = name.or_else(|| {
+                if from_proc {
+                    None
+                } else {
+                    resolver.lookup(key.tgid, key.start).filter(|d| d.start == key.start).and_then(|d| d.name)
+                }
+            });
+            self.vmas.insert(
+                key,
+                VmaStats {
+                    comm: comm.clone(),
+                    flags,
+                    pgoff,
+                    inode,
+                    dev,
+                    name,
+                    from_proc,
+                    stats: Stats::default(),
+                },
+            );
+        }
+        if let Some(v) = self.vmas.get_mut(&key) {
+            v.stats.add(&c);
+        }
+    }
+
+    /// Retry calls still waiting for their completing call.
+    pub fn pending_retries(&self) -> u64 {
+        self.pending.values().map(|p| u64::from(p.calls)).sum()
+    }
+
+    /// VMA rows, most faults first (ties by process and address).
+    pub fn vmas_sorted(&self) -> Vec<(&VmaKey, &VmaStats)> {
+        let mut v: Vec<_> = self.vmas.iter().collect();
+        v.sort_by(|a, b| {
+            (b.1.stats.faults + b.1.stats.retry_calls)
+                .cmp(&(a.1.stats.faults + a.1.stats.retry_calls))
+                .then(a.0.cmp(b.0))
+        });
+        v
+    }
+
+    /// Processes, most faults first.
+    pub fn processes_sorted(&self) -> Vec<(u32, &ProcStats)> {
+        let mut v: Vec<_> = self.processes.iter().map(|(k, p)| (*k, p)).collect();
+        v.sort_by(|a, b| {
+            (b.1.stats.faults + b.1.stats.retry_calls)
+                .cmp(&(a.1.stats.faults + a.1.stats.retry_calls))
+                .then(a.0.cmp(&b.0))
+        });
+        v
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn rec(src: u8, tgid: u32, tid: u32, addr: u64) -> FaultRecord {
+        let mut r = FaultRecord {
+            source: src,
+            tgid,
+            tid,
+            address: addr,
+            flags: rflags::HAS_ADDRESS,
+            ..Default::default()
+        };
+        r.comm[..4].copy_from_slice(b"work");
+        r
+    }
+
+    pub fn with_vma(mut r: FaultRecord, start: u64, end: u64) -> FaultRecord {
+        r.vma_start = start;
+        r.vma_end = end;
+        r.flags |= rflags::HAS_VMA;
+        r
+    }
+
+    fn ret_call(tid: u32, addr: u64, ret: u32, fault_flags: u32, t: (u64, u64)) -> FaultRecord {
+        let mut r = with_vma(rec(source::KRETPROBE, 100, tid, addr), 0x1000_0000, 0x1100_0000);
+        r.ret = ret;
+        r.fault_flags = fault_flags;
+        r.start_ns = t.0;
+        r.end_ns = t.1;
+        r.flags |= rflags::HAS_RET | rflags::HAS_START | rflags::HAS_FAULT_FLAGS;
+        r
+    }
+
+    #[test]
+    fn counts_faults_per_process_and_vma() {
+        let mut a = Analyzer::new(16);
+        for i in 0..10 {
+            let r = with_vma(rec(source::PERF_MINOR, 7, 7, 0x4000_0000 + i * 4096), 0x4000_0000, 0x4100_0000);
+            a.ingest(&r, &mut NoResolver);
+        }
+        for i in 0..3 {
+            let r = with_vma(rec(source::PERF_MAJOR, 7, 8, 0x5000_0000 + i * 4096), 0x5000_0000, 0x5000_4000);
+            a.ingest(&r, &mut NoResolver);
+        }
+        a.ingest(&with_vma(rec(source::PERF_MINOR, 9, 9, 0x1000), 0x1000, 0x2000), &mut NoResolver);
+        assert_eq!(a.totals.faults, 14);
+        assert_eq!(a.totals.major, 3);
+        assert_eq!(a.processes[&7].stats.faults, 13);
+        assert_eq!(a.processes[&9].stats.faults, 1);
+        let rows = a.vmas_sorted();
+        assert_eq!(rows.len(), 3);
+        assert_eq!((rows[0].0.start, rows[0].1.stats.faults), (0x4000_0000, 10));
+        assert_eq!((rows[1].0.start, rows[1].1.stats.faults, rows[1].1.stats.major), (0x5000_0000, 3, 3));
+        assert_eq!(rows[0].1.kind(), "anon");
+    }
+
+    #[test]
+    fn a_retried_call_is_linked_to_the_call_that_completes_it() {
+        let mut a = Analyzer::new(16);
+        let addr = 0x1000_2345;
+        a.ingest(&ret_call(5, addr, kernel::VM_FAULT_RETRY, kernel::FAULT_FLAG_VMA_LOCK, (1000, 1500)), &mut NoResolver);
+        assert_eq!(a.pending_retries(), 1);
+        a.ingest(&ret_call(5, addr, kernel::VM_FAULT_MAJOR, kernel::FAULT_FLAG_TRIED, (2000, 9000)), &mut NoResolver);
+        assert_eq!(a.totals.faults, 1);
+        assert_eq!(a.totals.retry_calls, 1);
+        assert_eq!(a.totals.retried_faults, 1);
+        assert_eq!(a.totals.major, 1);
+        assert_eq!(a.unlinked_retries, 0);
+        assert_eq!(a.pending_retries(), 0);
+        // Latency spans the retried call: 9000 - 1000.
+        assert_eq!(a.totals.latency.summary().unwrap().max, 8000);
+        let v = &a.vmas_sorted()[0].1.stats;
+        assert_eq!((v.faults, v.retry_calls, v.retried_faults), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_retry_on_another_page_is_unlinked() {
+        let mut a = Analyzer::new(16);
+        a.ingest(&ret_call(5, 0x1000_0000, kernel::VM_FAULT_RETRY, 0, (1, 2)), &mut NoResolver);
+        a.ingest(&ret_call(5, 0x1000_8000, 0, kernel::FAULT_FLAG_TRIED, (3, 4)), &mut NoResolver);
+        assert_eq!(a.totals.retried_faults, 0);
+        assert_eq!(a.unlinked_retries, 1);
+        // Without TRIED the completing call is a new fault, not the retry's completion.
+        a.ingest(&ret_call(6, 0x1000_0000, kernel::VM_FAULT_RETRY, 0, (1, 2)), &mut NoResolver);
+        a.ingest(&ret_call(6, 0x1000_0000, 0, 0, (3, 4)), &mut NoResolver);
+        assert_eq!(a.unlinked_retries, 2);
+        assert_eq!(a.totals.faults, 2);
+    }
+
+    #[test]
+    fn errors_and_writes_are_counted() {
+        let mut a = Analyzer::new(16);
+        a.ingest(&ret_call(5, 0x1000_0000, kernel::VM_FAULT_SIGBUS, kernel::FAULT_FLAG_WRITE, (1, 2)), &mut NoResolver);
+        let mut tp = rec(source::PERF_MINOR, 100, 5, 0x1000_1000);
+        tp.error_code = kernel::X86_PF_WRITE | kernel::X86_PF_USER;
+        tp.flags |= rflags::HAS_EXCEPTION;
+        a.ingest(&tp, &mut NoResolver);
+        assert_eq!((a.totals.faults, a.totals.errors, a.totals.writes), (2, 1, 2));
+    }
+
+    #[test]
+    fn a_full_vma_table_counts_overflow_instead_of_dropping() {
+        let mut a = Analyzer::new(2);
+        for i in 0..5u64 {
+            let base = 0x10_0000 * (i + 1);
+            a.ingest(&with_vma(rec(source::PERF_MINOR, 1, 1, base), base, base + 0x1000), &mut NoResolver);
+        }
+        assert_eq!(a.vmas.len(), 2);
+        assert_eq!(a.vma_overflow, 3);
+        assert_eq!(a.processes[&1].vma_overflow, 3);
+        assert_eq!(a.totals.faults, 5);
+    }
+
+    struct OneVma;
+    impl VmaResolver for OneVma {
+        fn lookup(&mut self, _tgid: u32, addr: u64) -> Option<VmaDesc> {
+            (0x7000..0x9000).contains(&addr).then(|| VmaDesc {
+                start: 0x7000,
+                end: 0x9000,
+                pgoff: 0,
+                inode: 42,
+                shared: true,
+                name: Some("/dev/shm/x".into()),
+            })
+        }
+    }
+
+    #[test]
+    fn user_space_resolves_vmas_the_kernel_did_not_give() {
+        let mut a = Analyzer::new(8);
+        a.ingest(&rec(source::PERF_MINOR, 3, 3, 0x7123), &mut OneVma);
+        a.ingest(&rec(source::PERF_MINOR, 3, 3, 0x1), &mut OneVma);
+        let rows = a.vmas_sorted();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].1.name.as_deref(), Some("/dev/shm/x"));
+        assert_eq!(rows[0].1.kind(), "file-shared");
+        assert!(rows[0].1.from_proc);
+        assert_eq!(a.processes[&3].no_vma, 1);
+    }
+
+    #[test]
+    fn unknown_sources_are_counted_as_malformed() {
+        let mut a = Analyzer::new(8);
+        a.ingest(&rec(99, 1, 1, 0), &mut NoResolver);
+        assert_eq!((a.malformed, a.records, a.totals.faults), (1, 0, 0));
+    }
+}

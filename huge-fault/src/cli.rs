@@ -1,0 +1,123 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// fentry/fexit, else kprobe/kretprobe, else tracepoint-only.
+    Auto,
+    Fentry,
+    Kprobe,
+    /// exceptions:page_fault_* tracepoints and the minor/major-faults perf events.
+    Tracepoint,
+}
+
+/// Shows what the kernel does on page faults: per process and per VMA, how many faults,
+/// how many were retried or failed, and what they cost.
+#[derive(Debug, Parser)]
+#[command(
+    name = "huge-fault",
+    version,
+    after_help = "Examples:\n  \
+        huge-fault                      trace every process until Ctrl-C, then print the summary\n  \
+        huge-fault -p 1234 -d 10        trace process 1234 for 10 seconds\n  \
+        huge-fault -i 1                 redraw the tables every second\n  \
+        huge-fault -d 5 --json          print the report as JSON (schema huge-fault.report v1)\n\n\
+        Needs root (or CAP_BPF and CAP_PERFMON). The tool's own faults are never counted."
+)]
+pub struct Args {
+    /// Trace only this process (thread group id).
+    #[arg(short, long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(short, long, value_name = "SECS", value_parser = parse_secs)]
+    pub duration: Option<f64>,
+
+    /// Print the tables every SECS seconds while tracing.
+    #[arg(short, long, value_name = "SECS", value_parser = parse_secs)]
+    pub interval: Option<f64>,
+
+    /// Print the final report as JSON on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+
+    /// How to observe the fault lifecycle.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
+
+    /// Kernel BTF to resolve structure layouts with.
+    #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf: PathBuf,
+
+    /// Show the programs' own anomaly reports (nesting, lost entries) as they happen.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Size of the record ring buffer in KiB (a power of two, at least 4).
+    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = parse_ring_kib)]
+    pub ring_buffer_kib: u32,
+
+    /// Rows per table.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// Most VMA rows kept; faults in further VMAs are counted as overflow, not dropped.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub max_vmas: usize,
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(format!("`{s}` must be a positive number of seconds"));
+    }
+    Ok(v)
+}
+
+fn parse_ring_kib(s: &str) -> Result<u32, String> {
+    let v: u32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v < 4 || !v.is_power_of_two() || v > 1 << 20 {
+        return Err(format!("`{s}`: the ring buffer must be a power of two between 4 and 1048576 KiB"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_common_invocations() {
+        let a = Args::try_parse_from(["huge-fault", "-p", "42", "-d", "2.5s", "--json"]).unwrap();
+        assert_eq!((a.pid, a.duration, a.json), (Some(42), Some(2.5), true));
+        assert_eq!(a.mode, ModeArg::Auto);
+        assert_eq!(a.ring_buffer_kib, 4096);
+        let a = Args::try_parse_from(["huge-fault", "--mode", "tracepoint", "-i", "1"]).unwrap();
+        assert_eq!((a.mode, a.interval), (ModeArg::Tracepoint, Some(1.0)));
+    }
+
+    #[test]
+    fn rejects_bad_values_with_a_message() {
+        for bad in [
+            vec!["huge-fault", "-d", "0"],
+            vec!["huge-fault", "-d", "soon"],
+            vec!["huge-fault", "--ring-buffer-kib", "3000"],
+            vec!["huge-fault", "--mode", "uprobe"],
+        ] {
+            let err = Args::try_parse_from(&bad).unwrap_err().to_string();
+            assert!(err.starts_with("error:"), "{bad:?}: {err}");
+        }
+    }
+}

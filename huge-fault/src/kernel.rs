@@ -1,0 +1,472 @@
+//! Kernel knowledge, as data: return codes, fault flags, the probes and the member offsets
+//! the programs need. Everything version-dependent about the kernel lives here.
+
+use std::path::Path;
+
+use huge_fault_common::KernelOffsets;
+
+use crate::btf::Btf;
+
+/// `enum vm_fault_reason` bits (include/linux/mm_types.h).
+pub const VM_FAULT_BITS: &[(u32, &str)] = &[
+    (0x0001, "OOM"),
+    (0x0002, "SIGBUS"),
+    (0x0004, "MAJOR"),
+    // Removed in 6.2; harmless on later kernels, where the bit is never set.
+    (0x0008, "WRITE"),
+    (0x0010, "HWPOISON"),
+    (0x0020, "HWPOISON_LARGE"),
+    (0x0040, "SIGSEGV"),
+    (0x0100, "NOPAGE"),
+    (0x0200, "LOCKED"),
+    (0x0400, "RETRY"),
+    (0x0800, "FALLBACK"),
+    (0x1000, "DONE_COW"),
+    (0x2000, "NEEDDSYNC"),
+    (0x4000, "COMPLETED"),
+];
+
+pub const VM_FAULT_OOM: u32 = 0x0001;
+pub const VM_FAULT_SIGBUS: u32 = 0x0002;
+pub const VM_FAULT_MAJOR: u32 = 0x0004;
+pub const VM_FAULT_HWPOISON: u32 = 0x0010;
+pub const VM_FAULT_HWPOISON_LARGE: u32 = 0x0020;
+pub const VM_FAULT_SIGSEGV: u32 = 0x0040;
+pub const VM_FAULT_RETRY: u32 = 0x0400;
+pub const VM_FAULT_FALLBACK: u32 = 0x0800;
+pub const VM_FAULT_COMPLETED: u32 = 0x4000;
+/// `VM_FAULT_ERROR`: the fault failed.
+pub const VM_FAULT_ERROR: u32 = VM_FAULT_OOM
+    | VM_FAULT_SIGBUS
+    | VM_FAULT_SIGSEGV
+    | VM_FAULT_HWPOISON
+    | VM_FAULT_HWPOISON_LARGE
+    | VM_FAULT_FALLBACK;
+
+/// `enum fault_flag` bits (include/linux/mm_types.h).
+pub const FAULT_FLAG_BITS: &[(u32, &str)] = &[
+    (1 << 0, "WRITE"),
+    (1 << 1, "MKWRITE"),
+    (1 << 2, "ALLOW_RETRY"),
+    (1 << 3, "RETRY_NOWAIT"),
+    (1 << 4, "KILLABLE"),
+    (1 << 5, "TRIED"),
+    (1 << 6, "USER"),
+    (1 << 7, "REMOTE"),
+    (1 << 8, "INSTRUCTION"),
+    (1 << 9, "INTERRUPTIBLE"),
+    (1 << 10, "UNSHARE"),
+    (1 << 11, "ORIG_PTE_VALID"),
+    (1 << 12, "VMA_LOCK"),
+];
+
+pub const FAULT_FLAG_WRITE: u32 = 1 << 0;
+pub const FAULT_FLAG_TRIED: u32 = 1 << 5;
+pub const FAULT_FLAG_USER: u32 = 1 << 6;
+pub const FAULT_FLAG_VMA_LOCK: u32 = 1 << 12;
+
+/// x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h).
+pub const X86_PF_PROT: u32 = 1 << 0;
+pub const X86_PF_WRITE: u32 = 1 << 1;
+pub const X86_PF_USER: u32 = 1 << 2;
+pub const X86_PF_INSTR: u32 = 1 << 4;
+
+/// `vm_flags` bits used to classify a mapping (include/linux/mm.h).
+pub const VM_SHARED: u64 = 0x0000_0008;
+pub const VM_PFNMAP: u64 = 0x0000_0400;
+pub const VM_IO: u64 = 0x0000_4000;
+pub const VM_HUGETLB: u64 = 0x0040_0000;
+pub const VM_MIXEDMAP: u64 = 0x1000_0000;
+
+/// `A|B|C` names of the set bits of `value`; unknown bits as hex.
+pub fn bit_names(value: u32, table: &[(u32, &str)]) -> String {
+    let mut parts = Vec::new();
+    let mut rest = value;
+    for &(bit, name) in table {
+        if value & bit != 0 {
+            parts.push(name.to_string());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    if parts.is_empty() { "0".into() } else { parts.join("|") }
+}
+
+/// How the fault lifecycle is observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Fentry,
+    Kprobe,
+    TracepointOnly,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Fentry => "fentry",
+            Mode::Kprobe => "kprobe",
+            Mode::TracepointOnly => "tracepoint-only",
+        }
+    }
+}
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A kernel function, by BTF/kallsyms name.
+    Function(&'static str),
+    /// `category:name` under tracefs `events/`.
+    Tracepoint(&'static str, &'static str),
+    /// A perf software event, on every online CPU.
+    SoftwareEvent(&'static str),
+}
+
+impl Target {
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Function(f) => f.to_string(),
+            Target::Tracepoint(c, n) => format!("{c}:{n}"),
+            Target::SoftwareEvent(e) => format!("perf:{e}"),
+        }
+    }
+}
+
+/// One program of the object, and when it is used.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeSpec {
+    /// Program name in the object.
+    pub program: &'static str,
+    pub target: Target,
+    /// The mode this program serves; a tracepoint serving several modes is listed once per mode.
+    pub mode: Mode,
+    /// Without it the mode cannot work (the fault lifecycle).
+    pub required: bool,
+    /// What the program contributes, for the attach summary.
+    pub role: &'static str,
+}
+
+const HMF: &str = "handle_mm_fault";
+
+/// Every probe the tool knows, per mode. Order matters: it is the attach order.
+pub const PROBES: &[ProbeSpec] = &[
+    ProbeSpec {
+        program: "hf_fentry_handle_mm_fault",
+        target: Target::Function(HMF),
+        mode: Mode::Fentry,
+        required: true,
+        role: "fault entry",
+    },
+    ProbeSpec {
+        program: "hf_fexit_handle_mm_fault",
+        target: Target::Function(HMF),
+        mode: Mode::Fentry,
+        required: true,
+        role: "fault return",
+    },
+    ProbeSpec {
+        program: "hf_tp_page_fault_user",
+        target: Target::Tracepoint("exceptions", "page_fault_user"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "x86 error code of user faults",
+    },
+    ProbeSpec {
+        program: "hf_tp_page_fault_kernel",
+        target: Target::Tracepoint("exceptions", "page_fault_kernel"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "x86 error code of kernel-mode faults on user memory",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_handle_mm_fault",
+        target: Target::Function(HMF),
+        mode: Mode::Kprobe,
+        required: true,
+        role: "fault entry",
+    },
+    ProbeSpec {
+        program: "hf_kretprobe_handle_mm_fault",
+        target: Target::Function(HMF),
+        mode: Mode::Kprobe,
+        required: true,
+        role: "fault return",
+    },
+    ProbeSpec {
+        program: "hf_tp_page_fault_user",
+        target: Target::Tracepoint("exceptions", "page_fault_user"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "x86 error code of user faults",
+    },
+    ProbeSpec {
+        program: "hf_tp_page_fault_kernel",
+        target: Target::Tracepoint("exceptions", "page_fault_kernel"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "x86 error code of kernel-mode faults on user memory",
+    },
+    ProbeSpec {
+        program: "hf_tp_page_fault_user",
+        target: Target::Tracepoint("exceptions", "page_fault_user"),
+        mode: Mode::TracepointOnly,
+        required: true,
+        role: "fault entry (user mode)",
+    },
+    ProbeSpec {
+        program: "hf_tp_page_fault_kernel",
+        target: Target::Tracepoint("exceptions", "page_fault_kernel"),
+        mode: Mode::TracepointOnly,
+        required: false,
+        role: "fault entry (kernel mode, e.g. copy_to_user)",
+    },
+    ProbeSpec {
+        program: "hf_perf_minor_fault",
+        target: Target::SoftwareEvent("minor-faults"),
+        mode: Mode::TracepointOnly,
+        required: true,
+        role: "completed minor faults",
+    },
+    ProbeSpec {
+        program: "hf_perf_major_fault",
+        target: Target::SoftwareEvent("major-faults"),
+        mode: Mode::TracepointOnly,
+        required: true,
+        role: "completed major faults",
+    },
+];
+
+/// What a mode can and cannot see, stated once for the table, the JSON and the README.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Visibility {
+    /// Every `handle_mm_fault` call, including calls that returned VM_FAULT_RETRY.
+    pub every_call: bool,
+    /// The `vm_fault_t` each call returned (errors, MAJOR, RETRY, FALLBACK).
+    pub return_codes: bool,
+    /// Faults that failed (SIGSEGV, SIGBUS, OOM) appear as faults.
+    pub failed_faults: bool,
+    /// Faults raised by the kernel on behalf of a process (get_user_pages, no pt_regs).
+    pub gup_faults: bool,
+    /// What the latency measures.
+    pub latency: &'static str,
+    /// What cannot be seen in this mode, in words.
+    pub blind_spots: Vec<&'static str>,
+}
+
+impl Mode {
+    pub fn visibility(self) -> Visibility {
+        match self {
+            Mode::Fentry | Mode::Kprobe => Visibility {
+                every_call: true,
+                return_codes: true,
+                failed_faults: true,
+                gup_faults: true,
+                latency: "handle_mm_fault entry to return",
+                blind_spots: vec![],
+            },
+            Mode::TracepointOnly => Visibility {
+                every_call: false,
+                return_codes: false,
+                failed_faults: false,
+                gup_faults: false,
+                latency: "fault exception to completion (includes retries and exception entry)",
+                blind_spots: vec![
+                    "calls that returned VM_FAULT_RETRY (only the completing call is seen)",
+                    "return codes: FALLBACK, NOPAGE, errors",
+                    "failed faults (SIGSEGV, SIGBUS, OOM)",
+                    "faults raised by get_user_pages (no user registers)",
+                ],
+            },
+        }
+    }
+}
+
+/// Resolves the member offsets the programs read, from the kernel's BTF.
+pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
+    let m = |s: &str, f: &str| btf.member_offset(s, f).map_err(|e| format!("{s}.{f}: {e}"));
+    Ok(KernelOffsets {
+        valid: 1,
+        vma_start: m("vm_area_struct", "vm_start")?,
+        vma_end: m("vm_area_struct", "vm_end")?,
+        vma_flags: m("vm_area_struct", "vm_flags")?,
+        vma_pgoff: m("vm_area_struct", "vm_pgoff")?,
+        vma_file: m("vm_area_struct", "vm_file")?,
+        file_inode: m("file", "f_inode")?,
+        inode_ino: m("inode", "i_ino")?,
+        inode_sb: m("inode", "i_sb")?,
+        sb_dev: m("super_block", "s_dev")?,
+    })
+}
+
+/// Field offsets of `exceptions:page_fault_user` the programs assume.
+pub const EXCEPTION_FIELDS: &[(&str, u32)] = &[("address", 8), ("ip", 16), ("error_code", 24)];
+
+/// Checks a tracepoint `format` file against the offsets the programs assume.
+pub fn check_tracepoint_format(format: &str, fields: &[(&str, u32)]) -> Result<(), String> {
+    for &(name, want) in fields {
+        let line = format
+            .lines()
+            .find(|l| {
+                l.trim_start().starts_with("field:")
+                    && l.split(';').next().is_some_and(|d| {
+                        d.trim_end().rsplit(|c: char| c == ' ' || c == '*').next() == Some(name)
+                    })
+            })
+            .ok_or_else(|| format!("field `{name}` missing"))?;
+        let offset = line
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("offset:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .ok_or_else(|| format!("field `{name}` has no offset"))?;
+        if offset != want {
+            return Err(format!("field `{name}` at offset {offset}, programs expect {want}"));
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's build configuration, where the kernel exposes it.
+pub fn kernel_config_value(key: &str) -> Option<String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let path = format!("/boot/config-{}", release.trim());
+    let text = std::fs::read_to_string(path).ok()?;
+    config_lookup(&text, key)
+}
+
+/// `y`, `m`, a value, or `n` for "is not set"; `None` when the key is absent.
+pub fn config_lookup(config: &str, key: &str) -> Option<String> {
+    for line in config.lines() {
+        if let Some(v) = line.strip_prefix(key).and_then(|r| r.strip_prefix('=')) {
+            return Some(v.to_string());
+        }
+        if line.strip_prefix("# ").and_then(|r| r.strip_prefix(key)) == Some(" is not set") {
+            return Some("n".into());
+        }
+    }
+    None
+}
+
+/// Why kprobes cannot be used on this kernel, or `None` when they look available.
+pub fn kprobes_unavailable(sysfs: &Path, tracefs: Option<&Path>) -> Option<String> {
+    if sysfs.join("bus/event_source/devices/kprobe").exists() {
+        return None;
+    }
+    if tracefs.is_some_and(|t| t.join("kprobe_events").exists()) {
+        return None;
+    }
+    let why = match kernel_config_value("CONFIG_KPROBES").as_deref() {
+        Some("n") => "kernel built without CONFIG_KPROBES",
+        Some(_) => "kernel has CONFIG_KPROBES but exposes neither the kprobe PMU nor kprobe_events",
+        None => "kernel built without CONFIG_KPROBES (no kprobe PMU, no kprobe_events)",
+    };
+    Some(format!("kprobes unavailable: {why}"))
+}
+
+/// Explains a failure to load an fentry/fexit program, from the errno.
+pub fn fentry_refusal(errno: Option<i32>) -> String {
+    match errno {
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "fentry refused: the kernel denied loading a tracing program (EPERM): no BPF \
+             trampoline support (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS) or ftrace disabled"
+                .into()
+        }
+        Some(libc::ENOTSUPP_KERNEL) | Some(libc::EOPNOTSUPP) => {
+            "fentry unsupported by this kernel (no BPF trampoline)".into()
+        }
+        Some(libc::ENOENT) | Some(libc::ESRCH) => {
+            "fentry target has no BTF in this kernel (handle_mm_fault missing from vmlinux BTF)"
+                .into()
+        }
+        Some(e) => format!("fentry unavailable: {}", std::io::Error::from_raw_os_error(e)),
+        None => "fentry unavailable".into(),
+    }
+}
+
+/// Linux's internal ENOTSUPP (524), which the BPF syscall returns for missing trampolines.
+mod libc {
+    pub use ::libc::*;
+    pub const ENOTSUPP_KERNEL: i32 = 524;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_names_lists_known_and_unknown_bits() {
+        assert_eq!(bit_names(0x0104, VM_FAULT_BITS), "MAJOR|NOPAGE");
+        assert_eq!(bit_names(0x0400 | 0x8000, VM_FAULT_BITS), "RETRY|0x8000");
+        assert_eq!(bit_names(0, VM_FAULT_BITS), "0");
+        assert_eq!(bit_names(FAULT_FLAG_WRITE | FAULT_FLAG_TRIED, FAULT_FLAG_BITS), "WRITE|TRIED");
+    }
+
+    #[test]
+    fn every_mode_has_its_required_lifecycle_probes() {
+        for mode in [Mode::Fentry, Mode::Kprobe, Mode::TracepointOnly] {
+            let required = PROBES.iter().filter(|p| p.mode == mode && p.required).count();
+            assert!(required >= 2, "{mode:?} has {required} required probes");
+        }
+    }
+
+    #[test]
+    fn tracepoint_format_is_checked_against_the_programs() {
+        // The format file of the host kernel (6.18), as tracefs prints it.
+        let format = "name: page_fault_user\nID: 123\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\
+            \tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\
+            \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\
+            \tfield:unsigned long address;\toffset:8;\tsize:8;\tsigned:0;\n\
+            \tfield:unsigned long ip;\toffset:16;\tsize:8;\tsigned:0;\n\
+            \tfield:unsigned long error_code;\toffset:24;\tsize:8;\tsigned:0;\n";
+        assert_eq!(check_tracepoint_format(format, EXCEPTION_FIELDS), Ok(()));
+        let moved = format.replace("offset:24", "offset:32");
+        assert_eq!(
+            check_tracepoint_format(&moved, EXCEPTION_FIELDS),
+            Err("field `error_code` at offset 32, programs expect 24".into())
+        );
+        let missing = format.replace("error_code", "err");
+        assert!(check_tracepoint_format(&missing, EXCEPTION_FIELDS).is_err());
+    }
+
+    #[test]
+    fn config_lookup_reads_set_and_unset_keys() {
+        let cfg = "CONFIG_KPROBES=y\n# CONFIG_FTRACE is not set\nCONFIG_HZ=250\n";
+        assert_eq!(config_lookup(cfg, "CONFIG_KPROBES").as_deref(), Some("y"));
+        assert_eq!(config_lookup(cfg, "CONFIG_FTRACE").as_deref(), Some("n"));
+        assert_eq!(config_lookup(cfg, "CONFIG_HZ").as_deref(), Some("250"));
+        assert_eq!(config_lookup(cfg, "CONFIG_KPROBE"), None);
+    }
+
+    #[test]
+    fn kprobe_detection_looks_for_the_pmu_or_kprobe_events() {
+        let dir = std::env::temp_dir().join(format!("hf-kp-{}", std::process::id()));
+        let sys = dir.join("sys");
+        let tr = dir.join("tracing");
+        std::fs::create_dir_all(sys.join("bus/event_source/devices")).unwrap();
+        std::fs::create_dir_all(&tr).unwrap();
+        let why = kprobes_unavailable(&sys, Some(&tr)).expect("nothing there");
+        assert!(why.starts_with("kprobes unavailable: "), "{why}");
+        std::fs::write(tr.join("kprobe_events"), "").unwrap();
+        assert_eq!(kprobes_unavailable(&sys, Some(&tr)), None);
+        std::fs::remove_file(tr.join("kprobe_events")).unwrap();
+        std::fs::create_dir_all(sys.join("bus/event_source/devices/kprobe")).unwrap();
+        assert_eq!(kprobes_unavailable(&sys, None), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn offsets_resolve_through_the_btf_of_this_machine() {
+        // Every kernel huge-fault supports has these members; the host's BTF must resolve.
+        let Ok(raw) = Btf::from_sys_fs() else {
+            eprintln!("skipped: no /sys/kernel/btf/vmlinux on this machine");
+            return;
+        };
+        let btf = Btf::parse(&raw).expect("vmlinux BTF parses");
+        let o = resolve_offsets(&btf).expect("offsets resolve");
+        assert_eq!((o.vma_start, o.vma_end), (0, 8));
+        assert!(o.vma_pgoff > o.vma_end && o.vma_file > o.vma_end);
+    }
+}

@@ -1,0 +1,600 @@
+//! Live tracing: load the programs, choose the attach mode, read the ring buffer.
+//! Everything aya lives here; the analysis and the report know nothing of it.
+
+use std::{
+    collections::HashSet,
+    io::IsTerminal as _,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    Ebpf, EbpfLoader, Endianness,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{
+        FEntry, FExit, KProbe, PerfEvent, Program, ProgramError, TracePoint,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
+};
+use aya_log::EbpfLogger;
+use huge_fault_common::{FaultRecord, Filter, KernelOffsets, counter};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use crate::{
+    analysis::Analyzer,
+    btf::Btf,
+    cli::{Args, ModeArg},
+    kernel::{self, Mode, PROBES, ProbeSpec, Target},
+    procmaps::ProcMaps,
+    report::{ProbeReport, ProbeStatus, Report, RunInfo},
+};
+
+/// The eBPF object built by build.rs, 8-byte aligned as the ELF parser wants.
+pub static EBPF_OBJECT: &[u8] = {
+    #[repr(C, align(8))]
+    struct Aligned<B: ?Sized>(B);
+    static ALIGNED: &Aligned<[u8]> =
+        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/huge-fault-ebpf")));
+    &ALIGNED.0
+};
+
+/// A one-line error for the user; `main` prints it and exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Fatal(pub String);
+
+fn fatal<T>(msg: impl Into<String>) -> Result<T, Fatal> {
+    Err(Fatal(msg.into()))
+}
+
+/// Effective capabilities of this process, from /proc/self/status.
+fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Root, or CAP_SYS_ADMIN, or CAP_BPF together with CAP_PERFMON.
+pub fn check_privileges() -> Result<(), Fatal> {
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    const CAP_PERFMON: u64 = 1 << 38;
+    const CAP_BPF: u64 = 1 << 39;
+    let caps = effective_caps();
+    if caps & CAP_SYS_ADMIN != 0 || caps & (CAP_BPF | CAP_PERFMON) == CAP_BPF | CAP_PERFMON {
+        return Ok(());
+    }
+    fatal("must run as root (or with CAP_BPF and CAP_PERFMON) to load eBPF programs: try sudo")
+}
+
+/// Mounts tracefs when nothing provides it (minimal systems and VMs often lack the mount).
+pub fn ensure_tracefs() -> Result<&'static Path, String> {
+    for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        let p = Path::new(p);
+        if p.join("events").is_dir() {
+            return Ok(p);
+        }
+    }
+    let target = Path::new("/sys/kernel/tracing");
+    let rc = unsafe {
+        // SAFETY: constant NUL-terminated strings; mount(2) has no memory preconditions.
+        libc::mount(
+            c"nodev".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "tracefs is not mounted and mounting it on /sys/kernel/tracing failed: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(target)
+}
+
+/// A short, one-line description of a program error (no verifier dump).
+pub fn short_error(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            if last.is_empty() {
+                format!("load refused: {io_error}")
+            } else {
+                format!("load refused: {io_error}; verifier: {last}")
+            }
+        }
+        other => {
+            let mut s = other.to_string();
+            let mut src = std::error::Error::source(other);
+            while let Some(e) = src {
+                s.push_str(": ");
+                s.push_str(&e.to_string());
+                src = e.source();
+            }
+            s.lines().next().unwrap_or("").to_string()
+        }
+    }
+}
+
+fn errno_of(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// Prints the programs' aya-log records with `-v`, drops them otherwise.
+struct KernelLog {
+    verbose: bool,
+}
+
+impl log::Log for KernelLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        self.verbose
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.verbose {
+            eprintln!("[kernel {}] {}", record.level().as_str().to_lowercase(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// The loaded object and what attached.
+pub struct Session {
+    pub ebpf: Ebpf,
+    pub mode: Mode,
+    pub probes: Vec<ProbeReport>,
+}
+
+fn probe_report(p: &ProbeSpec, status: ProbeStatus, reason: Option<String>) -> ProbeReport {
+    ProbeReport {
+        program: p.program.into(),
+        target: p.target.describe(),
+        mode: p.mode.name().into(),
+        role: p.role.into(),
+        status,
+        reason,
+    }
+}
+
+/// Loads a program once (a tracepoint program serves several modes).
+fn load(ebpf: &mut Ebpf, p: &ProbeSpec, btf: &aya::Btf, loaded: &mut HashSet<&'static str>) -> Result<(), ProgramError> {
+    if loaded.contains(p.program) {
+        return Ok(());
+    }
+    let prog = ebpf.program_mut(p.program).ok_or(ProgramError::UnexpectedProgramType)?;
+    match (p.mode, p.target) {
+        (Mode::Fentry, Target::Function(f)) if p.program.contains("fentry") => {
+            <&mut FEntry>::try_from(prog)?.load(f, btf)?
+        }
+        (Mode::Fentry, Target::Function(f)) => <&mut FExit>::try_from(prog)?.load(f, btf)?,
+        (_, Target::Function(_)) => <&mut KProbe>::try_from(prog)?.load()?,
+        (_, Target::Tracepoint(..)) => <&mut TracePoint>::try_from(prog)?.load()?,
+        (_, Target::SoftwareEvent(_)) => <&mut PerfEvent>::try_from(prog)?.load()?,
+    }
+    loaded.insert(p.program);
+    Ok(())
+}
+
+fn attach(ebpf: &mut Ebpf, p: &ProbeSpec, tracefs: Result<&Path, &String>) -> Result<(), String> {
+    let prog = ebpf.program_mut(p.program).ok_or("program missing from the object")?;
+    let e = |e: ProgramError| short_error(&e);
+    match p.target {
+        Target::Function(f) => match p.mode {
+            Mode::Fentry if p.program.contains("fentry") => {
+                <&mut FEntry>::try_from(prog).map_err(e)?.attach().map_err(e)?;
+            }
+            Mode::Fentry => {
+                <&mut FExit>::try_from(prog).map_err(e)?.attach().map_err(e)?;
+            }
+            _ => {
+                <&mut KProbe>::try_from(prog).map_err(e)?.attach(f, 0).map_err(e)?;
+            }
+        },
+        Target::Tracepoint(cat, name) => {
+            let tracefs = tracefs.map_err(Clone::clone)?;
+            let format_path = tracefs.join("events").join(cat).join(name).join("format");
+            let format = std::fs::read_to_string(&format_path)
+                .map_err(|err| format!("tracepoint {cat}:{name} not in this kernel ({err})"))?;
+            kernel::check_tracepoint_format(&format, kernel::EXCEPTION_FIELDS)
+                .map_err(|why| format!("tracepoint {cat}:{name} has another layout: {why}"))?;
+            <&mut TracePoint>::try_from(prog).map_err(e)?.attach(cat, name).map_err(e)?;
+        }
+        Target::SoftwareEvent(ev) => {
+            let event = match ev {
+                "minor-faults" => SoftwareEvent::PageFaultsMin,
+                "major-faults" => SoftwareEvent::PageFaultsMaj,
+                other => return Err(format!("unknown software event {other}")),
+            };
+            let cpus = aya::util::online_cpus()
+                .map_err(|(path, err)| format!("cannot read {path}: {err}"))?;
+            let pe = <&mut PerfEvent>::try_from(prog).map_err(e)?;
+            for cpu in cpus {
+                pe.attach(
+                    PerfEventConfig::Software(event),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Period(1),
+                    false,
+                )
+                .map_err(|err| format!("cpu {cpu}: {}", short_error(&err)))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Detaches and unloads one program (a no-op for a program never loaded).
+fn unload_program(prog: &mut Program) {
+    let _ = match prog {
+        Program::FEntry(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        Program::KProbe(p) => p.unload(),
+        Program::TracePoint(p) => p.unload(),
+        Program::PerfEvent(p) => p.unload(),
+        _ => Ok(()),
+    };
+}
+
+/// Detaches everything a failed mode attached.
+fn unload(ebpf: &mut Ebpf, mode: Mode, loaded: &mut HashSet<&'static str>) {
+    for p in PROBES.iter().filter(|p| p.mode == mode) {
+        if let Some(prog) = ebpf.program_mut(p.program) {
+            unload_program(prog);
+        }
+        loaded.remove(p.program);
+    }
+}
+
+/// Tries one mode: every required probe must load and attach; optional ones may fail.
+fn try_mode(
+    ebpf: &mut Ebpf,
+    mode: Mode,
+    btf: &aya::Btf,
+    tracefs: Result<&Path, &String>,
+    loaded: &mut HashSet<&'static str>,
+    reports: &mut Vec<ProbeReport>,
+) -> bool {
+    if mode == Mode::Kprobe {
+        if let Some(why) = kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok()) {
+            for p in PROBES.iter().filter(|p| p.mode == mode) {
+                reports.push(probe_report(p, ProbeStatus::Skipped, Some(why.clone())));
+            }
+            return false;
+        }
+    }
+    let mut these = Vec::new();
+    let mut ok = true;
+    for p in PROBES.iter().filter(|p| p.mode == mode) {
+        if !ok {
+            these.push(probe_report(p, ProbeStatus::Skipped, Some(format!("{} mode abandoned", mode.name()))));
+            continue;
+        }
+        let result = load(ebpf, p, btf, loaded)
+            .map_err(|e| match mode {
+                Mode::Fentry if errno_of(&e).is_some() && !matches!(e, ProgramError::LoadError { ref verifier_log, .. } if verifier_log.to_string().lines().count() > 3) => {
+                    kernel::fentry_refusal(errno_of(&e))
+                }
+                _ => short_error(&e),
+            })
+            .and_then(|()| attach(ebpf, p, tracefs));
+        match result {
+            Ok(()) => these.push(probe_report(p, ProbeStatus::Attached, None)),
+            Err(why) => {
+                these.push(probe_report(p, ProbeStatus::Failed, Some(why)));
+                if p.required {
+                    ok = false;
+                }
+            }
+        }
+    }
+    if !ok {
+        unload(ebpf, mode, loaded);
+        for r in &mut these {
+            if r.status == ProbeStatus::Attached {
+                r.status = ProbeStatus::Skipped;
+                r.reason = Some(format!("{} mode abandoned", mode.name()));
+            }
+        }
+    }
+    reports.extend(these);
+    ok
+}
+
+pub struct LoadOptions<'a> {
+    pub btf_path: &'a Path,
+    pub mode: ModeArg,
+    pub filter: Filter,
+    pub ring_buffer_bytes: u32,
+    pub verbose: bool,
+}
+
+/// Loads the object, starts the log reader and attaches in the best available mode.
+pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<KernelLogBox>>), Fatal> {
+    if EBPF_OBJECT.is_empty() {
+        return fatal("this binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild it");
+    }
+    let raw = match std::fs::read(opts.btf_path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fatal(format!(
+                "no BTF at {}: the kernel was built without CONFIG_DEBUG_INFO_BTF; pass --btf FILE",
+                opts.btf_path.display()
+            ));
+        }
+        Err(e) => return fatal(format!("cannot read BTF {}: {e}", opts.btf_path.display())),
+    };
+    let our_btf = Btf::parse(&raw)
+        .map_err(|e| Fatal(format!("BTF {} is not usable: {e}", opts.btf_path.display())))?;
+    let offsets: KernelOffsets = kernel::resolve_offsets(&our_btf)
+        .map_err(|e| Fatal(format!("BTF {} lacks a structure huge-fault reads: {e}", opts.btf_path.display())))?;
+    let btf = aya::Btf::parse(&raw, Endianness::default())
+        .map_err(|e| Fatal(format!("BTF {} is not usable: {e}", opts.btf_path.display())))?;
+
+    let tracefs = ensure_tracefs();
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global("OFFSETS", &offsets, true)
+        .override_global("FILTER", &opts.filter, true)
+        .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+        .load(EBPF_OBJECT)
+        .map_err(|e| {
+            let mut msg = format!("cannot load the eBPF object: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            Fatal(msg.lines().next().unwrap_or_default().to_string())
+        })?;
+    let logger = EbpfLogger::init_with_logger(&mut ebpf, KernelLogBox(Box::new(KernelLog { verbose: opts.verbose })))
+        .ok();
+
+    let order: &[Mode] = match opts.mode {
+        ModeArg::Auto => &[Mode::Fentry, Mode::Kprobe, Mode::TracepointOnly],
+        ModeArg::Fentry => &[Mode::Fentry],
+        ModeArg::Kprobe => &[Mode::Kprobe],
+        ModeArg::Tracepoint => &[Mode::TracepointOnly],
+    };
+    let mut loaded = HashSet::new();
+    let mut reports = Vec::new();
+    let tf = tracefs.as_ref().map(|p| *p);
+    let mut chosen = None;
+    for &mode in order {
+        if try_mode(&mut ebpf, mode, &btf, tf, &mut loaded, &mut reports) {
+            chosen = Some(mode);
+            break;
+        }
+    }
+    let Some(mode) = chosen else {
+        // One reason per mode: its first real failure.
+        let why: Vec<String> = order
+            .iter()
+            .filter_map(|m| {
+                reports
+                    .iter()
+                    .filter(|r| r.mode == m.name())
+                    .find(|r| r.status != ProbeStatus::Attached && !r.reason.as_deref().unwrap_or("").ends_with("abandoned"))
+                    .and_then(|r| r.reason.as_ref().map(|w| format!("{}: {w}", m.name())))
+            })
+            .collect();
+        return fatal(format!("no attach mode works on this kernel: {}", why.join("; ")));
+    };
+    // Modes after the chosen one were not needed.
+    if let Some(i) = order.iter().position(|&m| m == mode) {
+        for &later in &order[i + 1..] {
+            for p in PROBES.iter().filter(|p| p.mode == later) {
+                reports.push(probe_report(p, ProbeStatus::Skipped, Some(format!("{} mode in use", mode.name()))));
+            }
+        }
+    }
+    Ok((Session { ebpf, mode, probes: reports }, logger))
+}
+
+/// The boxed logger type the log reader uses.
+pub struct KernelLogBox(Box<KernelLog>);
+
+impl log::Log for KernelLogBox {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        self.0.enabled(m)
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        self.0.log(r)
+    }
+    fn flush(&self) {}
+}
+
+/// Sums the per-CPU counters.
+pub fn read_counters(ebpf: &Ebpf) -> Vec<u64> {
+    let mut out = vec![0; counter::COUNT as usize];
+    let Some(map) = ebpf.map("COUNTERS") else { return out };
+    let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return out };
+    for (i, slot) in out.iter_mut().enumerate() {
+        if let Ok(v) = arr.get(&(i as u32), 0) {
+            *slot = v.iter().sum();
+        }
+    }
+    out
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// Drains the ring buffer into the analyzer; returns how many records were read.
+fn drain(ring: &mut RingBuf<MapData>, analyzer: &mut Analyzer, maps: &mut ProcMaps, limit: usize) -> usize {
+    let mut n = 0;
+    while n < limit {
+        let Some(item) = ring.next() else { break };
+        match FaultRecord::from_bytes(&item) {
+            Some(rec) => analyzer.ingest(&rec, maps),
+            None => analyzer.malformed += 1,
+        }
+        n += 1;
+    }
+    n
+}
+
+/// The whole live run: load, attach, trace until the duration or a signal, report.
+pub fn run(args: &Args) -> Result<(), Fatal> {
+    check_privileges()?;
+    let filter = Filter { target_tgid: args.pid.unwrap_or(0), self_tgid: std::process::id() };
+    if let Some(pid) = args.pid {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return fatal(format!("no process with pid {pid}"));
+        }
+    }
+    let opts = LoadOptions {
+        btf_path: &args.btf,
+        mode: args.mode,
+        filter,
+        ring_buffer_bytes: args.ring_buffer_kib * 1024,
+        verbose: args.verbose,
+    };
+    let (mut session, logger) = start(&opts)?;
+    eprint!("{}", Report::attach_summary(&session.probes, session.mode));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal(format!("cannot start the event loop: {e}")))?;
+    rt.block_on(event_loop(args, &mut session, logger))
+}
+
+async fn event_loop(
+    args: &Args,
+    session: &mut Session,
+    logger: Option<EbpfLogger<KernelLogBox>>,
+) -> Result<(), Fatal> {
+    let ring_map = session.ebpf.take_map("EVENTS").ok_or_else(|| Fatal("EVENTS map missing".into()))?;
+    let ring = RingBuf::try_from(ring_map).map_err(|e| Fatal(format!("EVENTS map: {e}")))?;
+    // SAFETY: the ring buffer owns its map fd, which stays open and unchanged until the
+    // AsyncFd (which owns the ring buffer) is dropped.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| Fatal(format!("cannot poll the ring buffer: {e}")))?;
+    let mut logger = match logger {
+        // SAFETY: as above, the logger owns its ring buffer fd.
+        Some(l) => Some(
+            unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }
+                .map_err(|e| Fatal(format!("cannot poll the log buffer: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut analyzer = Analyzer::new(args.max_vmas);
+    let mut maps = ProcMaps::new();
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
+    let interactive = std::io::stderr().is_terminal();
+    let stdout_tty = std::io::stdout().is_terminal();
+    let tick = Duration::from_secs_f64(args.interval.unwrap_or(1.0));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Fatal(format!("cannot handle SIGTERM: {e}")))?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let sleep = tokio::time::sleep_until(
+        deadline.map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365), tokio::time::Instant::from_std),
+    );
+    tokio::pin!(sleep);
+    let mut last_counts: std::collections::HashMap<u32, u64> = Default::default();
+    let mut last_tick = Instant::now();
+    let ended_by;
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(|e| Fatal(format!("ring buffer poll failed: {e}")))?;
+                let inner = guard.get_inner_mut();
+                drain(inner, &mut analyzer, &mut maps, 65536);
+                guard.clear_ready();
+            }
+            guard = async {
+                match logger.as_mut() {
+                    Some(l) => l.readable_mut().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Ok(mut guard) = guard {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+            }
+            _ = ticker.tick() => {
+                let elapsed = last_tick.elapsed().as_secs_f64();
+                last_tick = Instant::now();
+                if args.interval.is_some() && !args.json {
+                    let run = run_info(session, args, started, "running");
+                    let rep = Report::build(&analyzer, &run);
+                    let rates = |pid: u32| {
+                        let now = analyzer.processes.get(&pid).map_or(0, |p| p.stats.faults);
+                        let before = last_counts.get(&pid).copied().unwrap_or(0);
+                        Some((now - before.min(now)) as f64 / elapsed.max(1e-9))
+                    };
+                    let text = rep.render(args.top, Some(&rates));
+                    if stdout_tty {
+                        print!("\x1b[H\x1b[2J{text}");
+                    } else {
+                        println!("--- {:.0}s ---\n{text}", started.elapsed().as_secs_f64());
+                    }
+                    last_counts = analyzer.processes.iter().map(|(k, p)| (*k, p.stats.faults)).collect();
+                } else if interactive {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()).as_secs());
+                    eprint!(
+                        "\r\x1b[Ktracing ({} mode): {} faults, {} processes, {} VMAs{}",
+                        session.mode.name(),
+                        analyzer.totals.faults,
+                        analyzer.processes.len(),
+                        analyzer.vmas.len(),
+                        left.map_or_else(|| "; Ctrl-C to stop".to_string(), |l| format!("; {l}s left")),
+                    );
+                }
+            }
+            _ = &mut sleep => { ended_by = "duration"; break; }
+            _ = &mut ctrl_c => { ended_by = "signal"; break; }
+            _ = sigterm.recv() => { ended_by = "signal"; break; }
+        }
+    }
+    if interactive && args.interval.is_none() {
+        eprint!("\r\x1b[K");
+    }
+    // Detach, then read what is still in the ring.
+    let counters_before_detach = read_counters(&session.ebpf);
+    for (_, prog) in session.ebpf.programs_mut() {
+        unload_program(prog);
+    }
+    drain(ring.get_mut(), &mut analyzer, &mut maps, usize::MAX);
+    if let Some(l) = logger.as_mut() {
+        l.get_mut().flush();
+    }
+    let mut run = run_info(session, args, started, ended_by);
+    // Counters do not move after detach; prefer the later read when it succeeded.
+    if run.counters.iter().all(|&c| c == 0) {
+        run.counters = counters_before_detach;
+    }
+    let report = Report::build(&analyzer, &run);
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render(args.top, None));
+    }
+    Ok(())
+}
+
+fn run_info(session: &Session, args: &Args, started: Instant, ended_by: &str) -> RunInfo {
+    RunInfo {
+        kernel_release: kernel_release(),
+        mode: session.mode,
+        filter_pid: args.pid,
+        duration_s: started.elapsed().as_secs_f64(),
+        ended_by: ended_by.into(),
+        probes: session.probes.clone(),
+        counters: read_counters(&session.ebpf),
+    }
+}
