@@ -19,7 +19,8 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed={manifest_path}");
     let manifest = std::fs::read_to_string(manifest_path).context("reading the eBPF manifest")?;
     let toolchain = pinned(&manifest, "ebpf-toolchain")?;
-    let skip = std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let skip =
+        std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if !skip {
         let have = Command::new("rustup")
             .args(["run", &toolchain, "rustc", "-V"])
@@ -42,12 +43,20 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .find(|p| p.name.as_str() == "huge-fault-ebpf")
         .ok_or_else(|| anyhow!("huge-fault-ebpf package not found"))?;
-    let root_dir = ebpf.manifest_path.parent().expect("manifest has a parent").as_str();
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .expect("manifest has a parent")
+        .as_str();
     // The nested cargo's progress lines would reach the user as build-script warnings.
     // SAFETY: build scripts are single-threaded here.
     unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
     aya_build::build_ebpf(
-        [Package { name: ebpf.name.as_str(), root_dir, ..Default::default() }],
+        [Package {
+            name: ebpf.name.as_str(),
+            root_dir,
+            ..Default::default()
+        }],
         Toolchain::Custom(&toolchain),
     )
 }

@@ -107,13 +107,18 @@ impl FaultRecord {
 
     /// `comm` up to its first NUL.
     pub fn comm_bytes(&self) -> &[u8] {
-        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(self.comm.len());
+        let end = self
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.comm.len());
         &self.comm[..end]
     }
 
     /// Latency in nanoseconds, when the entry time is known.
     pub fn latency_ns(&self) -> Option<u64> {
-        self.has(rflags::HAS_START).then(|| self.end_ns.saturating_sub(self.start_ns))
+        self.has(rflags::HAS_START)
+            .then(|| self.end_ns.saturating_sub(self.start_ns))
     }
 }
 
@@ -237,7 +242,7 @@ mod tests {
         };
         rec.comm[..4].copy_from_slice(b"test");
         // Place the record at an odd offset to prove no alignment is assumed.
-        let mut buf = vec![0u8; FaultRecord::SIZE + 1];
+        let mut buf = [0u8; FaultRecord::SIZE + 1];
         buf[1..].copy_from_slice(rec.as_bytes());
         let back = FaultRecord::from_bytes(&buf[1..]).expect("full record");
         assert_eq!(back, rec);
@@ -252,14 +257,20 @@ mod tests {
 
     #[test]
     fn latency_needs_a_start() {
-        let rec = FaultRecord { end_ns: 10, ..Default::default() };
+        let rec = FaultRecord {
+            end_ns: 10,
+            ..Default::default()
+        };
         assert_eq!(rec.latency_ns(), None);
     }
 
     #[test]
     fn counter_names_cover_every_index() {
         assert_eq!(counter::NAMES.len(), counter::COUNT as usize);
-        assert_eq!(counter::NAMES[counter::RINGBUF_DROPS as usize], "ringbuf_drops");
+        assert_eq!(
+            counter::NAMES[counter::RINGBUF_DROPS as usize],
+            "ringbuf_drops"
+        );
         assert_eq!(counter::NAMES[counter::RECORDS as usize], "records");
     }
 }

@@ -15,6 +15,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
+    EbpfContext,
     bindings::bpf_perf_event_data,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -27,12 +28,9 @@ use aya_ebpf::{
         FEntryContext, FExitContext, PerfEventContext, ProbeContext, RetProbeContext,
         TracePointContext,
     },
-    EbpfContext,
 };
 use aya_log_ebpf::warn;
-use huge_fault_common::{
-    counter, rflags, source, FaultRecord, Filter, InFlight, KernelOffsets,
-};
+use huge_fault_common::{FaultRecord, Filter, InFlight, KernelOffsets, counter, rflags, source};
 
 /// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
 #[map]
@@ -68,7 +66,10 @@ static OFFSETS: KernelOffsets = KernelOffsets {
 
 /// Process filter, set by the tool before load.
 #[unsafe(no_mangle)]
-static FILTER: Filter = Filter { target_tgid: 0, self_tgid: 0 };
+static FILTER: Filter = Filter {
+    target_tgid: 0,
+    self_tgid: 0,
+};
 
 #[inline(always)]
 fn offsets() -> KernelOffsets {
@@ -151,21 +152,24 @@ fn read_vma(vma: u64, out: &mut VmaInfo) {
     out.found = 1;
 }
 
-/// Fills the parts every record shares and submits it. Counts a drop when the ring is full.
-#[inline(always)]
-fn submit(
+/// What the closing program knows about a fault, besides its VMA.
+struct Closing {
     tgid: u32,
     tid: u32,
     src: u8,
-    mut flags: u16,
+    flags: u16,
     start_ns: u64,
     address: u64,
-    vma: &VmaInfo,
     fault_flags: u32,
     ret: u32,
     ip: u64,
     error_code: u32,
-) {
+}
+
+/// Fills the parts every record shares and submits it. Counts a drop when the ring is full.
+#[inline(always)]
+fn submit(c: &Closing, vma: &VmaInfo) {
+    let mut flags = c.flags;
     let Some(mut entry) = EVENTS.reserve::<FaultRecord>(0) else {
         bump(counter::RINGBUF_DROPS);
         return;
@@ -174,11 +178,11 @@ fn submit(
         flags |= rflags::HAS_VMA;
     }
     entry.write(FaultRecord {
-        start_ns,
+        start_ns: c.start_ns,
         // SAFETY: helper without preconditions.
         end_ns: unsafe { bpf_ktime_get_ns() },
-        address,
-        ip,
+        address: c.address,
+        ip: c.ip,
         vma_start: vma.start,
         vma_end: vma.end,
         vma_flags: vma.flags,
@@ -187,12 +191,12 @@ fn submit(
         // SAFETY: helper without preconditions.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         dev: vma.dev,
-        tgid,
-        tid,
-        fault_flags,
-        ret,
-        error_code,
-        source: src,
+        tgid: c.tgid,
+        tid: c.tid,
+        fault_flags: c.fault_flags,
+        ret: c.ret,
+        error_code: c.error_code,
+        source: c.src,
         _pad0: 0,
         flags,
         _pad1: 0,
@@ -209,7 +213,7 @@ fn submit(
 #[inline(always)]
 fn hmf_entry<C: EbpfContext>(ctx: &C, vma: u64, address: u64, fault_flags: u32) {
     let Some((_tgid, tid)) = wanted() else { return };
-    if let Some(state) = INFLIGHT.get_ptr_mut(&tid) {
+    if let Some(state) = INFLIGHT.get_ptr_mut(tid) {
         // SAFETY: a map value of this thread; only this thread touches its key.
         unsafe { (*state).depth += 1 };
         bump(counter::NESTED);
@@ -234,15 +238,15 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, vma: u64, address: u64, fault_flags: u32) 
     };
     // The exception that led here, when the tracepoints are attached and it is this page.
     // SAFETY: this thread's own map value, copied out.
-    if let Some(exc) = unsafe { EXCEPTIONS.get(&tid) }.copied() {
+    if let Some(exc) = unsafe { EXCEPTIONS.get(tid) }.copied() {
         if exc.address >> 12 == address >> 12 {
             state.ip = exc.ip;
             state.error_code = exc.error_code;
             state.has_exception = 1;
         }
-        let _ = EXCEPTIONS.remove(&tid);
+        let _ = EXCEPTIONS.remove(tid);
     }
-    if INFLIGHT.insert(&tid, &state, 0).is_err() {
+    if INFLIGHT.insert(tid, state, 0).is_err() {
         bump(counter::INFLIGHT_FULL);
     }
 }
@@ -255,7 +259,7 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
     let mut vma = VmaInfo::default();
     let (start_ns, vma_ptr, address, fault_flags);
     let (mut ip, mut error_code) = (0, 0);
-    match INFLIGHT.get_ptr_mut(&tid) {
+    match INFLIGHT.get_ptr_mut(tid) {
         Some(state) => {
             // SAFETY: this thread's own map value.
             let st = unsafe { &mut *state };
@@ -288,12 +292,15 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
                     error_code = st.error_code;
                     flags |= rflags::HAS_EXCEPTION;
                 }
-                let _ = INFLIGHT.remove(&tid);
+                let _ = INFLIGHT.remove(tid);
             }
         }
         None => {
             bump(counter::NO_ENTRY);
-            warn!(ctx, "handle_mm_fault returned on tid {} without a recorded entry", tid);
+            warn!(
+                ctx,
+                "handle_mm_fault returned on tid {} without a recorded entry", tid
+            );
             flags |= rflags::NO_ENTRY;
             start_ns = 0;
             match args {
@@ -312,7 +319,19 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
         }
     }
     read_vma(vma_ptr, &mut vma);
-    submit(tgid, tid, src, flags, start_ns, address, &vma, fault_flags, ret, ip, error_code);
+    let closing = Closing {
+        tgid,
+        tid,
+        src,
+        flags,
+        start_ns,
+        address,
+        fault_flags,
+        ret,
+        ip,
+        error_code,
+    };
+    submit(&closing, &vma);
 }
 
 #[fentry(function = "handle_mm_fault")]
@@ -380,7 +399,7 @@ fn exception_entry(ctx: &TracePointContext, which: u32) {
     };
     // Overwrites a stale entry of an exception that never completed (SIGSEGV, a spurious
     // fault, a fault fixed up by the kernel): those show as exceptions without completion.
-    if EXCEPTIONS.insert(&tid, &state, 0).is_err() {
+    if EXCEPTIONS.insert(tid, state, 0).is_err() {
         bump(counter::INFLIGHT_FULL);
     }
 }
@@ -413,7 +432,7 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
     let mut flags = rflags::HAS_ADDRESS;
     let (mut start_ns, mut ip, mut error_code) = (0, 0, 0);
     // SAFETY: this thread's own map value, copied out.
-    if let Some(st) = unsafe { EXCEPTIONS.get(&tid) }.copied() {
+    if let Some(st) = unsafe { EXCEPTIONS.get(tid) }.copied() {
         // The exception belongs to this completion when it faulted on the same page.
         if st.address >> 12 == address >> 12 {
             start_ns = st.start_ns;
@@ -421,7 +440,7 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
             error_code = st.error_code;
             flags |= rflags::HAS_START | rflags::HAS_EXCEPTION;
         }
-        let _ = EXCEPTIONS.remove(&tid);
+        let _ = EXCEPTIONS.remove(tid);
     }
     let mut vma = VmaInfo::default();
     if offsets().valid != 0 {
@@ -442,7 +461,19 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
             vma.found = 0;
         }
     }
-    submit(tgid, tid, src, flags, start_ns, address, &vma, 0, 0, ip, error_code);
+    let closing = Closing {
+        tgid,
+        tid,
+        src,
+        flags,
+        start_ns,
+        address,
+        fault_flags: 0,
+        ret: 0,
+        ip,
+        error_code,
+    };
+    submit(&closing, &vma);
 }
 
 #[perf_event]

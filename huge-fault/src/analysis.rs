@@ -91,7 +91,11 @@ impl VmaStats {
         } else if self.flags & kernel::VM_MIXEDMAP != 0 {
             "mixedmap"
         } else if self.inode == 0 {
-            if self.flags & kernel::VM_SHARED != 0 { "anon-shared" } else { "anon" }
+            if self.flags & kernel::VM_SHARED != 0 {
+                "anon-shared"
+            } else {
+                "anon"
+            }
         } else if self.flags & kernel::VM_SHARED != 0 {
             "file-shared"
         } else {
@@ -195,9 +199,10 @@ impl Analyzer {
                     | kernel::VM_FAULT_HWPOISON
                     | kernel::VM_FAULT_HWPOISON_LARGE)
                 != 0;
-        let major = r.source == source::PERF_MAJOR
-            || from_return && r.ret & kernel::VM_FAULT_MAJOR != 0;
-        let write = (r.has(rflags::HAS_FAULT_FLAGS) && r.fault_flags & kernel::FAULT_FLAG_WRITE != 0)
+        let major =
+            r.source == source::PERF_MAJOR || from_return && r.ret & kernel::VM_FAULT_MAJOR != 0;
+        let write = (r.has(rflags::HAS_FAULT_FLAGS)
+            && r.fault_flags & kernel::FAULT_FLAG_WRITE != 0)
             || (!r.has(rflags::HAS_FAULT_FLAGS)
                 && r.has(rflags::HAS_EXCEPTION)
                 && r.error_code & kernel::X86_PF_WRITE != 0);
@@ -214,7 +219,11 @@ impl Analyzer {
                 if entry.page != page {
                     // A retry on another page: the earlier one was never completed.
                     self.unlinked_retries += u64::from(entry.calls);
-                    *entry = PendingRetry { page, calls: 0, start_ns: r.start_ns };
+                    *entry = PendingRetry {
+                        page,
+                        calls: 0,
+                        start_ns: r.start_ns,
+                    };
                 }
                 entry.calls += 1;
             } else if let Some(p) = self.pending.remove(&r.tid) {
@@ -229,7 +238,14 @@ impl Analyzer {
                 }
             }
         }
-        Classified { retry, error, major, write, latency_ns, linked_retries }
+        Classified {
+            retry,
+            error,
+            major,
+            write,
+            latency_ns,
+            linked_retries,
+        }
     }
 
     /// Adds one record. `resolver` names VMAs and fills in VMAs the kernel did not give.
@@ -255,14 +271,22 @@ impl Analyzer {
 
         let mut vma = None;
         if r.has(rflags::HAS_VMA) && r.vma_end > r.vma_start {
-            let key = VmaKey { tgid: r.tgid, start: r.vma_start, end: r.vma_end };
+            let key = VmaKey {
+                tgid: r.tgid,
+                start: r.vma_start,
+                end: r.vma_end,
+            };
             vma = Some((key, r.vma_flags, r.vma_pgoff, r.inode, r.dev, None, false));
-        } else if r.has(rflags::HAS_ADDRESS) {
-            if let Some(d) = resolver.lookup(r.tgid, r.address) {
-                let key = VmaKey { tgid: r.tgid, start: d.start, end: d.end };
-                let flags = if d.shared { kernel::VM_SHARED } else { 0 };
-                vma = Some((key, flags, d.pgoff, d.inode, 0, d.name, true));
-            }
+        } else if r.has(rflags::HAS_ADDRESS)
+            && let Some(d) = resolver.lookup(r.tgid, r.address)
+        {
+            let key = VmaKey {
+                tgid: r.tgid,
+                start: d.start,
+                end: d.end,
+            };
+            let flags = if d.shared { kernel::VM_SHARED } else { 0 };
+            vma = Some((key, flags, d.pgoff, d.inode, 0, d.name, true));
         }
         let Some((key, flags, pgoff, inode, dev, name, from_proc)) = vma else {
             if !c.retry {
@@ -282,7 +306,10 @@ impl Analyzer {
                 if from_proc {
                     None
                 } else {
-                    resolver.lookup(key.tgid, key.start).filter(|d| d.start == key.start).and_then(|d| d.name)
+                    resolver
+                        .lookup(key.tgid, key.start)
+                        .filter(|d| d.start == key.start)
+                        .and_then(|d| d.name)
                 }
             });
             self.vmas.insert(
@@ -357,7 +384,11 @@ pub(crate) mod tests {
     }
 
     fn ret_call(tid: u32, addr: u64, ret: u32, fault_flags: u32, t: (u64, u64)) -> FaultRecord {
-        let mut r = with_vma(rec(source::KRETPROBE, 100, tid, addr), 0x1000_0000, 0x1100_0000);
+        let mut r = with_vma(
+            rec(source::KRETPROBE, 100, tid, addr),
+            0x1000_0000,
+            0x1100_0000,
+        );
         r.ret = ret;
         r.fault_flags = fault_flags;
         r.start_ns = t.0;
@@ -370,14 +401,25 @@ pub(crate) mod tests {
     fn counts_faults_per_process_and_vma() {
         let mut a = Analyzer::new(16);
         for i in 0..10 {
-            let r = with_vma(rec(source::PERF_MINOR, 7, 7, 0x4000_0000 + i * 4096), 0x4000_0000, 0x4100_0000);
+            let r = with_vma(
+                rec(source::PERF_MINOR, 7, 7, 0x4000_0000 + i * 4096),
+                0x4000_0000,
+                0x4100_0000,
+            );
             a.ingest(&r, &mut NoResolver);
         }
         for i in 0..3 {
-            let r = with_vma(rec(source::PERF_MAJOR, 7, 8, 0x5000_0000 + i * 4096), 0x5000_0000, 0x5000_4000);
+            let r = with_vma(
+                rec(source::PERF_MAJOR, 7, 8, 0x5000_0000 + i * 4096),
+                0x5000_0000,
+                0x5000_4000,
+            );
             a.ingest(&r, &mut NoResolver);
         }
-        a.ingest(&with_vma(rec(source::PERF_MINOR, 9, 9, 0x1000), 0x1000, 0x2000), &mut NoResolver);
+        a.ingest(
+            &with_vma(rec(source::PERF_MINOR, 9, 9, 0x1000), 0x1000, 0x2000),
+            &mut NoResolver,
+        );
         assert_eq!(a.totals.faults, 14);
         assert_eq!(a.totals.major, 3);
         assert_eq!(a.processes[&7].stats.faults, 13);
@@ -385,7 +427,14 @@ pub(crate) mod tests {
         let rows = a.vmas_sorted();
         assert_eq!(rows.len(), 3);
         assert_eq!((rows[0].0.start, rows[0].1.stats.faults), (0x4000_0000, 10));
-        assert_eq!((rows[1].0.start, rows[1].1.stats.faults, rows[1].1.stats.major), (0x5000_0000, 3, 3));
+        assert_eq!(
+            (
+                rows[1].0.start,
+                rows[1].1.stats.faults,
+                rows[1].1.stats.major
+            ),
+            (0x5000_0000, 3, 3)
+        );
         assert_eq!(rows[0].1.kind(), "anon");
     }
 
@@ -393,9 +442,27 @@ pub(crate) mod tests {
     fn a_retried_call_is_linked_to_the_call_that_completes_it() {
         let mut a = Analyzer::new(16);
         let addr = 0x1000_2345;
-        a.ingest(&ret_call(5, addr, kernel::VM_FAULT_RETRY, kernel::FAULT_FLAG_VMA_LOCK, (1000, 1500)), &mut NoResolver);
+        a.ingest(
+            &ret_call(
+                5,
+                addr,
+                kernel::VM_FAULT_RETRY,
+                kernel::FAULT_FLAG_VMA_LOCK,
+                (1000, 1500),
+            ),
+            &mut NoResolver,
+        );
         assert_eq!(a.pending_retries(), 1);
-        a.ingest(&ret_call(5, addr, kernel::VM_FAULT_MAJOR, kernel::FAULT_FLAG_TRIED, (2000, 9000)), &mut NoResolver);
+        a.ingest(
+            &ret_call(
+                5,
+                addr,
+                kernel::VM_FAULT_MAJOR,
+                kernel::FAULT_FLAG_TRIED,
+                (2000, 9000),
+            ),
+            &mut NoResolver,
+        );
         assert_eq!(a.totals.faults, 1);
         assert_eq!(a.totals.retry_calls, 1);
         assert_eq!(a.totals.retried_faults, 1);
@@ -411,12 +478,21 @@ pub(crate) mod tests {
     #[test]
     fn a_retry_on_another_page_is_unlinked() {
         let mut a = Analyzer::new(16);
-        a.ingest(&ret_call(5, 0x1000_0000, kernel::VM_FAULT_RETRY, 0, (1, 2)), &mut NoResolver);
-        a.ingest(&ret_call(5, 0x1000_8000, 0, kernel::FAULT_FLAG_TRIED, (3, 4)), &mut NoResolver);
+        a.ingest(
+            &ret_call(5, 0x1000_0000, kernel::VM_FAULT_RETRY, 0, (1, 2)),
+            &mut NoResolver,
+        );
+        a.ingest(
+            &ret_call(5, 0x1000_8000, 0, kernel::FAULT_FLAG_TRIED, (3, 4)),
+            &mut NoResolver,
+        );
         assert_eq!(a.totals.retried_faults, 0);
         assert_eq!(a.unlinked_retries, 1);
         // Without TRIED the completing call is a new fault, not the retry's completion.
-        a.ingest(&ret_call(6, 0x1000_0000, kernel::VM_FAULT_RETRY, 0, (1, 2)), &mut NoResolver);
+        a.ingest(
+            &ret_call(6, 0x1000_0000, kernel::VM_FAULT_RETRY, 0, (1, 2)),
+            &mut NoResolver,
+        );
         a.ingest(&ret_call(6, 0x1000_0000, 0, 0, (3, 4)), &mut NoResolver);
         assert_eq!(a.unlinked_retries, 2);
         assert_eq!(a.totals.faults, 2);
@@ -425,12 +501,24 @@ pub(crate) mod tests {
     #[test]
     fn errors_and_writes_are_counted() {
         let mut a = Analyzer::new(16);
-        a.ingest(&ret_call(5, 0x1000_0000, kernel::VM_FAULT_SIGBUS, kernel::FAULT_FLAG_WRITE, (1, 2)), &mut NoResolver);
+        a.ingest(
+            &ret_call(
+                5,
+                0x1000_0000,
+                kernel::VM_FAULT_SIGBUS,
+                kernel::FAULT_FLAG_WRITE,
+                (1, 2),
+            ),
+            &mut NoResolver,
+        );
         let mut tp = rec(source::PERF_MINOR, 100, 5, 0x1000_1000);
         tp.error_code = kernel::X86_PF_WRITE | kernel::X86_PF_USER;
         tp.flags |= rflags::HAS_EXCEPTION;
         a.ingest(&tp, &mut NoResolver);
-        assert_eq!((a.totals.faults, a.totals.errors, a.totals.writes), (2, 1, 2));
+        assert_eq!(
+            (a.totals.faults, a.totals.errors, a.totals.writes),
+            (2, 1, 2)
+        );
     }
 
     #[test]
@@ -438,7 +526,10 @@ pub(crate) mod tests {
         let mut a = Analyzer::new(2);
         for i in 0..5u64 {
             let base = 0x10_0000 * (i + 1);
-            a.ingest(&with_vma(rec(source::PERF_MINOR, 1, 1, base), base, base + 0x1000), &mut NoResolver);
+            a.ingest(
+                &with_vma(rec(source::PERF_MINOR, 1, 1, base), base, base + 0x1000),
+                &mut NoResolver,
+            );
         }
         assert_eq!(a.vmas.len(), 2);
         assert_eq!(a.vma_overflow, 3);

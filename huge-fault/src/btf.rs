@@ -406,7 +406,12 @@ mod tests {
             16,
             &[("vm_start", ul, 0, 0), ("vm_end", ul, 64, 0)],
         );
-        let un1 = b.composite(kind::UNION, "", 16, &[("", inner, 0, 0), ("vm_freeptr", ul, 0, 0)]);
+        let un1 = b.composite(
+            kind::UNION,
+            "",
+            16,
+            &[("", inner, 0, 0), ("vm_freeptr", ul, 0, 0)],
+        );
         let un2 = b.composite(
             kind::UNION,
             "",
@@ -473,7 +478,10 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_truncation() {
-        assert_eq!(Btf::parse(&[0, 0, 0, 0]).unwrap_err(), BtfError::BadMagic(0));
+        assert_eq!(
+            Btf::parse(&[0, 0, 0, 0]).unwrap_err(),
+            BtfError::BadMagic(0)
+        );
         let mut blob = sample();
         blob.truncate(blob.len() - 40);
         assert!(matches!(Btf::parse(&blob), Err(BtfError::Truncated(_))));

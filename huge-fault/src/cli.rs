@@ -83,7 +83,9 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 fn parse_ring_kib(s: &str) -> Result<u32, String> {
     let v: u32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
     if v < 4 || !v.is_power_of_two() || v > 1 << 20 {
-        return Err(format!("`{s}`: the ring buffer must be a power of two between 4 and 1048576 KiB"));
+        return Err(format!(
+            "`{s}`: the ring buffer must be a power of two between 4 and 1048576 KiB"
+        ));
     }
     Ok(v)
 }

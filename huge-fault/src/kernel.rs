@@ -91,7 +91,11 @@ pub fn bit_names(value: u32, table: &[(u32, &str)]) -> String {
     if rest != 0 {
         parts.push(format!("{rest:#x}"));
     }
-    if parts.is_empty() { "0".into() } else { parts.join("|") }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join("|")
+    }
 }
 
 /// How the fault lifecycle is observed.
@@ -310,9 +314,9 @@ pub fn check_tracepoint_format(format: &str, fields: &[(&str, u32)]) -> Result<(
             .lines()
             .find(|l| {
                 l.trim_start().starts_with("field:")
-                    && l.split(';').next().is_some_and(|d| {
-                        d.trim_end().rsplit(|c: char| c == ' ' || c == '*').next() == Some(name)
-                    })
+                    && l.split(';')
+                        .next()
+                        .is_some_and(|d| d.trim_end().rsplit([' ', '*']).next() == Some(name))
             })
             .ok_or_else(|| format!("field `{name}` missing"))?;
         let offset = line
@@ -321,7 +325,9 @@ pub fn check_tracepoint_format(format: &str, fields: &[(&str, u32)]) -> Result<(
             .and_then(|v| v.trim().parse::<u32>().ok())
             .ok_or_else(|| format!("field `{name}` has no offset"))?;
         if offset != want {
-            return Err(format!("field `{name}` at offset {offset}, programs expect {want}"));
+            return Err(format!(
+                "field `{name}` at offset {offset}, programs expect {want}"
+            ));
         }
     }
     Ok(())
@@ -379,7 +385,10 @@ pub fn fentry_refusal(errno: Option<i32>) -> String {
             "fentry target has no BTF in this kernel (handle_mm_fault missing from vmlinux BTF)"
                 .into()
         }
-        Some(e) => format!("fentry unavailable: {}", std::io::Error::from_raw_os_error(e)),
+        Some(e) => format!(
+            "fentry unavailable: {}",
+            std::io::Error::from_raw_os_error(e)
+        ),
         None => "fentry unavailable".into(),
     }
 }
@@ -399,13 +408,19 @@ mod tests {
         assert_eq!(bit_names(0x0104, VM_FAULT_BITS), "MAJOR|NOPAGE");
         assert_eq!(bit_names(0x0400 | 0x8000, VM_FAULT_BITS), "RETRY|0x8000");
         assert_eq!(bit_names(0, VM_FAULT_BITS), "0");
-        assert_eq!(bit_names(FAULT_FLAG_WRITE | FAULT_FLAG_TRIED, FAULT_FLAG_BITS), "WRITE|TRIED");
+        assert_eq!(
+            bit_names(FAULT_FLAG_WRITE | FAULT_FLAG_TRIED, FAULT_FLAG_BITS),
+            "WRITE|TRIED"
+        );
     }
 
     #[test]
     fn every_mode_has_its_required_lifecycle_probes() {
         for mode in [Mode::Fentry, Mode::Kprobe, Mode::TracepointOnly] {
-            let required = PROBES.iter().filter(|p| p.mode == mode && p.required).count();
+            let required = PROBES
+                .iter()
+                .filter(|p| p.mode == mode && p.required)
+                .count();
             assert!(required >= 2, "{mode:?} has {required} required probes");
         }
     }

@@ -33,8 +33,10 @@ use crate::{
 pub static EBPF_OBJECT: &[u8] = {
     #[repr(C, align(8))]
     struct Aligned<B: ?Sized>(B);
-    static ALIGNED: &Aligned<[u8]> =
-        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/huge-fault-ebpf")));
+    static ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+        env!("OUT_DIR"),
+        "/huge-fault-ebpf"
+    )));
     &ALIGNED.0
 };
 
@@ -102,9 +104,17 @@ pub fn ensure_tracefs() -> Result<&'static Path, String> {
 /// A short, one-line description of a program error (no verifier dump).
 pub fn short_error(e: &ProgramError) -> String {
     match e {
-        ProgramError::LoadError { io_error, verifier_log } => {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             let log = verifier_log.to_string();
-            let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
             if last.is_empty() {
                 format!("load refused: {io_error}")
             } else {
@@ -143,7 +153,11 @@ impl log::Log for KernelLog {
     }
     fn log(&self, record: &log::Record<'_>) {
         if self.verbose {
-            eprintln!("[kernel {}] {}", record.level().as_str().to_lowercase(), record.args());
+            eprintln!(
+                "[kernel {}] {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            );
         }
     }
     fn flush(&self) {}
@@ -168,11 +182,18 @@ fn probe_report(p: &ProbeSpec, status: ProbeStatus, reason: Option<String>) -> P
 }
 
 /// Loads a program once (a tracepoint program serves several modes).
-fn load(ebpf: &mut Ebpf, p: &ProbeSpec, btf: &aya::Btf, loaded: &mut HashSet<&'static str>) -> Result<(), ProgramError> {
+fn load(
+    ebpf: &mut Ebpf,
+    p: &ProbeSpec,
+    btf: &aya::Btf,
+    loaded: &mut HashSet<&'static str>,
+) -> Result<(), ProgramError> {
     if loaded.contains(p.program) {
         return Ok(());
     }
-    let prog = ebpf.program_mut(p.program).ok_or(ProgramError::UnexpectedProgramType)?;
+    let prog = ebpf
+        .program_mut(p.program)
+        .ok_or(ProgramError::UnexpectedProgramType)?;
     match (p.mode, p.target) {
         (Mode::Fentry, Target::Function(f)) if p.program.contains("fentry") => {
             <&mut FEntry>::try_from(prog)?.load(f, btf)?
@@ -187,18 +208,29 @@ fn load(ebpf: &mut Ebpf, p: &ProbeSpec, btf: &aya::Btf, loaded: &mut HashSet<&'s
 }
 
 fn attach(ebpf: &mut Ebpf, p: &ProbeSpec, tracefs: Result<&Path, &String>) -> Result<(), String> {
-    let prog = ebpf.program_mut(p.program).ok_or("program missing from the object")?;
+    let prog = ebpf
+        .program_mut(p.program)
+        .ok_or("program missing from the object")?;
     let e = |e: ProgramError| short_error(&e);
     match p.target {
         Target::Function(f) => match p.mode {
             Mode::Fentry if p.program.contains("fentry") => {
-                <&mut FEntry>::try_from(prog).map_err(e)?.attach().map_err(e)?;
+                <&mut FEntry>::try_from(prog)
+                    .map_err(e)?
+                    .attach()
+                    .map_err(e)?;
             }
             Mode::Fentry => {
-                <&mut FExit>::try_from(prog).map_err(e)?.attach().map_err(e)?;
+                <&mut FExit>::try_from(prog)
+                    .map_err(e)?
+                    .attach()
+                    .map_err(e)?;
             }
             _ => {
-                <&mut KProbe>::try_from(prog).map_err(e)?.attach(f, 0).map_err(e)?;
+                <&mut KProbe>::try_from(prog)
+                    .map_err(e)?
+                    .attach(f, 0)
+                    .map_err(e)?;
             }
         },
         Target::Tracepoint(cat, name) => {
@@ -208,7 +240,10 @@ fn attach(ebpf: &mut Ebpf, p: &ProbeSpec, tracefs: Result<&Path, &String>) -> Re
                 .map_err(|err| format!("tracepoint {cat}:{name} not in this kernel ({err})"))?;
             kernel::check_tracepoint_format(&format, kernel::EXCEPTION_FIELDS)
                 .map_err(|why| format!("tracepoint {cat}:{name} has another layout: {why}"))?;
-            <&mut TracePoint>::try_from(prog).map_err(e)?.attach(cat, name).map_err(e)?;
+            <&mut TracePoint>::try_from(prog)
+                .map_err(e)?
+                .attach(cat, name)
+                .map_err(e)?;
         }
         Target::SoftwareEvent(ev) => {
             let event = match ev {
@@ -264,19 +299,23 @@ fn try_mode(
     loaded: &mut HashSet<&'static str>,
     reports: &mut Vec<ProbeReport>,
 ) -> bool {
-    if mode == Mode::Kprobe {
-        if let Some(why) = kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok()) {
-            for p in PROBES.iter().filter(|p| p.mode == mode) {
-                reports.push(probe_report(p, ProbeStatus::Skipped, Some(why.clone())));
-            }
-            return false;
+    if mode == Mode::Kprobe
+        && let Some(why) = kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok())
+    {
+        for p in PROBES.iter().filter(|p| p.mode == mode) {
+            reports.push(probe_report(p, ProbeStatus::Skipped, Some(why.clone())));
         }
+        return false;
     }
     let mut these = Vec::new();
     let mut ok = true;
     for p in PROBES.iter().filter(|p| p.mode == mode) {
         if !ok {
-            these.push(probe_report(p, ProbeStatus::Skipped, Some(format!("{} mode abandoned", mode.name()))));
+            these.push(probe_report(
+                p,
+                ProbeStatus::Skipped,
+                Some(format!("{} mode abandoned", mode.name())),
+            ));
             continue;
         }
         let result = load(ebpf, p, btf, loaded)
@@ -321,7 +360,9 @@ pub struct LoadOptions<'a> {
 /// Loads the object, starts the log reader and attaches in the best available mode.
 pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<KernelLogBox>>), Fatal> {
     if EBPF_OBJECT.is_empty() {
-        return fatal("this binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild it");
+        return fatal(
+            "this binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild it",
+        );
     }
     let raw = match std::fs::read(opts.btf_path) {
         Ok(raw) => raw,
@@ -333,12 +374,24 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         }
         Err(e) => return fatal(format!("cannot read BTF {}: {e}", opts.btf_path.display())),
     };
-    let our_btf = Btf::parse(&raw)
-        .map_err(|e| Fatal(format!("BTF {} is not usable: {e}", opts.btf_path.display())))?;
-    let offsets: KernelOffsets = kernel::resolve_offsets(&our_btf)
-        .map_err(|e| Fatal(format!("BTF {} lacks a structure huge-fault reads: {e}", opts.btf_path.display())))?;
-    let btf = aya::Btf::parse(&raw, Endianness::default())
-        .map_err(|e| Fatal(format!("BTF {} is not usable: {e}", opts.btf_path.display())))?;
+    let our_btf = Btf::parse(&raw).map_err(|e| {
+        Fatal(format!(
+            "BTF {} is not usable: {e}",
+            opts.btf_path.display()
+        ))
+    })?;
+    let offsets: KernelOffsets = kernel::resolve_offsets(&our_btf).map_err(|e| {
+        Fatal(format!(
+            "BTF {} lacks a structure huge-fault reads: {e}",
+            opts.btf_path.display()
+        ))
+    })?;
+    let btf = aya::Btf::parse(&raw, Endianness::default()).map_err(|e| {
+        Fatal(format!(
+            "BTF {} is not usable: {e}",
+            opts.btf_path.display()
+        ))
+    })?;
 
     let tracefs = ensure_tracefs();
     let mut ebpf = EbpfLoader::new()
@@ -356,8 +409,13 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
             }
             Fatal(msg.lines().next().unwrap_or_default().to_string())
         })?;
-    let logger = EbpfLogger::init_with_logger(&mut ebpf, KernelLogBox(Box::new(KernelLog { verbose: opts.verbose })))
-        .ok();
+    let logger = EbpfLogger::init_with_logger(
+        &mut ebpf,
+        KernelLogBox(Box::new(KernelLog {
+            verbose: opts.verbose,
+        })),
+    )
+    .ok();
 
     let order: &[Mode] = match opts.mode {
         ModeArg::Auto => &[Mode::Fentry, Mode::Kprobe, Mode::TracepointOnly],
@@ -383,21 +441,44 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
                 reports
                     .iter()
                     .filter(|r| r.mode == m.name())
-                    .find(|r| r.status != ProbeStatus::Attached && !r.reason.as_deref().unwrap_or("").ends_with("abandoned"))
+                    .find(|r| {
+                        r.status != ProbeStatus::Attached
+                            && !r.reason.as_deref().unwrap_or("").ends_with("abandoned")
+                    })
                     .and_then(|r| r.reason.as_ref().map(|w| format!("{}: {w}", m.name())))
             })
             .collect();
-        return fatal(format!("no attach mode works on this kernel: {}", why.join("; ")));
+        if let [only] = order {
+            let reason = why
+                .first()
+                .map_or("", |w| w.split_once(": ").map_or(w.as_str(), |(_, r)| r));
+            return fatal(format!("{} mode unavailable: {reason}", only.name()));
+        }
+        return fatal(format!(
+            "no attach mode works on this kernel: {}",
+            why.join("; ")
+        ));
     };
     // Modes after the chosen one were not needed.
     if let Some(i) = order.iter().position(|&m| m == mode) {
         for &later in &order[i + 1..] {
             for p in PROBES.iter().filter(|p| p.mode == later) {
-                reports.push(probe_report(p, ProbeStatus::Skipped, Some(format!("{} mode in use", mode.name()))));
+                reports.push(probe_report(
+                    p,
+                    ProbeStatus::Skipped,
+                    Some(format!("{} mode in use", mode.name())),
+                ));
             }
         }
     }
-    Ok((Session { ebpf, mode, probes: reports }, logger))
+    Ok((
+        Session {
+            ebpf,
+            mode,
+            probes: reports,
+        },
+        logger,
+    ))
 }
 
 /// The boxed logger type the log reader uses.
@@ -416,8 +497,12 @@ impl log::Log for KernelLogBox {
 /// Sums the per-CPU counters.
 pub fn read_counters(ebpf: &Ebpf) -> Vec<u64> {
     let mut out = vec![0; counter::COUNT as usize];
-    let Some(map) = ebpf.map("COUNTERS") else { return out };
-    let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return out };
+    let Some(map) = ebpf.map("COUNTERS") else {
+        return out;
+    };
+    let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {
+        return out;
+    };
     for (i, slot) in out.iter_mut().enumerate() {
         if let Ok(v) = arr.get(&(i as u32), 0) {
             *slot = v.iter().sum();
@@ -427,11 +512,18 @@ pub fn read_counters(ebpf: &Ebpf) -> Vec<u64> {
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Drains the ring buffer into the analyzer; returns how many records were read.
-fn drain(ring: &mut RingBuf<MapData>, analyzer: &mut Analyzer, maps: &mut ProcMaps, limit: usize) -> usize {
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    analyzer: &mut Analyzer,
+    maps: &mut ProcMaps,
+    limit: usize,
+) -> usize {
     let mut n = 0;
     while n < limit {
         let Some(item) = ring.next() else { break };
@@ -447,11 +539,14 @@ fn drain(ring: &mut RingBuf<MapData>, analyzer: &mut Analyzer, maps: &mut ProcMa
 /// The whole live run: load, attach, trace until the duration or a signal, report.
 pub fn run(args: &Args) -> Result<(), Fatal> {
     check_privileges()?;
-    let filter = Filter { target_tgid: args.pid.unwrap_or(0), self_tgid: std::process::id() };
-    if let Some(pid) = args.pid {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            return fatal(format!("no process with pid {pid}"));
-        }
+    let filter = Filter {
+        target_tgid: args.pid.unwrap_or(0),
+        self_tgid: std::process::id(),
+    };
+    if let Some(pid) = args.pid
+        && !Path::new(&format!("/proc/{pid}")).exists()
+    {
+        return fatal(format!("no process with pid {pid}"));
     }
     let opts = LoadOptions {
         btf_path: &args.btf,
@@ -474,7 +569,10 @@ async fn event_loop(
     session: &mut Session,
     logger: Option<EbpfLogger<KernelLogBox>>,
 ) -> Result<(), Fatal> {
-    let ring_map = session.ebpf.take_map("EVENTS").ok_or_else(|| Fatal("EVENTS map missing".into()))?;
+    let ring_map = session
+        .ebpf
+        .take_map("EVENTS")
+        .ok_or_else(|| Fatal("EVENTS map missing".into()))?;
     let ring = RingBuf::try_from(ring_map).map_err(|e| Fatal(format!("EVENTS map: {e}")))?;
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged until the
     // AsyncFd (which owns the ring buffer) is dropped.
@@ -500,9 +598,10 @@ async fn event_loop(
         .map_err(|e| Fatal(format!("cannot handle SIGTERM: {e}")))?;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let sleep = tokio::time::sleep_until(
-        deadline.map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365), tokio::time::Instant::from_std),
-    );
+    let sleep = tokio::time::sleep_until(deadline.map_or_else(
+        || tokio::time::Instant::now() + Duration::from_secs(86400 * 365),
+        tokio::time::Instant::from_std,
+    ));
     tokio::pin!(sleep);
     let mut last_counts: std::collections::HashMap<u32, u64> = Default::default();
     let mut last_tick = Instant::now();

@@ -70,7 +70,13 @@ impl ProcMaps {
         let text = std::fs::read_to_string(self.root.join(tgid.to_string()).join("maps")).ok();
         self.reads += 1;
         let vmas = text.as_deref().map(parse).unwrap_or_default();
-        self.cache.insert(tgid, Entry { vmas, read_at: Instant::now() });
+        self.cache.insert(
+            tgid,
+            Entry {
+                vmas,
+                read_at: Instant::now(),
+            },
+        );
         self.cache.get(&tgid)
     }
 
@@ -131,13 +137,19 @@ mod tests {
         std::fs::write(dir.join("77/maps"), MAPS).unwrap();
         let mut pm = ProcMaps::with_root(&dir);
         pm.min_refresh = Duration::ZERO;
-        let v = pm.lookup(77, 0x7f00_1234_5678).expect("inside the shm mapping");
+        let v = pm
+            .lookup(77, 0x7f00_1234_5678)
+            .expect("inside the shm mapping");
         assert_eq!(v.start, 0x7f00_0000_0000);
         assert_eq!(pm.lookup(77, 0x7f00_4000_0000), None, "end is exclusive");
         assert_eq!(pm.lookup(77, 0x55d0_c0a0_0000).map(|v| v.inode), Some(1311));
         let reads = pm.reads;
         // A new mapping appears: a miss re-reads the file.
-        std::fs::write(dir.join("77/maps"), format!("{MAPS}7f2000000000-7f2000001000 rw-p 00000000 00:00 0\n")).unwrap();
+        std::fs::write(
+            dir.join("77/maps"),
+            format!("{MAPS}7f2000000000-7f2000001000 rw-p 00000000 00:00 0\n"),
+        )
+        .unwrap();
         assert!(pm.lookup(77, 0x7f20_0000_0010).is_some());
         assert_eq!(pm.reads, reads + 1);
         assert_eq!(pm.lookup(78, 0x1000), None, "no such process");

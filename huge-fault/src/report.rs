@@ -183,7 +183,11 @@ impl Report {
                 faults_in_overflowed_vmas: p.vma_overflow,
             })
             .collect();
-        let vmas = a.vmas_sorted().into_iter().map(|(k, v)| vma_report(k, v, &vis)).collect();
+        let vmas = a
+            .vmas_sorted()
+            .into_iter()
+            .map(|(k, v)| vma_report(k, v, &vis))
+            .collect();
         Report {
             schema: SCHEMA,
             version: SCHEMA_VERSION,
@@ -251,7 +255,11 @@ pub fn fmt_size(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{bytes}") } else { format!("{v:.1}{}", U[i]) }
+    if i == 0 {
+        format!("{bytes}")
+    } else {
+        format!("{v:.1}{}", U[i])
+    }
 }
 
 fn opt(v: Option<u64>) -> String {
@@ -264,8 +272,9 @@ fn lat(s: &Option<LatencySummary>, f: fn(&LatencySummary) -> u64) -> String {
 
 fn new_table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-    t.set_header(header.iter().map(|h| Cell::new(h)));
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    t.set_header(header.iter().map(Cell::new));
     for i in 0..header.len() {
         if let Some(col) = t.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
@@ -311,7 +320,11 @@ impl Report {
                     .or_else(|| these.iter().find(|p| p.status == ProbeStatus::Skipped));
                 match first {
                     Some(p) if p.status == ProbeStatus::Failed => {
-                        format!("failed: {}: {}", p.target, p.reason.as_deref().unwrap_or("unknown"))
+                        format!(
+                            "failed: {}: {}",
+                            p.target,
+                            p.reason.as_deref().unwrap_or("unknown")
+                        )
                     }
                     Some(p) => format!("skipped: {}", p.reason.as_deref().unwrap_or("not needed")),
                     None => "skipped".into(),
@@ -355,7 +368,11 @@ impl Report {
         header.extend(["MAJOR", "RETRY", "ERRORS", "P50", "P99", "MAX"]);
         let mut pt = new_table(&header);
         for p in self.processes.iter().take(top) {
-            let mut row = vec![p.pid.to_string(), p.comm.clone(), p.stats.faults.to_string()];
+            let mut row = vec![
+                p.pid.to_string(),
+                p.comm.clone(),
+                p.stats.faults.to_string(),
+            ];
             if let Some(rate) = rates {
                 row.push(rate(p.pid).map_or_else(|| "-".into(), |r| format!("{r:.0}")));
             }
@@ -375,17 +392,25 @@ impl Report {
         out.push_str(&pt.to_string());
         out.push('\n');
         if self.processes.len() > top {
-            out.push_str(&format!("({} more processes in --json)\n", self.processes.len() - top));
+            out.push_str(&format!(
+                "({} more processes in --json)\n",
+                self.processes.len() - top
+            ));
         }
 
         let mut vt = new_table(&[
-            "PID", "COMM", "VMA", "SIZE", "KIND", "MAPPING", "FAULTS", "MAJOR", "RETRY", "P50", "P99",
+            "PID", "COMM", "VMA", "SIZE", "KIND", "MAPPING", "FAULTS", "MAJOR", "RETRY", "P50",
+            "P99",
         ]);
         for v in self.vmas.iter().take(top) {
             vt.add_row(vec![
                 v.pid.to_string(),
                 v.comm.clone(),
-                format!("{}-{}", v.start.trim_start_matches("0x"), v.end.trim_start_matches("0x")),
+                format!(
+                    "{}-{}",
+                    v.start.trim_start_matches("0x"),
+                    v.end.trim_start_matches("0x")
+                ),
                 fmt_size(v.size_bytes),
                 v.kind.clone(),
                 v.path.clone().unwrap_or_default(),
@@ -404,7 +429,10 @@ impl Report {
         out.push_str(&vt.to_string());
         out.push('\n');
         if self.vmas.len() > top {
-            out.push_str(&format!("({} more VMAs in --json)\n", self.vmas.len() - top));
+            out.push_str(&format!(
+                "({} more VMAs in --json)\n",
+                self.vmas.len() - top
+            ));
         }
         out
     }
@@ -444,7 +472,11 @@ mod tests {
     fn analyzer() -> Analyzer {
         let mut a = Analyzer::new(16);
         for i in 0..10u64 {
-            let mut r = with_vma(rec(source::PERF_MINOR, 7, 7, 0x7f00_0000_0000 + i * 4096), 0x7f00_0000_0000, 0x7f00_0400_0000);
+            let mut r = with_vma(
+                rec(source::PERF_MINOR, 7, 7, 0x7f00_0000_0000 + i * 4096),
+                0x7f00_0000_0000,
+                0x7f00_0400_0000,
+            );
             r.start_ns = 1000;
             r.end_ns = 1000 + 500 * (i + 1);
             r.flags |= huge_fault_common::rflags::HAS_START;
@@ -492,7 +524,10 @@ mod tests {
         let r = run(Mode::TracepointOnly);
         let rep = Report::build(&analyzer(), &r);
         let text = rep.render(20, None);
-        assert!(text.starts_with("10 faults in 2.5s (tracepoint-only mode)"), "{text}");
+        assert!(
+            text.starts_with("10 faults in 2.5s (tracepoint-only mode)"),
+            "{text}"
+        );
         assert!(text.contains("lost: 4 ring-buffer drops"), "{text}");
         assert!(text.contains("7f0000000000-7f0004000000"), "{text}");
         assert!(text.contains("64.0M"), "{text}");

@@ -35,9 +35,13 @@ fn every_program_passes_the_verifier() {
         Err(e) => return skip_or_fail(&format!("no kernel BTF: {e}")),
     };
     let offsets: KernelOffsets =
-        kernel::resolve_offsets(&Btf::parse(&raw).expect("kernel BTF parses")).expect("offsets resolve");
+        kernel::resolve_offsets(&Btf::parse(&raw).expect("kernel BTF parses"))
+            .expect("offsets resolve");
     let btf = aya::Btf::parse(&raw, Endianness::default()).expect("aya parses the kernel BTF");
-    let filter = Filter { target_tgid: 0, self_tgid: std::process::id() };
+    let filter = Filter {
+        target_tgid: 0,
+        self_tgid: std::process::id(),
+    };
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .override_global("OFFSETS", &offsets, true)
@@ -48,7 +52,10 @@ fn every_program_passes_the_verifier() {
     // Every program the tool knows must be in the object, and every program in the object
     // must be known to the tool.
     let in_object: BTreeSet<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
-    let known: BTreeSet<String> = kernel::PROBES.iter().map(|p| p.program.to_string()).collect();
+    let known: BTreeSet<String> = kernel::PROBES
+        .iter()
+        .map(|p| p.program.to_string())
+        .collect();
     assert_eq!(in_object, known, "object programs vs kernel::PROBES");
 
     let mut loaded = 0;
@@ -61,7 +68,10 @@ fn every_program_passes_the_verifier() {
             Program::PerfEvent(p) => p.load(),
             Program::FEntry(p) => p.load("handle_mm_fault", &btf),
             Program::FExit(p) => p.load("handle_mm_fault", &btf),
-            other => panic!("{name}: program type {:?} not covered by this test", other.prog_type()),
+            other => panic!(
+                "{name}: program type {:?} not covered by this test",
+                other.prog_type()
+            ),
         };
         let is_tracing = matches!(prog, Program::FEntry(_) | Program::FExit(_));
         match result {
@@ -69,8 +79,14 @@ fn every_program_passes_the_verifier() {
                 loaded += 1;
                 eprintln!("verifier: {name}: loaded");
             }
-            Err(ProgramError::LoadError { io_error, verifier_log })
-                if is_tracing && matches!(io_error.raw_os_error(), Some(libc::EPERM) | Some(524) | Some(libc::EOPNOTSUPP)) =>
+            Err(ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            }) if is_tracing
+                && matches!(
+                    io_error.raw_os_error(),
+                    Some(libc::EPERM) | Some(524) | Some(libc::EOPNOTSUPP)
+                ) =>
             {
                 let why = kernel::fentry_refusal(io_error.raw_os_error());
                 // A refusal before verification leaves an empty or one-line log; a verifier
@@ -83,13 +99,24 @@ fn every_program_passes_the_verifier() {
                     skipped.push(name.to_string());
                 }
             }
-            Err(ProgramError::LoadError { io_error, verifier_log }) => {
+            Err(ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            }) => {
                 failures.push(format!("{name}: {io_error}\n{verifier_log}"));
             }
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
-    assert!(failures.is_empty(), "programs rejected:\n{}", failures.join("\n\n"));
-    eprintln!("verifier: {loaded} programs loaded, {} skipped ({})", skipped.len(), skipped.join(", "));
+    assert!(
+        failures.is_empty(),
+        "programs rejected:\n{}",
+        failures.join("\n\n")
+    );
+    eprintln!(
+        "verifier: {loaded} programs loaded, {} skipped ({})",
+        skipped.len(),
+        skipped.join(", ")
+    );
     assert!(loaded >= 6, "only {loaded} programs loaded");
 }

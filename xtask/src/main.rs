@@ -31,9 +31,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The full test suite: format check, clippy -D warnings, unit tests, verifier test.
+    /// The full test suite: format check, clippy -D warnings, unit tests, the verifier test,
+    /// and live tests against this machine's kernel.
     Test {
-        /// Only the stages whose name contains this string (fmt, clippy, unit, verifier).
+        /// Only the stages whose name contains this string (fmt, clippy, unit, verifier, live).
         #[arg(long)]
         only: Option<String>,
     },
@@ -44,7 +45,9 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Setup => setup(),
         Task::Build => setup().and_then(|()| build_release()),
-        Task::Run { args } => setup().and_then(|()| build_release()).and_then(|()| run(&args)),
+        Task::Run { args } => setup()
+            .and_then(|()| build_release())
+            .and_then(|()| run(&args)),
         Task::Test { only } => test(only.as_deref()),
     };
     match result {
@@ -57,7 +60,10 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .into()
 }
 
 /// A `key = "value"` line from `[package.metadata.huge-fault]` of the eBPF crate's manifest.
@@ -78,7 +84,9 @@ fn progress(msg: &str) {
 
 fn status(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let st = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !st.success() {
         bail!("{shown} failed ({st})");
     }
@@ -87,7 +95,9 @@ fn status(cmd: &mut Command) -> Result<()> {
 
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn setup() -> Result<()> {
@@ -99,16 +109,23 @@ fn setup() -> Result<()> {
              rust-src (see README, \"Requirements\")"
         );
     }
-    let have_toolchain = output(Command::new("rustup").args(["run", &toolchain, "rustc", "-V"]))
-        .is_some();
-    let sysroot = output(Command::new("rustup").args(["run", &toolchain, "rustc", "--print", "sysroot"]));
+    let have_toolchain =
+        output(Command::new("rustup").args(["run", &toolchain, "rustc", "-V"])).is_some();
+    let sysroot =
+        output(Command::new("rustup").args(["run", &toolchain, "rustc", "--print", "sysroot"]));
     let have_src = sysroot
         .as_deref()
-        .map(|s| Path::new(s.trim()).join("lib/rustlib/src/rust/library/core").is_dir())
+        .map(|s| {
+            Path::new(s.trim())
+                .join("lib/rustlib/src/rust/library/core")
+                .is_dir()
+        })
         .unwrap_or(false);
     if !have_toolchain || !have_src {
         let t = Instant::now();
-        progress(&format!("installing {toolchain} with rust-src (once; about 20 s)"));
+        progress(&format!(
+            "installing {toolchain} with rust-src (once; about 20 s)"
+        ));
         status(Command::new("rustup").args([
             "toolchain",
             "install",
@@ -116,14 +133,30 @@ fn setup() -> Result<()> {
             "--profile",
             "minimal",
             "--component",
-            "rust-src",
+            "rust-src,clippy",
             "--no-self-update",
         ]))
         .with_context(|| format!("installing the {toolchain} toolchain"))?;
         progress(&format!("{toolchain} installed in {:.0?}", t.elapsed()));
     }
+    // clippy for the eBPF crate (the test suite lints it on its own target).
+    if output(Command::new("rustup").args(["run", &toolchain, "cargo", "clippy", "--version"]))
+        .is_none()
+    {
+        progress(&format!("adding clippy to {toolchain}"));
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "--toolchain",
+            &toolchain,
+            "clippy",
+        ]))
+        .with_context(|| format!("adding clippy to {toolchain}"))?;
+    }
     let current = output(Command::new("bpf-linker").arg("--version"));
-    let ok = current.as_deref().is_some_and(|v| v.split_whitespace().any(|w| w == linker_version));
+    let ok = current
+        .as_deref()
+        .is_some_and(|v| v.split_whitespace().any(|w| w == linker_version));
     if !ok {
         let t = Instant::now();
         match current {
@@ -131,7 +164,9 @@ fn setup() -> Result<()> {
                 "found {}, need bpf-linker {linker_version}: installing (once; about 1-2 min)",
                 v.trim()
             )),
-            None => progress(&format!("installing bpf-linker {linker_version} (once; about 1-2 min)")),
+            None => progress(&format!(
+                "installing bpf-linker {linker_version} (once; about 1-2 min)"
+            )),
         }
         status(Command::new("cargo").args([
             &format!("+{toolchain}"),
@@ -143,7 +178,10 @@ fn setup() -> Result<()> {
             "--quiet",
         ]))
         .context("installing bpf-linker")?;
-        progress(&format!("bpf-linker {linker_version} installed in {:.0?}", t.elapsed()));
+        progress(&format!(
+            "bpf-linker {linker_version} installed in {:.0?}",
+            t.elapsed()
+        ));
         if output(Command::new("bpf-linker").arg("--version")).is_none() {
             bail!(
                 "bpf-linker was installed but is not on PATH; add cargo's bin directory \
@@ -184,8 +222,14 @@ struct Stage {
 
 fn test(only: Option<&str>) -> Result<()> {
     let stages = [
-        Stage { name: "setup", run: setup },
-        Stage { name: "fmt", run: || status(cargo().args(["fmt", "--all", "--check"])) },
+        Stage {
+            name: "setup",
+            run: setup,
+        },
+        Stage {
+            name: "fmt",
+            run: || status(cargo().args(["fmt", "--all", "--check"])),
+        },
         Stage {
             name: "clippy",
             run: || {
@@ -220,15 +264,30 @@ fn test(only: Option<&str>) -> Result<()> {
             run: || {
                 status(
                     cargo()
-                        .args(["test", "--package", "huge-fault", "--test", "verifier", "--", "--nocapture"])
+                        .args(["test", "--package", "huge-fault", "--test", "verifier"])
+                        .args(["--", "--nocapture"])
                         .env("HUGE_FAULT_REQUIRE_VERIFIER", "1"),
+                )
+            },
+        },
+        Stage {
+            name: "live",
+            run: || {
+                status(
+                    cargo()
+                        .args(["test", "--package", "huge-fault", "--test", "live"])
+                        .args(["--", "--nocapture", "--test-threads", "1"])
+                        .env("HUGE_FAULT_REQUIRE_ROOT", "1"),
                 )
             },
         },
     ];
     let total = Instant::now();
     let mut times = Vec::new();
-    for stage in stages.iter().filter(|s| s.name == "setup" || only.is_none_or(|o| s.name.contains(o))) {
+    for stage in stages
+        .iter()
+        .filter(|s| s.name == "setup" || only.is_none_or(|o| s.name.contains(o)))
+    {
         progress(&format!("stage {} ...", stage.name));
         let t = Instant::now();
         let result = (stage.run)();
@@ -246,7 +305,11 @@ fn test(only: Option<&str>) -> Result<()> {
     for (name, took, _) in &times {
         progress(&format!("  {name:<10} {:>7.1}s", took.as_secs_f64()));
     }
-    progress(&format!("  {:<10} {:>7.1}s", "total", total.elapsed().as_secs_f64()));
+    progress(&format!(
+        "  {:<10} {:>7.1}s",
+        "total",
+        total.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -255,10 +318,27 @@ fn clippy_ebpf() -> Result<()> {
     let toolchain = pinned("ebpf-toolchain")?;
     let mut cmd = Command::new("rustup");
     cmd.current_dir(root())
-        .args(["run", &toolchain, "cargo", "clippy", "--package", "huge-fault-ebpf", "--bins"])
-        .args(["--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args([
+            "run",
+            &toolchain,
+            "cargo",
+            "clippy",
+            "--package",
+            "huge-fault-ebpf",
+            "--bins",
+        ])
+        .args([
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ])
         .args(["--target-dir", "target/ebpf-clippy", "--", "-D", "warnings"])
-        .env("CARGO_ENCODED_RUSTFLAGS", "--cfg=bpf_target_arch=\"x86_64\"")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "--cfg=bpf_target_arch=\"x86_64\"",
+        )
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("CARGO");

@@ -46,13 +46,22 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) != Some("anon") {
         return usage();
     }
-    let mut o = Opts { size: 16 << 20, stride: 4096, thp: None, align: 0, hold_ms: 0 };
+    let mut o = Opts {
+        size: 16 << 20,
+        stride: 4096,
+        thp: None,
+        align: 0,
+        hold_ms: 0,
+    };
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
         let v = it.next();
         let ok = match (a.as_str(), v) {
             ("--size", Some(v)) => parse_size(v).map(|n| o.size = n).is_some(),
-            ("--stride", Some(v)) => parse_size(v).filter(|&n| n > 0).map(|n| o.stride = n).is_some(),
+            ("--stride", Some(v)) => parse_size(v)
+                .filter(|&n| n > 0)
+                .map(|n| o.stride = n)
+                .is_some(),
             ("--align", Some(v)) => parse_size(v).map(|n| o.align = n).is_some(),
             ("--hold-ms", Some(v)) => v.parse().map(|n| o.hold_ms = n).is_ok(),
             ("--thp", Some(v)) if v == "always" => {
@@ -84,7 +93,10 @@ fn main() -> ExitCode {
         )
     };
     if base == libc::MAP_FAILED {
-        eprintln!("hf-workload: mmap of {map_len} bytes failed: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "hf-workload: mmap of {map_len} bytes failed: {}",
+            std::io::Error::last_os_error()
+        );
         return ExitCode::FAILURE;
     }
     let mut start = base as usize;
@@ -104,10 +116,17 @@ fn main() -> ExitCode {
         }
     }
     if let Some(thp) = o.thp {
-        let advice = if thp { libc::MADV_HUGEPAGE } else { libc::MADV_NOHUGEPAGE };
+        let advice = if thp {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
         // SAFETY: advice on our own mapping.
         if unsafe { libc::madvise(start as *mut _, o.size, advice) } != 0 {
-            eprintln!("hf-workload: madvise failed: {}", std::io::Error::last_os_error());
+            eprintln!(
+                "hf-workload: madvise failed: {}",
+                std::io::Error::last_os_error()
+            );
             return ExitCode::FAILURE;
         }
     }

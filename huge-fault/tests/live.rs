@@ -1,0 +1,269 @@
+//! Runs the real `huge-fault` binary on this machine's kernel, in whatever mode it allows,
+//! against `hf-workload`, and compares the numbers with the workload's own ground truth:
+//! the VMA range it printed and its getrusage minflt delta around the touch loop.
+//! Also checks how runs end (--duration, SIGINT) and the one-line errors.
+//!
+//! Needs root. Without it these tests say so and pass, unless HUGE_FAULT_REQUIRE_ROOT=1
+//! (set by `cargo xtask test`).
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+const HF: &str = env!("CARGO_BIN_EXE_huge-fault");
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_hf-workload");
+
+fn root_or_skip(test: &str) -> bool {
+    if huge_fault::live::check_privileges().is_ok() {
+        return true;
+    }
+    if std::env::var("HUGE_FAULT_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
+        panic!("{test} needs root");
+    }
+    eprintln!("{test} skipped: not root");
+    false
+}
+
+/// Starts huge-fault and waits until it has attached (its summary's first line).
+fn start(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(HF)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("huge-fault starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr);
+    let mut head = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let mut out = String::new();
+            let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+            panic!("huge-fault exited before attaching:\n{head}{out}");
+        }
+        head.push_str(&line);
+        if line.starts_with("  cannot see:")
+            || (line.starts_with("  ") && head.lines().count() >= 4)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no attach summary in 60 s:\n{head}"
+        );
+    }
+    // Keep draining stderr so the tool never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+    });
+    (child, head)
+}
+
+fn finish(child: Child) -> (Value, std::process::ExitStatus) {
+    let out = child.wait_with_output().expect("huge-fault ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{text}"));
+    (v, out.status)
+}
+
+fn sigint(child: &Child) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
+fn workload(args: &[&str]) -> Value {
+    let out = Command::new(WORKLOAD)
+        .args(args)
+        .output()
+        .expect("hf-workload runs");
+    assert!(
+        out.status.success(),
+        "hf-workload failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("workload JSON")
+}
+
+fn vma_row<'a>(report: &'a Value, truth: &Value) -> &'a Value {
+    let pid = truth["pid"].as_u64().unwrap();
+    report["vmas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| {
+            v["pid"] == pid && v["start"] == truth["vma_start"] && v["end"] == truth["vma_end"]
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no VMA row {} {}-{} in the report",
+                pid, truth["vma_start"], truth["vma_end"]
+            )
+        })
+}
+
+#[test]
+fn fault_counts_per_vma_match_the_workload_exactly() {
+    if !root_or_skip("fault_counts_per_vma_match_the_workload_exactly") {
+        return;
+    }
+    let (child, summary) = start(&["--json"]);
+    // Three runs: 4 KiB pages without THP (one fault per page), a sparse stride, and a
+    // second process at the same time as the first finishes.
+    let a = workload(&["anon", "--size", "8M", "--thp", "never"]);
+    let b = workload(&["anon", "--size", "16M", "--stride", "64K", "--thp", "never"]);
+    let c = workload(&["anon", "--size", "4M", "--thp", "never", "--hold-ms", "200"]);
+    std::thread::sleep(Duration::from_millis(300));
+    sigint(&child);
+    let (report, status) = finish(child);
+    assert!(status.success(), "huge-fault exited with {status}");
+    assert_eq!(report["schema"], "huge-fault.report");
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["ended_by"], "signal");
+    eprintln!("{summary}mode {}", report["mode"]);
+    for (truth, pages) in [(&a, 2048), (&b, 256), (&c, 1024)] {
+        // The workload's own arithmetic and its getrusage delta agree ...
+        assert_eq!(truth["touches"], pages);
+        assert_eq!(truth["minflt"], pages, "getrusage: {truth}");
+        assert_eq!(truth["majflt"], 0);
+        // ... and the tool saw exactly that many faults in that VMA, no more, no less.
+        let row = vma_row(&report, truth);
+        assert_eq!(row["faults"], pages, "tool vs workload for {truth}: {row}");
+        assert_eq!(row["writes"], pages, "every touch is a write: {row}");
+        assert_eq!(row["major"], 0);
+        assert_eq!(row["kind"], "anon");
+        assert_eq!(row["size_bytes"], truth["size"]);
+        assert_eq!(row["latency_ns"]["count"], pages);
+    }
+    assert_eq!(report["loss"]["ringbuf_drops"], 0);
+}
+
+#[test]
+fn pid_filter_keeps_only_that_process() {
+    if !root_or_skip("pid_filter_keeps_only_that_process") {
+        return;
+    }
+    // A process that waits for a line on stdin before touching memory, so that the tool can
+    // attach to its pid first.
+    let mut target = Command::new("sh")
+        .args([
+            "-c",
+            &format!("read x; exec {WORKLOAD} anon --size 2M --thp never"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    let pid = target.id().to_string();
+    let (child, _) = start(&["--json", "-p", &pid]);
+    let other = workload(&["anon", "--size", "1M", "--thp", "never"]);
+    use std::io::Write as _;
+    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = target.wait_with_output().unwrap();
+    let truth: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(truth["pid"].to_string(), pid, "exec keeps the pid");
+    std::thread::sleep(Duration::from_millis(200));
+    sigint(&child);
+    let (report, _) = finish(child);
+    let procs = report["processes"].as_array().unwrap();
+    assert!(
+        procs.iter().all(|p| p["pid"].as_u64() == pid.parse().ok()),
+        "other processes leaked in: {procs:?}"
+    );
+    assert_eq!(vma_row(&report, &truth)["faults"], 512);
+    assert!(
+        !report["vmas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["pid"] == other["pid"]),
+        "the unfiltered workload must not appear"
+    );
+    assert_eq!(report["filter_pid"].to_string(), pid);
+}
+
+#[test]
+fn duration_ends_the_run_with_a_summary() {
+    if !root_or_skip("duration_ends_the_run_with_a_summary") {
+        return;
+    }
+    let t = Instant::now();
+    let out = Command::new(HF).args(["-d", "1"]).output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.elapsed() < Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" faults in "), "no summary line:\n{text}");
+    assert!(text.contains("lost: "), "no loss line:\n{text}");
+    assert!(text.contains("FAULTS"), "no table:\n{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("huge-fault: tracing in "),
+        "no attach summary:\n{err}"
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_1() {
+    if !root_or_skip("bad_input_is_one_line_and_exit_1") {
+        return;
+    }
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--btf", "/nonexistent/vmlinux", "-d", "1"],
+            "no BTF at /nonexistent/vmlinux",
+        ),
+        (&["--btf", "/proc/self/status", "-d", "1"], "is not usable"),
+        (&["-p", "4000000", "-d", "1"], "no process with pid 4000000"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(HF).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line:\n{err}");
+        assert!(
+            err.starts_with("huge-fault: error: ") && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn without_privileges_it_says_so_in_one_line() {
+    if !root_or_skip("without_privileges_it_says_so_in_one_line") {
+        return;
+    }
+    // Drop to nobody with no capabilities.
+    let out = match Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            HF,
+            "-d",
+            "1",
+        ])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipped: setpriv not available ({e})");
+            return;
+        }
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("must run as root"), "{err}");
+}
