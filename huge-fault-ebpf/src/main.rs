@@ -257,7 +257,12 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
     let Some((tgid, tid)) = wanted() else { return };
     let mut flags = rflags::HAS_RET;
     let mut vma = VmaInfo::default();
-    let (start_ns, vma_ptr, address, fault_flags);
+    // What the return probe itself knows (fexit has the arguments, kretprobe does not).
+    let (mut vma_ptr, mut address, mut fault_flags, arg_bits) = match args {
+        Some((v, a, f)) => (v, a, f, rflags::HAS_ADDRESS | rflags::HAS_FAULT_FLAGS),
+        None => (0, 0, 0, 0),
+    };
+    let mut start_ns = 0;
     let (mut ip, mut error_code) = (0, 0);
     match INFLIGHT.get_ptr_mut(tid) {
         Some(state) => {
@@ -266,21 +271,7 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
             if st.depth > 0 {
                 // The inner call of a nested pair returns first; keep the outer state.
                 st.depth -= 1;
-                flags |= rflags::NESTED;
-                start_ns = 0;
-                match args {
-                    Some((v, a, f)) => {
-                        vma_ptr = v;
-                        address = a;
-                        fault_flags = f;
-                        flags |= rflags::HAS_ADDRESS | rflags::HAS_FAULT_FLAGS;
-                    }
-                    None => {
-                        vma_ptr = 0;
-                        address = 0;
-                        fault_flags = 0;
-                    }
-                }
+                flags |= rflags::NESTED | arg_bits;
             } else {
                 start_ns = st.start_ns;
                 vma_ptr = st.vma;
@@ -301,21 +292,7 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
                 ctx,
                 "handle_mm_fault returned on tid {} without a recorded entry", tid
             );
-            flags |= rflags::NO_ENTRY;
-            start_ns = 0;
-            match args {
-                Some((v, a, f)) => {
-                    vma_ptr = v;
-                    address = a;
-                    fault_flags = f;
-                    flags |= rflags::HAS_ADDRESS | rflags::HAS_FAULT_FLAGS;
-                }
-                None => {
-                    vma_ptr = 0;
-                    address = 0;
-                    fault_flags = 0;
-                }
-            }
+            flags |= rflags::NO_ENTRY | arg_bits;
         }
     }
     read_vma(vma_ptr, &mut vma);
