@@ -9,6 +9,7 @@ pub mod btf;
 pub mod cli;
 pub mod hist;
 pub mod kernel;
+pub mod lab;
 pub mod live;
 pub mod procmaps;
 pub mod report;

@@ -10,6 +10,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+
+mod lab;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -34,9 +36,27 @@ enum Task {
     /// The full test suite: format check, clippy -D warnings, unit tests, the verifier test,
     /// and live tests against this machine's kernel.
     Test {
-        /// Only the stages whose name contains this string (fmt, clippy, unit, verifier, live).
+        /// Only the stages whose name contains this string (fmt, clippy, unit, verifier, live, lab).
         #[arg(long)]
         only: Option<String>,
+    },
+    /// Boot Debian kernels in QEMU and run the lab scenarios inside each with huge-fault.
+    Lab {
+        /// Kernels to boot (comma-separated): 6.1, 6.12, 7.2. Default: all.
+        #[arg(long, value_delimiter = ',')]
+        kernel: Vec<String>,
+        /// Only these scenarios (comma-separated names from huge-fault/src/lab.rs).
+        #[arg(long, value_delimiter = ',')]
+        scenario: Vec<String>,
+        /// Only these attach modes (fentry, kprobe, tracepoint-only). Default: all three.
+        #[arg(long, value_delimiter = ',')]
+        mode: Vec<String>,
+        /// Keep the guest artifacts (initramfs, serial logs) in target/lab-out.
+        #[arg(long)]
+        keep: bool,
+        /// Per-boot time limit in seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
     },
 }
 
@@ -49,6 +69,15 @@ fn main() -> ExitCode {
             .and_then(|()| build_release())
             .and_then(|()| run(&args)),
         Task::Test { only } => test(only.as_deref()),
+        Task::Lab { kernel, scenario, mode, keep, timeout } => setup().and_then(|()| {
+            lab::lab(&lab::LabArgs {
+                kernels: kernel,
+                scenarios: scenario,
+                modes: mode,
+                keep,
+                timeout: std::time::Duration::from_secs(timeout),
+            })
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,7 +88,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
@@ -78,11 +107,11 @@ fn pinned(key: &str) -> Result<String> {
         .with_context(|| format!("{} has no `{key}` pin", manifest.display()))
 }
 
-fn progress(msg: &str) {
+pub(crate) fn progress(msg: &str) {
     eprintln!("[xtask] {msg}");
 }
 
-fn status(cmd: &mut Command) -> Result<()> {
+pub(crate) fn status(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     let st = cmd
         .status()
@@ -93,7 +122,7 @@ fn status(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn output(cmd: &mut Command) -> Option<String> {
+pub(crate) fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
     out.status
         .success()
@@ -192,7 +221,7 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
     cmd

@@ -1,8 +1,13 @@
 //! A fault workload with its own ground truth: maps a region, writes every page (or every
-//! `--stride` bytes) once, and prints one JSON line with the VMA range it used and its
-//! getrusage minflt/majflt delta around the touch loop.
+//! `--stride` bytes) once, and prints one JSON line with the VMA range it used, its
+//! getrusage minflt/majflt delta around the touch loop and, for hugetlb, how many huge
+//! pages the touch loop took from the pool.
 //!
-//! `hf-workload anon --size 64M --thp never`
+//! ```text
+//! hf-workload anon --size 8M --align 2M --thp always
+//! hf-workload anon --size 2M --align 2M --offset 64K --thp always   (no aligned 2 MiB inside)
+//! hf-workload hugetlb --page-size 1G --size 1G
+//! ```
 
 use std::process::ExitCode;
 
@@ -16,18 +21,30 @@ fn parse_size(s: &str) -> Option<usize> {
     num.parse::<usize>().ok()?.checked_mul(mult)
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Anon,
+    Hugetlb,
+}
+
 struct Opts {
+    kind: Kind,
     size: usize,
-    stride: usize,
+    stride: Option<usize>,
     thp: Option<bool>,
     align: usize,
+    offset: usize,
+    page_size: usize,
     hold_ms: u64,
 }
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: hf-workload anon [--size N[K|M|G]] [--stride N] [--thp always|never] [--align N] [--hold-ms MS]\n\
-         Writes every stride of a fresh anonymous mapping once and prints JSON ground truth."
+        "usage: hf-workload anon|hugetlb [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
+         \x20                               [--align N] [--offset N] [--page-size 2M|1G] [--hold-ms MS]\n\
+         Writes every stride of a fresh private mapping once and prints JSON ground truth.\n\
+         --align/--offset place the mapping at OFFSET past an ALIGN boundary.\n\
+         --thp always|never: MADV_HUGEPAGE or MADV_NOHUGEPAGE on the region (anon)."
     );
     ExitCode::from(2)
 }
@@ -41,53 +58,76 @@ fn rusage() -> (i64, i64) {
     }
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("anon") {
-        return usage();
-    }
+/// Free pages of one hugetlb pool, from sysfs.
+fn free_huge_pages(page_size: usize) -> Option<i64> {
+    let path = format!(
+        "/sys/kernel/mm/hugepages/hugepages-{}kB/free_hugepages",
+        page_size >> 10
+    );
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn parse_args(args: &[String]) -> Option<Opts> {
+    let kind = match args.first()?.as_str() {
+        "anon" => Kind::Anon,
+        "hugetlb" => Kind::Hugetlb,
+        _ => return None,
+    };
     let mut o = Opts {
+        kind,
         size: 16 << 20,
-        stride: 4096,
+        stride: None,
         thp: None,
         align: 0,
+        offset: 0,
+        page_size: 2 << 20,
         hold_ms: 0,
     };
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
-        let v = it.next();
-        let ok = match (a.as_str(), v) {
-            ("--size", Some(v)) => parse_size(v).map(|n| o.size = n).is_some(),
-            ("--stride", Some(v)) => parse_size(v)
-                .filter(|&n| n > 0)
-                .map(|n| o.stride = n)
-                .is_some(),
-            ("--align", Some(v)) => parse_size(v).map(|n| o.align = n).is_some(),
-            ("--hold-ms", Some(v)) => v.parse().map(|n| o.hold_ms = n).is_ok(),
-            ("--thp", Some(v)) if v == "always" => {
-                o.thp = Some(true);
-                true
-            }
-            ("--thp", Some(v)) if v == "never" => {
-                o.thp = Some(false);
-                true
-            }
-            _ => false,
-        };
-        if !ok {
-            eprintln!("hf-workload: bad option {a} {}", v.map_or("", |v| v));
-            return usage();
+        let v = it.next()?;
+        match a.as_str() {
+            "--size" => o.size = parse_size(v)?,
+            "--stride" => o.stride = Some(parse_size(v).filter(|&n| n > 0)?),
+            "--align" => o.align = parse_size(v)?,
+            "--offset" => o.offset = parse_size(v)?,
+            "--page-size" => o.page_size = parse_size(v).filter(|n| n.is_power_of_two())?,
+            "--hold-ms" => o.hold_ms = v.parse().ok()?,
+            "--thp" if v == "always" => o.thp = Some(true),
+            "--thp" if v == "never" => o.thp = Some(false),
+            _ => return None,
         }
     }
-    // Over-allocate to align the start, then use [start, start + size).
-    let map_len = o.size + o.align;
-    // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
+    Some(o)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(o) = parse_args(&args) else {
+        return usage();
+    };
+    let stride = o.stride.unwrap_or(match o.kind {
+        Kind::Anon => 4096,
+        Kind::Hugetlb => o.page_size,
+    });
+    let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    let mut map_len = o.size + o.align + o.offset;
+    if o.kind == Kind::Hugetlb {
+        // MAP_HUGE_SHIFT encodes log2 of the page size.
+        flags = libc::MAP_PRIVATE
+            | libc::MAP_ANONYMOUS
+            | libc::MAP_HUGETLB
+            | ((o.page_size.trailing_zeros() as i32) << libc::MAP_HUGE_SHIFT);
+        // The kernel aligns hugetlb mappings itself.
+        map_len = o.size;
+    }
+    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
     let base = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
             map_len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            flags,
             -1,
             0,
         )
@@ -100,8 +140,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut start = base as usize;
-    if o.align > 0 {
-        start = start.next_multiple_of(o.align);
+    if o.kind == Kind::Anon && (o.align > 0 || o.offset > 0) {
+        start = start.next_multiple_of(o.align.max(1)) + o.offset;
         // Trim both ends so that the VMA is exactly [start, start + size).
         // SAFETY: unmapping parts of our own fresh mapping.
         unsafe {
@@ -130,6 +170,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let pool_before = (o.kind == Kind::Hugetlb)
+        .then(|| free_huge_pages(o.page_size))
+        .flatten();
     let before = rusage();
     let mut touched = 0u64;
     let mut off = 0;
@@ -137,11 +180,18 @@ fn main() -> ExitCode {
         // SAFETY: inside our mapping; volatile so that every write happens.
         unsafe { std::ptr::write_volatile((start + off) as *mut u8, 1) };
         touched += 1;
-        off += o.stride;
+        off += stride;
     }
     let after = rusage();
+    let pool_after = (o.kind == Kind::Hugetlb)
+        .then(|| free_huge_pages(o.page_size))
+        .flatten();
+    let huge = match (pool_before, pool_after) {
+        (Some(b), Some(a)) => format!(",\"huge_pages_used\":{}", b - a),
+        _ => String::new(),
+    };
     println!(
-        "{{\"pid\":{},\"vma_start\":\"{:#x}\",\"vma_end\":\"{:#x}\",\"size\":{},\"touches\":{},\"minflt\":{},\"majflt\":{}}}",
+        "{{\"pid\":{},\"vma_start\":\"{:#x}\",\"vma_end\":\"{:#x}\",\"size\":{},\"touches\":{},\"minflt\":{},\"majflt\":{}{huge}}}",
         std::process::id(),
         start,
         start + o.size,

@@ -1,0 +1,264 @@
+//! PID 1 of the kernel lab's QEMU guest: mounts what the tool needs, then for each attach
+//! mode starts `huge-fault --json`, runs every scenario's workload, stops the tool and
+//! compares its report with each scenario's expectations. Results go to the serial console
+//! as `HF-LAB-RESULT {json}` lines; the guest then powers off.
+//!
+//! Kernel command line: `hf.only=a,b` limits the scenarios, `hf.modes=kprobe,...` the modes.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use huge_fault::lab::{self, SCENARIOS, Scenario, ScenarioResult, Status};
+use serde_json::Value;
+
+fn mount(src: &str, target: &str, fstype: &str, data: Option<&str>) {
+    let _ = std::fs::create_dir_all(target);
+    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+    let (src, target_c, fstype_c) = (c(src), c(target), c(fstype));
+    let data = data.map(c);
+    // SAFETY: valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target_c.as_ptr(),
+            fstype_c.as_ptr(),
+            0,
+            data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+        )
+    };
+    if rc != 0 {
+        println!("init: mount {fstype} on {target}: {}", std::io::Error::last_os_error());
+    }
+}
+
+fn power_off() -> ! {
+    let _ = std::io::stdout().flush();
+    // SAFETY: sync and reboot have no memory preconditions; we are PID 1.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn cmdline_value(cmdline: &str, key: &str) -> Option<Vec<String>> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+}
+
+fn emit(r: &ScenarioResult) {
+    println!("{}{}", lab::RESULT_MARK, serde_json::to_string(r).expect("serializes"));
+}
+
+fn read_vmstat() -> BTreeMap<String, i64> {
+    lab::parse_vmstat(&std::fs::read_to_string("/proc/vmstat").unwrap_or_default())
+}
+
+/// Writes sysfs values, returning the old ones to restore.
+fn apply_sysfs(pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, String> {
+    let mut old = Vec::new();
+    for (path, value) in pairs {
+        let cur = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        // "always [madvise] never" -> "madvise"
+        let cur = cur
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
+            .unwrap_or(cur.trim())
+            .to_string();
+        std::fs::write(path, value).map_err(|e| format!("{path} <- {value}: {e}"))?;
+        old.push((path.to_string(), cur));
+    }
+    Ok(old)
+}
+
+struct Outcome {
+    truth: Value,
+    vmstat_delta: BTreeMap<String, i64>,
+}
+
+fn run_workload(s: &Scenario, keys: &[&str]) -> Result<Outcome, String> {
+    let restore = apply_sysfs(s.sysfs)?;
+    let before = read_vmstat();
+    let out = Command::new("/bin/hf-workload").args(s.workload).output();
+    let after = read_vmstat();
+    for (path, value) in restore {
+        let _ = std::fs::write(&path, value);
+    }
+    let out = out.map_err(|e| format!("hf-workload: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "hf-workload {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let truth: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("hf-workload output: {e}: {}", String::from_utf8_lossy(&out.stdout)))?;
+    let vmstat_delta = keys
+        .iter()
+        .filter_map(|k| Some((k.to_string(), after.get(*k)? - before.get(*k)?)))
+        .collect();
+    Ok(Outcome { truth, vmstat_delta })
+}
+
+/// One tracing session in one mode over every scenario.
+fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioResult> {
+    let started = Instant::now();
+    let mode_arg = if mode == "tracepoint-only" { "tracepoint" } else { mode };
+    let fail_all = |why: String| -> Vec<ScenarioResult> {
+        scenarios
+            .iter()
+            .map(|s| ScenarioResult {
+                scenario: s.name.into(),
+                kernel: kernel.into(),
+                mode: mode.into(),
+                status: Status::Fail,
+                reason: Some(why.clone()),
+                checks: vec![],
+            })
+            .collect()
+    };
+    let mut child = match Command::new("/bin/huge-fault")
+        .args(["--mode", mode_arg, "--json", "--max-vmas", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return fail_all(format!("cannot start huge-fault: {e}")),
+    };
+    let mut err = BufReader::new(child.stderr.take().expect("piped"));
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.wait();
+            return fail_all(format!("huge-fault --mode {mode_arg} did not start: {}", head.trim()));
+        }
+        print!("init: [{mode}] {line}");
+        head.push_str(&line);
+        if line.starts_with("huge-fault: tracing in ") {
+            break;
+        }
+    }
+    // The rest of the attach block and any later message go to the console.
+    let tag = mode.to_string();
+    let stderr_thread = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = err.read_to_string(&mut rest);
+        for l in rest.lines() {
+            println!("init: [{tag}] {l}");
+        }
+    });
+    let keys = lab::vmstat_keys(scenarios);
+    let mut outcomes = Vec::new();
+    for s in scenarios {
+        let t = Instant::now();
+        let o = run_workload(s, &keys);
+        println!(
+            "init: [{mode}] {} ran in {:.2}s",
+            s.name,
+            t.elapsed().as_secs_f64()
+        );
+        outcomes.push(o);
+    }
+    // Let the last records reach the ring buffer, then stop the tool.
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut stdout = String::new();
+    let _ = child.stdout.take().expect("piped").read_to_string(&mut stdout);
+    let status = child.wait();
+    let _ = stderr_thread.join();
+    let report: Value = match serde_json::from_str(&stdout) {
+        Ok(v) => v,
+        Err(e) => return fail_all(format!("huge-fault ({status:?}) printed no report: {e}")),
+    };
+    println!(
+        "{}{mode} {:.2}",
+        lab::TIME_MARK,
+        started.elapsed().as_secs_f64()
+    );
+    if report["mode"] != mode {
+        return fail_all(format!("huge-fault ran in mode {} instead of {mode}", report["mode"]));
+    }
+    scenarios
+        .iter()
+        .zip(outcomes)
+        .map(|(s, o)| match o {
+            Ok(o) => lab::evaluate(s, kernel, mode, &report, &o.truth, &o.vmstat_delta),
+            Err(why) => ScenarioResult {
+                scenario: s.name.into(),
+                kernel: kernel.into(),
+                mode: mode.into(),
+                status: Status::Fail,
+                reason: Some(why),
+                checks: vec![],
+            },
+        })
+        .collect()
+}
+
+fn main() {
+    mount("proc", "/proc", "proc", None);
+    mount("sysfs", "/sys", "sysfs", None);
+    mount("devtmpfs", "/dev", "devtmpfs", None);
+    mount("tmpfs", "/tmp", "tmpfs", None);
+    mount("bpf", "/sys/fs/bpf", "bpf", None);
+    mount("nodev", "/sys/kernel/tracing", "tracefs", None);
+    std::panic::set_hook(Box::new(|info| {
+        println!("init: failure: panic: {info}");
+        power_off();
+    }));
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    println!("{}{kernel}", lab::KERNEL_MARK);
+    let version = lab::kernel_version(&kernel).unwrap_or((0, 0));
+    let only = cmdline_value(&cmdline, "hf.only=");
+    let modes = cmdline_value(&cmdline, "hf.modes=")
+        .unwrap_or_else(|| vec!["fentry".into(), "kprobe".into(), "tracepoint-only".into()]);
+
+    let selected: Vec<&Scenario> = SCENARIOS
+        .iter()
+        .filter(|s| only.as_ref().is_none_or(|o| o.iter().any(|n| n == s.name)))
+        .collect();
+    let mut runnable = Vec::new();
+    for s in &selected {
+        let not_run = if let Some(todo) = s.todo {
+            Some((Status::Pending, todo.to_string()))
+        } else {
+            lab::applies(s, version).err().map(|why| (Status::NotApplicable, why))
+        };
+        match not_run {
+            Some((status, why)) => emit(&ScenarioResult {
+                scenario: s.name.into(),
+                kernel: kernel.clone(),
+                mode: "-".into(),
+                status,
+                reason: Some(why),
+                checks: vec![],
+            }),
+            None => runnable.push(*s),
+        }
+    }
+    if !runnable.is_empty() {
+        for mode in &modes {
+            for r in run_mode(mode, &runnable, &kernel) {
+                emit(&r);
+            }
+        }
+    }
+    println!("{}", lab::DONE_MARK);
+    power_off();
+}

@@ -1,0 +1,502 @@
+//! The kernel lab's scenarios, as data, and their evaluation.
+//!
+//! Each scenario runs `hf-workload` inside a QEMU guest while `huge-fault` traces, and
+//! states what must come out: the tool's numbers for the workload's VMA range, the
+//! workload's own ground truth, and the kernel's counters (/proc/vmstat deltas). Every
+//! comparison is exact. Expectations on what the tool does not report yet are marked
+//! pending; a pending expectation that starts passing fails until it is promoted.
+//!
+//! The guest side (`hf-lab-init`) runs the scenarios and calls [`evaluate`]; the host side
+//! (`cargo xtask lab`) boots the kernels and collects the results.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where a checked number comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A key of the tool's VMA row for the workload's range (dotted path into the JSON).
+    Tool(&'static str),
+    /// A key of the workload's ground-truth line.
+    Truth(&'static str),
+    /// The delta of a /proc/vmstat counter around the workload.
+    Vmstat(&'static str),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    N(u64),
+    S(&'static str),
+}
+
+impl Expected {
+    fn to_value(self) -> Value {
+        match self {
+            Expected::N(n) => Value::from(n),
+            Expected::S(s) => Value::from(s),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Check {
+    pub source: Source,
+    pub expect: Expected,
+    /// Why this is not checked yet (the tool does not report it yet).
+    pub pending: Option<&'static str>,
+    /// Only in modes that see every `handle_mm_fault` call and its return (not tracepoint-only).
+    pub needs_return: bool,
+}
+
+const fn tool(key: &'static str, n: u64) -> Check {
+    Check { source: Source::Tool(key), expect: Expected::N(n), pending: None, needs_return: false }
+}
+const fn tool_s(key: &'static str, s: &'static str) -> Check {
+    Check { source: Source::Tool(key), expect: Expected::S(s), pending: None, needs_return: false }
+}
+const fn truth(key: &'static str, n: u64) -> Check {
+    Check { source: Source::Truth(key), expect: Expected::N(n), pending: None, needs_return: false }
+}
+const fn vmstat(key: &'static str, n: u64) -> Check {
+    Check { source: Source::Vmstat(key), expect: Expected::N(n), pending: None, needs_return: false }
+}
+const CORE: &str = "entries per size and chains are reported by the core issue";
+/// An expectation on per-size entries, chains or bytes: pending until the tool reports them.
+const fn later(key: &'static str, n: u64) -> Check {
+    Check { source: Source::Tool(key), expect: Expected::N(n), pending: Some(CORE), needs_return: true }
+}
+const fn later_s(key: &'static str, s: &'static str) -> Check {
+    Check { source: Source::Tool(key), expect: Expected::S(s), pending: Some(CORE), needs_return: true }
+}
+
+/// When a scenario can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    Always,
+    /// Kernel at least (major, minor); the reason is printed as `n/a: ...`.
+    Kernel(u32, u32, &'static str),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub needs: Needs,
+    /// Not built yet: the matrix shows the cell as pending with this reason.
+    pub todo: Option<&'static str>,
+    /// sysfs writes before the workload, restored afterwards.
+    pub sysfs: &'static [(&'static str, &'static str)],
+    pub workload: &'static [&'static str],
+    pub checks: &'static [Check],
+}
+
+const THP: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+const THP_DEFRAG: &str = "/sys/kernel/mm/transparent_hugepage/defrag";
+
+/// Every lab scenario. The lab guest boots with `transparent_hugepage=madvise`, two 2 MiB
+/// and one 1 GiB hugetlb pages reserved on the command line.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "thp-aligned",
+        kind: "anonymous THP",
+        needs: Needs::Always,
+        todo: None,
+        sysfs: &[(THP, "madvise"), (THP_DEFRAG, "madvise")],
+        // 8 MiB at a 2 MiB boundary with MADV_HUGEPAGE: four PMD faults.
+        workload: &["anon", "--size", "8M", "--align", "2M", "--thp", "always"],
+        checks: &[
+            truth("touches", 2048),
+            truth("minflt", 4),
+            tool("faults", 4),
+            tool("writes", 4),
+            tool("major", 0),
+            tool_s("kind", "anon"),
+            vmstat("thp_fault_alloc", 4),
+            vmstat("thp_fault_fallback", 0),
+            later("entries.pmd", 4),
+            later("entries.pte", 0),
+            later("bytes_mapped", 8 << 20),
+            later_s("chains.0.chain", "PMD:NOPAGE"),
+        ],
+    },
+    Scenario {
+        name: "thp-misaligned",
+        kind: "anonymous THP",
+        needs: Needs::Always,
+        todo: None,
+        sysfs: &[(THP, "madvise"), (THP_DEFRAG, "madvise")],
+        // 2 MiB starting 64 KiB past a 2 MiB boundary: no aligned 2 MiB inside the VMA, so
+        // the kernel never tries a PMD: 512 PTE faults, and no THP counted at all.
+        workload: &["anon", "--size", "2M", "--align", "2M", "--offset", "64K", "--thp", "always"],
+        checks: &[
+            truth("minflt", 512),
+            tool("faults", 512),
+            tool("writes", 512),
+            vmstat("thp_fault_alloc", 0),
+            vmstat("thp_fault_fallback", 0),
+            later("entries.pmd", 0),
+            later("entries.pte", 512),
+            later("bytes_mapped", 2 << 20),
+        ],
+    },
+    Scenario {
+        name: "thp-nohugepage",
+        kind: "anonymous THP",
+        needs: Needs::Always,
+        todo: None,
+        sysfs: &[(THP, "madvise")],
+        workload: &["anon", "--size", "4M", "--align", "2M", "--thp", "never"],
+        checks: &[
+            truth("minflt", 1024),
+            tool("faults", 1024),
+            vmstat("thp_fault_alloc", 0),
+            vmstat("thp_fault_fallback", 0),
+            later("entries.pte", 1024),
+            later("bytes_mapped", 4 << 20),
+        ],
+    },
+    Scenario {
+        name: "thp-never",
+        kind: "anonymous THP",
+        needs: Needs::Always,
+        todo: None,
+        // THP off system-wide: MADV_HUGEPAGE changes nothing.
+        sysfs: &[(THP, "never")],
+        workload: &["anon", "--size", "4M", "--align", "2M", "--thp", "always"],
+        checks: &[
+            truth("minflt", 1024),
+            tool("faults", 1024),
+            vmstat("thp_fault_alloc", 0),
+            vmstat("thp_fault_fallback", 0),
+            later("entries.pmd", 0),
+            later("entries.pte", 1024),
+        ],
+    },
+    Scenario {
+        name: "hugetlb-2m",
+        kind: "hugetlbfs",
+        needs: Needs::Always,
+        todo: None,
+        sysfs: &[],
+        workload: &["hugetlb", "--page-size", "2M", "--size", "4M"],
+        checks: &[
+            truth("touches", 2),
+            truth("minflt", 2),
+            truth("huge_pages_used", 2),
+            tool("faults", 2),
+            tool("writes", 2),
+            tool_s("kind", "hugetlb"),
+            later("entries.pmd", 2),
+            later("bytes_mapped", 4 << 20),
+        ],
+    },
+    Scenario {
+        name: "hugetlb-1g",
+        kind: "hugetlbfs",
+        needs: Needs::Always,
+        todo: None,
+        sysfs: &[],
+        workload: &["hugetlb", "--page-size", "1G", "--size", "1G"],
+        checks: &[
+            truth("touches", 1),
+            truth("minflt", 1),
+            truth("huge_pages_used", 1),
+            tool("faults", 1),
+            tool_s("kind", "hugetlb"),
+            later("entries.pud", 1),
+            later("bytes_mapped", 1 << 30),
+        ],
+    },
+    Scenario {
+        name: "mthp-64k",
+        kind: "multi-size THP",
+        needs: Needs::Kernel(6, 8, "kernel older than 6.8 (no multi-size anonymous THP)"),
+        todo: Some("multi-size THP scenario not built yet"),
+        sysfs: &[],
+        workload: &[],
+        checks: &[],
+    },
+    Scenario {
+        name: "shmem-huge",
+        kind: "shmem THP",
+        needs: Needs::Always,
+        todo: Some("shmem huge=always scenario not built yet"),
+        sysfs: &[],
+        workload: &[],
+        checks: &[],
+    },
+    Scenario {
+        name: "fsdax",
+        kind: "fsdax",
+        needs: Needs::Always,
+        todo: Some("fsdax scenarios (aligned, plain mkfs, misaligned mapping) not built yet"),
+        sysfs: &[],
+        workload: &[],
+        checks: &[],
+    },
+    Scenario {
+        name: "devdax",
+        kind: "devdax",
+        needs: Needs::Always,
+        todo: Some("devdax 2 MiB / 1 GiB scenarios not built yet"),
+        sysfs: &[],
+        workload: &[],
+        checks: &[],
+    },
+];
+
+/// The /proc/vmstat counters a set of scenarios needs.
+pub fn vmstat_keys(scenarios: &[&Scenario]) -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = scenarios
+        .iter()
+        .flat_map(|s| s.checks.iter())
+        .filter_map(|c| match c.source {
+            Source::Vmstat(k) => Some(k),
+            _ => None,
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// /proc/vmstat as a map.
+pub fn parse_vmstat(text: &str) -> BTreeMap<String, i64> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// (major, minor) of a release string like `6.1.0-56-amd64` or `7.2.13+deb14-amd64`.
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Whether a scenario applies to this kernel: `Err(reason)` for `n/a`.
+pub fn applies(s: &Scenario, version: (u32, u32)) -> Result<(), String> {
+    match s.needs {
+        Needs::Always => Ok(()),
+        Needs::Kernel(maj, min, why) if version < (maj, min) => Err(why.to_string()),
+        Needs::Kernel(..) => Ok(()),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Not built yet.
+    Pending,
+    /// Cannot run on this kernel.
+    NotApplicable,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub what: String,
+    pub expected: Value,
+    pub got: Value,
+    /// `pass`, `fail`, `pending` (not reported yet), `pending-passes` (promote it: a failure),
+    /// `not-visible` (the mode cannot see it).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub scenario: String,
+    pub kernel: String,
+    pub mode: String,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub checks: Vec<CheckResult>,
+}
+
+fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, key| match key.parse::<usize>() {
+        Ok(i) => v.get(i),
+        Err(_) => v.get(key),
+    })
+}
+
+/// The tool's VMA row for the workload's range.
+pub fn vma_row<'a>(report: &'a Value, truth: &Value) -> Option<&'a Value> {
+    report["vmas"].as_array()?.iter().find(|v| {
+        v["pid"] == truth["pid"] && v["start"] == truth["vma_start"] && v["end"] == truth["vma_end"]
+    })
+}
+
+/// Compares one scenario's outcome with its expectations, exactly.
+pub fn evaluate(
+    s: &Scenario,
+    kernel: &str,
+    mode: &str,
+    report: &Value,
+    truth: &Value,
+    vmstat_delta: &BTreeMap<String, i64>,
+) -> ScenarioResult {
+    let sees_returns = mode != "tracepoint-only";
+    let row = vma_row(report, truth);
+    let mut checks = Vec::new();
+    let mut failed = false;
+    for c in s.checks {
+        let (what, got) = match c.source {
+            Source::Tool(k) => (format!("tool {k}"), row.and_then(|r| lookup(r, k)).cloned()),
+            Source::Truth(k) => (format!("workload {k}"), truth.get(k).cloned()),
+            Source::Vmstat(k) => (format!("vmstat {k}"), vmstat_delta.get(k).map(|&d| Value::from(d))),
+        };
+        let expected = c.expect.to_value();
+        let matches = got.as_ref() == Some(&expected);
+        let outcome = if c.needs_return && !sees_returns {
+            "not-visible"
+        } else if c.pending.is_some() {
+            if matches {
+                failed = true;
+                "pending-passes"
+            } else {
+                "pending"
+            }
+        } else if matches {
+            "pass"
+        } else {
+            failed = true;
+            "fail"
+        };
+        checks.push(CheckResult {
+            what,
+            expected,
+            got: got.unwrap_or(Value::Null),
+            outcome: outcome.into(),
+        });
+    }
+    let reason = if row.is_none() {
+        Some(format!(
+            "no VMA row {}-{} for pid {} in the tool's report",
+            truth["vma_start"], truth["vma_end"], truth["pid"]
+        ))
+    } else if failed {
+        Some(
+            checks
+                .iter()
+                .filter(|c| c.outcome == "fail" || c.outcome == "pending-passes")
+                .map(|c| format!("{}: expected {} got {} ({})", c.what, c.expected, c.got, c.outcome))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    } else {
+        None
+    };
+    ScenarioResult {
+        scenario: s.name.into(),
+        kernel: kernel.into(),
+        mode: mode.into(),
+        status: if failed || row.is_none() { Status::Fail } else { Status::Pass },
+        reason,
+        checks,
+    }
+}
+
+/// The marker lines the guest prints on its serial console.
+pub const RESULT_MARK: &str = "HF-LAB-RESULT ";
+pub const KERNEL_MARK: &str = "HF-LAB-KERNEL ";
+pub const DONE_MARK: &str = "HF-LAB-DONE";
+pub const TIME_MARK: &str = "HF-LAB-TIME ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scenario(name: &str) -> &'static Scenario {
+        SCENARIOS.iter().find(|s| s.name == name).unwrap()
+    }
+
+    fn report(faults: u64, writes: u64) -> Value {
+        json!({"vmas": [
+            {"pid": 9, "start": "0x200000", "end": "0xa00000", "faults": faults, "writes": writes,
+             "major": 0, "kind": "anon"},
+            {"pid": 9, "start": "0x1000", "end": "0x2000", "faults": 77}
+        ]})
+    }
+
+    fn truth() -> Value {
+        json!({"pid": 9, "vma_start": "0x200000", "vma_end": "0xa00000", "touches": 2048, "minflt": 4})
+    }
+
+    fn vm(alloc: i64) -> BTreeMap<String, i64> {
+        [("thp_fault_alloc".to_string(), alloc), ("thp_fault_fallback".to_string(), 0)].into()
+    }
+
+    #[test]
+    fn exact_numbers_pass_and_pending_stays_pending() {
+        let r = evaluate(scenario("thp-aligned"), "6.1", "kprobe", &report(4, 4), &truth(), &vm(4));
+        assert_eq!(r.status, Status::Pass, "{:?}", r.reason);
+        assert!(r.checks.iter().any(|c| c.outcome == "pending"));
+        assert!(r.checks.iter().filter(|c| c.what == "tool faults").all(|c| c.outcome == "pass"));
+    }
+
+    #[test]
+    fn one_fault_too_many_fails_with_the_numbers() {
+        let r = evaluate(scenario("thp-aligned"), "6.1", "kprobe", &report(5, 4), &truth(), &vm(4));
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.reason.unwrap().contains("tool faults: expected 4 got 5"));
+        let r = evaluate(scenario("thp-aligned"), "6.1", "kprobe", &report(4, 4), &truth(), &vm(3));
+        assert_eq!(r.status, Status::Fail);
+    }
+
+    #[test]
+    fn a_pending_expectation_that_passes_fails_until_promoted() {
+        let mut rep = report(4, 4);
+        rep["vmas"][0]["entries"] = json!({"pmd": 4, "pte": 7});
+        let r = evaluate(scenario("thp-aligned"), "6.1", "kprobe", &rep, &truth(), &vm(4));
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.reason.unwrap().contains("pending-passes"));
+        // Tracepoint-only mode cannot see entries at all: not visible, not pending.
+        let r = evaluate(scenario("thp-aligned"), "6.1", "tracepoint-only", &rep, &truth(), &vm(4));
+        assert_eq!(r.status, Status::Pass);
+        assert!(r.checks.iter().any(|c| c.outcome == "not-visible"));
+    }
+
+    #[test]
+    fn a_missing_vma_row_fails() {
+        let mut t = truth();
+        t["vma_start"] = json!("0x400000");
+        let r = evaluate(scenario("thp-aligned"), "6.1", "fentry", &report(4, 4), &t, &vm(4));
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.reason.unwrap().starts_with("no VMA row"));
+    }
+
+    #[test]
+    fn kernel_versions_and_applicability() {
+        assert_eq!(kernel_version("6.1.0-56-amd64"), Some((6, 1)));
+        assert_eq!(kernel_version("6.12.115+deb12-amd64"), Some((6, 12)));
+        assert_eq!(kernel_version("7.2.13+deb14-amd64"), Some((7, 2)));
+        let m = scenario("mthp-64k");
+        assert!(applies(m, (6, 1)).unwrap_err().contains("older than 6.8"));
+        assert!(applies(m, (6, 12)).is_ok());
+    }
+
+    #[test]
+    fn scenario_table_is_consistent() {
+        let mut names: Vec<_> = SCENARIOS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SCENARIOS.len(), "duplicate scenario names");
+        for s in SCENARIOS {
+            assert_eq!(s.todo.is_none(), !s.workload.is_empty(), "{}", s.name);
+            if s.todo.is_none() {
+                assert!(s.checks.iter().any(|c| c.source == Source::Tool("faults")), "{}", s.name);
+            }
+        }
+        let keys = vmstat_keys(&SCENARIOS.iter().collect::<Vec<_>>());
+        assert_eq!(keys, ["thp_fault_alloc", "thp_fault_fallback"]);
+        let vm = parse_vmstat("nr_free_pages 10\nthp_fault_alloc 3\n");
+        assert_eq!(vm["thp_fault_alloc"], 3);
+    }
+}

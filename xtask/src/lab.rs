@@ -1,0 +1,586 @@
+//! `cargo xtask lab`: boots Debian kernels in QEMU and runs every lab scenario inside each,
+//! with `huge-fault` attached, then prints a scenario × kernel matrix (and writes it as JSON).
+//!
+//! Host side only: fetching kernels (apt, with its own state under `lab-cache/`, never the
+//! system's), building static guest binaries, the initramfs, QEMU, and the serial log. The
+//! scenarios and their expectations live in `huge-fault/src/lab.rs`, run by the guest.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::Value;
+
+use crate::{output, progress, root, status};
+
+/// A kernel the lab knows how to fetch.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSpec {
+    /// Short name used on the command line and in the matrix.
+    pub name: &'static str,
+    /// Debian suite whose package lists are used.
+    pub suite: Suite,
+    /// How to find the package: see [`resolve`].
+    pub how: Resolve,
+    /// Not enabled yet: the matrix shows the column as pending with this reason.
+    pub pending: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    Bookworm,
+    Sid,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Resolve {
+    /// The package `linux-image-amd64` depends on (signed, modules included).
+    Meta,
+    /// The newest `linux-image-<prefix>*<suffix>` package.
+    Newest(&'static str, &'static str),
+}
+
+pub const KERNELS: &[KernelSpec] = &[
+    KernelSpec { name: "6.1", suite: Suite::Bookworm, how: Resolve::Meta, pending: None },
+    KernelSpec {
+        name: "6.12",
+        suite: Suite::Bookworm,
+        how: Resolve::Newest("linux-image-6.12.", "+deb12-amd64-unsigned"),
+        pending: None,
+    },
+    KernelSpec {
+        name: "7.2",
+        suite: Suite::Sid,
+        how: Resolve::Newest("linux-binary-unsigned-", "-amd64"),
+        pending: Some("the 7.2 (unstable) kernel is not wired into the lab yet"),
+    },
+];
+
+pub struct LabArgs {
+    pub kernels: Vec<String>,
+    pub scenarios: Vec<String>,
+    pub modes: Vec<String>,
+    pub keep: bool,
+    pub timeout: Duration,
+}
+
+fn cache() -> PathBuf {
+    root().join("lab-cache")
+}
+
+fn apt_opts(suite: Suite) -> Vec<String> {
+    let dir = cache().join(match suite {
+        Suite::Bookworm => "apt-bookworm",
+        Suite::Sid => "apt-sid",
+    });
+    vec![
+        format!("-oDir::Etc::SourceList={}", dir.join("sources.list").display()),
+        "-oDir::Etc::SourceParts=/dev/null".into(),
+        format!("-oDir::State::Lists={}", dir.join("lists").display()),
+        format!("-oDir::Cache={}", dir.join("cache").display()),
+        "-oDebug::NoLocking=1".into(),
+        "-oAPT::Sandbox::User=root".into(),
+        "-qq".into(),
+    ]
+}
+
+/// Package lists for one suite, refreshed when older than a day.
+fn apt_update(suite: Suite) -> Result<()> {
+    let dir = cache().join(match suite {
+        Suite::Bookworm => "apt-bookworm",
+        Suite::Sid => "apt-sid",
+    });
+    std::fs::create_dir_all(dir.join("lists/partial"))?;
+    std::fs::create_dir_all(dir.join("cache/archives/partial"))?;
+    let sources = match suite {
+        Suite::Bookworm => {
+            "deb http://deb.debian.org/debian bookworm main\n\
+             deb http://deb.debian.org/debian-security bookworm-security main\n"
+        }
+        Suite::Sid => "deb http://deb.debian.org/debian sid main\n",
+    };
+    std::fs::write(dir.join("sources.list"), sources)?;
+    let stamp = dir.join("updated");
+    let fresh = std::fs::metadata(&stamp)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(86400));
+    if !fresh {
+        progress(&format!("lab: fetching Debian {suite:?} package lists"));
+        status(Command::new("apt-get").args(apt_opts(suite)).arg("update"))
+            .context("apt-get update (lab package lists)")?;
+        std::fs::write(&stamp, "")?;
+    }
+    Ok(())
+}
+
+/// Compares Debian-ish version strings by their numeric runs.
+fn version_key(s: &str) -> Vec<u64> {
+    s.split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
+}
+
+/// The package name of a kernel spec.
+fn resolve(spec: &KernelSpec) -> Result<String> {
+    let opts = apt_opts(spec.suite);
+    match spec.how {
+        Resolve::Meta => {
+            let out = output(Command::new("apt-cache").args(&opts).args(["depends", "linux-image-amd64"]))
+                .context("apt-cache depends linux-image-amd64")?;
+            out.lines()
+                .filter_map(|l| l.trim().strip_prefix("Depends: "))
+                .find(|p| p.starts_with("linux-image-"))
+                .map(str::to_string)
+                .context("linux-image-amd64 has no kernel dependency")
+        }
+        Resolve::Newest(prefix, suffix) => {
+            let out = output(Command::new("apt-cache").args(&opts).args(["pkgnames", prefix]))
+                .context("apt-cache pkgnames")?;
+            out.lines()
+                .filter(|p| p.starts_with(prefix) && p.ends_with(suffix))
+                .max_by_key(|p| version_key(p))
+                .map(str::to_string)
+                .with_context(|| format!("no {prefix}*{suffix} package in Debian {:?}", spec.suite))
+        }
+    }
+}
+
+struct Kernel {
+    package: String,
+    vmlinuz: PathBuf,
+}
+
+/// Downloads and unpacks a kernel package (cached).
+fn fetch_kernel(spec: &KernelSpec) -> Result<Kernel> {
+    apt_update(spec.suite)?;
+    let package = resolve(spec)?;
+    let dir = cache().join("kernels").join(&package);
+    let unpacked = dir.join("root");
+    if !unpacked.join("boot").is_dir() {
+        let t = Instant::now();
+        progress(&format!("lab: downloading {package}"));
+        std::fs::create_dir_all(&dir)?;
+        status(Command::new("apt-get").args(apt_opts(spec.suite)).args(["download", &package]).current_dir(&dir))
+            .with_context(|| format!("apt-get download {package}"))?;
+        let deb = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .context("downloaded .deb not found")?;
+        let tmp = dir.join("root.tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp)).context("dpkg-deb -x")?;
+        std::fs::rename(&tmp, &unpacked)?;
+        std::fs::remove_file(&deb)?;
+        progress(&format!("lab: {package} ready in {:.0?}", t.elapsed()));
+    }
+    let vmlinuz = std::fs::read_dir(unpacked.join("boot"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .context("no vmlinuz in the kernel package")?;
+    Ok(Kernel { package, vmlinuz })
+}
+
+fn ensure_qemu() -> Result<()> {
+    if output(Command::new("qemu-system-x86_64").arg("--version")).is_some() {
+        return Ok(());
+    }
+    let t = Instant::now();
+    progress("lab: installing qemu-system-x86 (once; about 15 s)");
+    let install = || {
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends", "qemu-system-x86"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    if install().is_err() {
+        status(Command::new("apt-get").args(["update", "-qq"]))?;
+        install().context("installing qemu-system-x86 (needs root and Debian's archive)")?;
+    }
+    progress(&format!("lab: qemu installed in {:.0?}", t.elapsed()));
+    Ok(())
+}
+
+/// Builds the guest's binaries statically.
+fn build_guest_binaries() -> Result<PathBuf> {
+    progress("lab: building static guest binaries (huge-fault, hf-workload, hf-lab-init)");
+    let target_dir = root().join("target/lab");
+    status(
+        crate::cargo()
+            .args(["build", "--release", "--package", "huge-fault", "--bins"])
+            .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+            .arg(&target_dir)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
+    )?;
+    Ok(target_dir.join("x86_64-unknown-linux-gnu/release"))
+}
+
+/// A minimal `newc` cpio writer for the initramfs.
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn new() -> Self {
+        Self { out: Vec::new(), ino: 1 }
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+        let header = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        self.ino += 1;
+        self.out.extend_from_slice(header.as_bytes());
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        while self.out.len() % 4 != 0 {
+            self.out.push(0);
+        }
+        self.out.extend_from_slice(data);
+        while self.out.len() % 4 != 0 {
+            self.out.push(0);
+        }
+    }
+
+    fn dir(&mut self, name: &str) {
+        self.entry(name, 0o040755, &[]);
+    }
+
+    fn file(&mut self, name: &str, data: &[u8]) {
+        self.entry(name, 0o100755, data);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[]);
+        self.out
+    }
+}
+
+fn build_initramfs(bins: &Path, out: &Path) -> Result<()> {
+    let mut c = Cpio::new();
+    for d in ["bin", "dev", "proc", "sys", "tmp", "mnt"] {
+        c.dir(d);
+    }
+    let read = |n: &str| std::fs::read(bins.join(n)).with_context(|| format!("reading {n}"));
+    c.file("init", &read("hf-lab-init")?);
+    c.file("bin/huge-fault", &read("huge-fault")?);
+    c.file("bin/hf-workload", &read("hf-workload")?);
+    std::fs::write(out, c.finish())?;
+    Ok(())
+}
+
+/// One guest boot's results.
+struct Boot {
+    release: Option<String>,
+    results: Vec<Value>,
+    times: Vec<(String, f64)>,
+    /// Why the boot did not end with the done marker.
+    failure: Option<String>,
+    wall: Duration,
+}
+
+fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result<Boot> {
+    let mut append = String::from(
+        "console=ttyS0 rdinit=/init panic=-1 oops=panic quiet loglevel=4 \
+         transparent_hugepage=madvise hugepagesz=2M hugepages=4 hugepagesz=1G hugepages=1",
+    );
+    if !args.scenarios.is_empty() {
+        append.push_str(&format!(" hf.only={}", args.scenarios.join(",")));
+    }
+    if !args.modes.is_empty() {
+        append.push_str(&format!(" hf.modes={}", args.modes.join(",")));
+    }
+    let started = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "3G"])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", &append])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64")?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut logf = std::fs::File::create(log)?;
+    let mut b = Boot { release: None, results: vec![], times: vec![], failure: None, wall: Duration::ZERO };
+    let mut done = false;
+    let deadline = started + args.timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_secs(5))) {
+            Ok(line) => {
+                let line = line.trim_end_matches('\r').to_string();
+                writeln!(logf, "{line}")?;
+                if let Some(r) = line.strip_prefix("HF-LAB-KERNEL ") {
+                    b.release = Some(r.trim().to_string());
+                    progress(&format!("lab: guest is up: {}", r.trim()));
+                } else if let Some(r) = line.strip_prefix("HF-LAB-RESULT ") {
+                    match serde_json::from_str::<Value>(r) {
+                        Ok(v) => b.results.push(v),
+                        Err(e) => b.failure = Some(format!("unreadable result line ({e}): {r}")),
+                    }
+                } else if let Some(t) = line.strip_prefix("HF-LAB-TIME ") {
+                    let mut it = t.split_whitespace();
+                    if let (Some(m), Some(s)) = (it.next(), it.next().and_then(|s| s.parse().ok())) {
+                        progress(&format!("lab: {} mode: all scenarios in {s:.1}s", m));
+                        b.times.push((m.to_string(), s));
+                    }
+                } else if line.starts_with("HF-LAB-DONE") {
+                    done = true;
+                } else if line.contains("Kernel panic") {
+                    b.failure = Some(format!("kernel panic: {line}"));
+                } else if line.starts_with("init: failure") {
+                    b.failure = Some(line.clone());
+                }
+                if b.failure.as_deref().is_some_and(|f| f.starts_with("kernel panic")) {
+                    // Give the panic message a moment to reach the log, then stop.
+                    std::thread::sleep(Duration::from_secs(2));
+                    while let Ok(l) = rx.try_recv() {
+                        writeln!(logf, "{l}")?;
+                    }
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if Instant::now() >= deadline {
+                    b.failure = Some(format!("timeout after {:.0?}", args.timeout));
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.kill();
+    let st = child.wait()?;
+    b.wall = started.elapsed();
+    if !done && b.failure.is_none() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read as _;
+            let _ = e.read_to_string(&mut err);
+        }
+        b.failure = Some(format!("guest stopped before finishing ({st}) {}", err.trim()));
+    }
+    Ok(b)
+}
+
+/// The matrix cell of one scenario on one kernel, from its per-mode results.
+fn cell(results: &[&Value]) -> (String, bool) {
+    if results.is_empty() {
+        return ("MISSING".into(), false);
+    }
+    let status = |r: &Value| r["status"].as_str().unwrap_or("?").to_string();
+    if let [one] = results
+        && one["mode"] == "-"
+    {
+        let s = status(one);
+        let reason = one["reason"].as_str().unwrap_or("");
+        return (format!("{s}: {reason}"), s != "fail");
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| status(r) != "pass")
+        .map(|r| format!("{}({})", r["mode"].as_str().unwrap_or("?"), status(r)))
+        .collect();
+    let pending: usize = results
+        .iter()
+        .map(|r| {
+            r["checks"]
+                .as_array()
+                .map_or(0, |c| c.iter().filter(|c| c["outcome"] == "pending").count())
+        })
+        .max()
+        .unwrap_or(0);
+    if failed.is_empty() {
+        let modes: Vec<&str> = results.iter().filter_map(|r| r["mode"].as_str()).collect();
+        let mut s = format!("pass [{}]", modes.join(","));
+        if pending > 0 {
+            s.push_str(&format!(" +{pending} pending"));
+        }
+        (s, true)
+    } else {
+        (format!("FAIL {}", failed.join(" ")), false)
+    }
+}
+
+pub fn lab(args: &LabArgs) -> Result<()> {
+    let total = Instant::now();
+    let mut stage_times: Vec<(String, Duration)> = Vec::new();
+    let specs: Vec<&KernelSpec> = KERNELS
+        .iter()
+        .filter(|k| args.kernels.is_empty() || args.kernels.iter().any(|n| n == k.name))
+        .collect();
+    if specs.is_empty() {
+        let known: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
+        bail!("unknown kernel {:?}; the lab knows {}", args.kernels, known.join(", "));
+    }
+    let t = Instant::now();
+    ensure_qemu()?;
+    stage_times.push(("qemu".into(), t.elapsed()));
+    let t = Instant::now();
+    let bins = build_guest_binaries()?;
+    let out_dir = root().join("target/lab-out");
+    std::fs::create_dir_all(&out_dir)?;
+    let initramfs = out_dir.join("initramfs.cpio");
+    build_initramfs(&bins, &initramfs)?;
+    stage_times.push(("build".into(), t.elapsed()));
+
+    let mut columns: Vec<(String, Option<String>)> = Vec::new(); // (kernel label, pending reason)
+    let mut all: Vec<Value> = Vec::new();
+    let mut boot_failures: Vec<String> = Vec::new();
+    for spec in &specs {
+        if let Some(why) = spec.pending {
+            columns.push((spec.name.to_string(), Some(why.to_string())));
+            continue;
+        }
+        let t = Instant::now();
+        let kernel = fetch_kernel(spec).with_context(|| format!("kernel {}", spec.name))?;
+        stage_times.push((format!("fetch {}", spec.name), t.elapsed()));
+        progress(&format!("lab: booting {} ({})", spec.name, kernel.package));
+        let log = out_dir.join(format!("serial-{}.log", spec.name));
+        let b = boot(&kernel, &initramfs, args, &log)?;
+        stage_times.push((format!("boot {}", spec.name), b.wall));
+        for (m, s) in &b.times {
+            progress(&format!("lab:   {} {m}: {s:.1}s", spec.name));
+        }
+        let label = format!("{} ({})", spec.name, b.release.clone().unwrap_or_else(|| kernel.package.clone()));
+        if let Some(f) = &b.failure {
+            boot_failures.push(format!("{label}: {f} (log: {})", log.display()));
+        }
+        for mut r in b.results {
+            r["kernel_column"] = Value::from(label.clone());
+            all.push(r);
+        }
+        columns.push((label, None));
+        if !args.keep {
+            // Keep the cache (downloads), drop nothing else: the serial log stays for reading.
+        }
+    }
+
+    // The matrix.
+    let scenario_names: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for r in &all {
+            if let Some(s) = r["scenario"].as_str()
+                && !v.iter().any(|x| x == s)
+            {
+                v.push(s.to_string());
+            }
+        }
+        v
+    };
+    let mut ok = boot_failures.is_empty();
+    let mut matrix: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut table = vec![{
+        let mut h = vec!["scenario".to_string()];
+        h.extend(columns.iter().map(|(c, _)| c.clone()));
+        h
+    }];
+    for s in &scenario_names {
+        let mut row = vec![s.clone()];
+        for (col, pending) in &columns {
+            let text = match pending {
+                Some(why) => format!("pending: {why}"),
+                None => {
+                    let rs: Vec<&Value> = all
+                        .iter()
+                        .filter(|r| r["scenario"] == s.as_str() && r["kernel_column"] == col.as_str())
+                        .collect();
+                    let (text, good) = cell(&rs);
+                    ok &= good;
+                    text
+                }
+            };
+            matrix.entry(s.clone()).or_default().insert(col.clone(), text.clone());
+            row.push(text);
+        }
+        table.push(row);
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|i| table.iter().map(|r| r[i].chars().count().min(60)).max().unwrap_or(0))
+        .collect();
+    println!();
+    for (n, row) in table.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| {
+                let c: String = c.chars().take(60).collect();
+                format!("{c:<w$}")
+            })
+            .collect();
+        println!("{}", cells.join(" | "));
+        if n == 0 {
+            println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+        }
+    }
+    for r in &all {
+        if r["status"] == "fail" {
+            println!(
+                "FAIL {} on {} [{}]: {}",
+                r["scenario"].as_str().unwrap_or("?"),
+                r["kernel_column"].as_str().unwrap_or("?"),
+                r["mode"].as_str().unwrap_or("?"),
+                r["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+    for f in &boot_failures {
+        println!("BOOT FAILED {f}");
+    }
+    let json = serde_json::json!({
+        "schema": "huge-fault.lab-matrix",
+        "version": 1,
+        "kernels": columns.iter().map(|(c, p)| serde_json::json!({"kernel": c, "pending": p})).collect::<Vec<_>>(),
+        "matrix": matrix,
+        "results": all,
+        "boot_failures": boot_failures,
+        "stage_times_s": stage_times.iter().map(|(n, d)| (n.clone(), d.as_secs_f64())).collect::<BTreeMap<_, _>>(),
+    });
+    let json_path = out_dir.join("matrix.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)?;
+    println!("\nmatrix written to {}", json_path.display());
+    progress("lab stage times:");
+    for (n, d) in &stage_times {
+        progress(&format!("  {n:<14} {:>7.1}s", d.as_secs_f64()));
+    }
+    progress(&format!("  {:<14} {:>7.1}s", "total", total.elapsed().as_secs_f64()));
+    if !ok {
+        bail!("the lab failed (see the matrix and the serial logs in {})", out_dir.display());
+    }
+    Ok(())
+}
