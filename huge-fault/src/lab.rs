@@ -21,7 +21,8 @@ pub enum Source {
     Tool(&'static str),
     /// A key of the workload's ground-truth line.
     Truth(&'static str),
-    /// The delta of a /proc/vmstat counter around the workload.
+    /// The delta of a kernel counter around the workload: a /proc/vmstat key, or the
+    /// absolute path of a sysfs file holding one number.
     Vmstat(&'static str),
 }
 
@@ -51,24 +52,54 @@ pub struct Check {
 }
 
 const fn tool(key: &'static str, n: u64) -> Check {
-    Check { source: Source::Tool(key), expect: Expected::N(n), pending: None, needs_return: false }
+    Check {
+        source: Source::Tool(key),
+        expect: Expected::N(n),
+        pending: None,
+        needs_return: false,
+    }
 }
 const fn tool_s(key: &'static str, s: &'static str) -> Check {
-    Check { source: Source::Tool(key), expect: Expected::S(s), pending: None, needs_return: false }
+    Check {
+        source: Source::Tool(key),
+        expect: Expected::S(s),
+        pending: None,
+        needs_return: false,
+    }
 }
 const fn truth(key: &'static str, n: u64) -> Check {
-    Check { source: Source::Truth(key), expect: Expected::N(n), pending: None, needs_return: false }
+    Check {
+        source: Source::Truth(key),
+        expect: Expected::N(n),
+        pending: None,
+        needs_return: false,
+    }
 }
 const fn vmstat(key: &'static str, n: u64) -> Check {
-    Check { source: Source::Vmstat(key), expect: Expected::N(n), pending: None, needs_return: false }
+    Check {
+        source: Source::Vmstat(key),
+        expect: Expected::N(n),
+        pending: None,
+        needs_return: false,
+    }
 }
 const CORE: &str = "entries per size and chains are reported by the core issue";
 /// An expectation on per-size entries, chains or bytes: pending until the tool reports them.
 const fn later(key: &'static str, n: u64) -> Check {
-    Check { source: Source::Tool(key), expect: Expected::N(n), pending: Some(CORE), needs_return: true }
+    Check {
+        source: Source::Tool(key),
+        expect: Expected::N(n),
+        pending: Some(CORE),
+        needs_return: true,
+    }
 }
 const fn later_s(key: &'static str, s: &'static str) -> Check {
-    Check { source: Source::Tool(key), expect: Expected::S(s), pending: Some(CORE), needs_return: true }
+    Check {
+        source: Source::Tool(key),
+        expect: Expected::S(s),
+        pending: Some(CORE),
+        needs_return: true,
+    }
 }
 
 /// When a scenario can run.
@@ -88,12 +119,18 @@ pub struct Scenario {
     pub todo: Option<&'static str>,
     /// sysfs writes before the workload, restored afterwards.
     pub sysfs: &'static [(&'static str, &'static str)],
+    /// A filesystem the workload needs: (mount point, fstype, options), mounted once.
+    pub mount: Option<(&'static str, &'static str, &'static str)>,
     pub workload: &'static [&'static str],
     pub checks: &'static [Check],
 }
 
 const THP: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 const THP_DEFRAG: &str = "/sys/kernel/mm/transparent_hugepage/defrag";
+const MTHP_2M: &str = "/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled";
+const MTHP_64K: &str = "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled";
+const MTHP_64K_ALLOC: &str =
+    "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/stats/anon_fault_alloc";
 
 /// Every lab scenario. The lab guest boots with `transparent_hugepage=madvise`, two 2 MiB
 /// and one 1 GiB hugetlb pages reserved on the command line.
@@ -104,6 +141,7 @@ pub const SCENARIOS: &[Scenario] = &[
         needs: Needs::Always,
         todo: None,
         sysfs: &[(THP, "madvise"), (THP_DEFRAG, "madvise")],
+        mount: None,
         // 8 MiB at a 2 MiB boundary with MADV_HUGEPAGE: four PMD faults.
         workload: &["anon", "--size", "8M", "--align", "2M", "--thp", "always"],
         checks: &[
@@ -127,9 +165,12 @@ pub const SCENARIOS: &[Scenario] = &[
         needs: Needs::Always,
         todo: None,
         sysfs: &[(THP, "madvise"), (THP_DEFRAG, "madvise")],
+        mount: None,
         // 2 MiB starting 64 KiB past a 2 MiB boundary: no aligned 2 MiB inside the VMA, so
         // the kernel never tries a PMD: 512 PTE faults, and no THP counted at all.
-        workload: &["anon", "--size", "2M", "--align", "2M", "--offset", "64K", "--thp", "always"],
+        workload: &[
+            "anon", "--size", "2M", "--align", "2M", "--offset", "64K", "--thp", "always",
+        ],
         checks: &[
             truth("minflt", 512),
             tool("faults", 512),
@@ -147,6 +188,7 @@ pub const SCENARIOS: &[Scenario] = &[
         needs: Needs::Always,
         todo: None,
         sysfs: &[(THP, "madvise")],
+        mount: None,
         workload: &["anon", "--size", "4M", "--align", "2M", "--thp", "never"],
         checks: &[
             truth("minflt", 1024),
@@ -164,6 +206,7 @@ pub const SCENARIOS: &[Scenario] = &[
         todo: None,
         // THP off system-wide: MADV_HUGEPAGE changes nothing.
         sysfs: &[(THP, "never")],
+        mount: None,
         workload: &["anon", "--size", "4M", "--align", "2M", "--thp", "always"],
         checks: &[
             truth("minflt", 1024),
@@ -180,6 +223,7 @@ pub const SCENARIOS: &[Scenario] = &[
         needs: Needs::Always,
         todo: None,
         sysfs: &[],
+        mount: None,
         workload: &["hugetlb", "--page-size", "2M", "--size", "4M"],
         checks: &[
             truth("touches", 2),
@@ -198,6 +242,7 @@ pub const SCENARIOS: &[Scenario] = &[
         needs: Needs::Always,
         todo: None,
         sysfs: &[],
+        mount: None,
         workload: &["hugetlb", "--page-size", "1G", "--size", "1G"],
         checks: &[
             truth("touches", 1),
@@ -212,20 +257,68 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "mthp-64k",
         kind: "multi-size THP",
-        needs: Needs::Kernel(6, 8, "kernel older than 6.8 (no multi-size anonymous THP)"),
-        todo: Some("multi-size THP scenario not built yet"),
-        sysfs: &[],
-        workload: &[],
-        checks: &[],
+        needs: Needs::Kernel(
+            6,
+            9,
+            "kernel older than 6.9 (no multi-size anonymous THP fault statistics)",
+        ),
+        todo: None,
+        // PMD-size THP off, 64 KiB anonymous folios always: 1 MiB is sixteen 64 KiB faults,
+        // each mapping a 64 KiB folio with 16 PTEs.
+        sysfs: &[(THP, "never"), (MTHP_2M, "never"), (MTHP_64K, "always")],
+        mount: None,
+        // The mTHP counter is system-wide: the workload reads it right around its touch loop,
+        // so that its own start-up faults (which get 64 KiB folios too) stay out.
+        workload: &[
+            "anon",
+            "--size",
+            "1M",
+            "--align",
+            "2M",
+            "--counter",
+            MTHP_64K_ALLOC,
+        ],
+        checks: &[
+            truth("touches", 256),
+            truth("minflt", 16),
+            tool("faults", 16),
+            tool("writes", 16),
+            tool_s("kind", "anon"),
+            truth("counter_delta", 16),
+            vmstat("thp_fault_alloc", 0),
+            later("entries.pte", 256),
+            later("bytes_mapped", 1 << 20),
+        ],
     },
     Scenario {
         name: "shmem-huge",
         kind: "shmem THP",
         needs: Needs::Always,
-        todo: Some("shmem huge=always scenario not built yet"),
+        todo: None,
         sysfs: &[],
-        workload: &[],
-        checks: &[],
+        // tmpfs with huge=always: each 2 MiB of the file is one huge folio, mapped by
+        // do_set_pmd on the first write fault.
+        mount: Some(("/mnt/shm-huge", "tmpfs", "huge=always,size=64M")),
+        workload: &[
+            "file",
+            "--path",
+            "/mnt/shm-huge/f",
+            "--size",
+            "8M",
+            "--align",
+            "2M",
+        ],
+        checks: &[
+            truth("touches", 2048),
+            truth("minflt", 4),
+            tool("faults", 4),
+            tool("writes", 4),
+            tool_s("kind", "file-shared"),
+            vmstat("thp_file_alloc", 4),
+            vmstat("thp_file_mapped", 4),
+            later("entries.pmd", 4),
+            later("bytes_mapped", 8 << 20),
+        ],
     },
     Scenario {
         name: "fsdax",
@@ -233,6 +326,7 @@ pub const SCENARIOS: &[Scenario] = &[
         needs: Needs::Always,
         todo: Some("fsdax scenarios (aligned, plain mkfs, misaligned mapping) not built yet"),
         sysfs: &[],
+        mount: None,
         workload: &[],
         checks: &[],
     },
@@ -242,6 +336,7 @@ pub const SCENARIOS: &[Scenario] = &[
         needs: Needs::Always,
         todo: Some("devdax 2 MiB / 1 GiB scenarios not built yet"),
         sysfs: &[],
+        mount: None,
         workload: &[],
         checks: &[],
     },
@@ -319,10 +414,11 @@ pub struct ScenarioResult {
 }
 
 fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(v, |v, key| match key.parse::<usize>() {
-        Ok(i) => v.get(i),
-        Err(_) => v.get(key),
-    })
+    path.split('.')
+        .try_fold(v, |v, key| match key.parse::<usize>() {
+            Ok(i) => v.get(i),
+            Err(_) => v.get(key),
+        })
 }
 
 /// The tool's VMA row for the workload's range.
@@ -349,7 +445,10 @@ pub fn evaluate(
         let (what, got) = match c.source {
             Source::Tool(k) => (format!("tool {k}"), row.and_then(|r| lookup(r, k)).cloned()),
             Source::Truth(k) => (format!("workload {k}"), truth.get(k).cloned()),
-            Source::Vmstat(k) => (format!("vmstat {k}"), vmstat_delta.get(k).map(|&d| Value::from(d))),
+            Source::Vmstat(k) => (
+                format!("vmstat {k}"),
+                vmstat_delta.get(k).map(|&d| Value::from(d)),
+            ),
         };
         let expected = c.expect.to_value();
         let matches = got.as_ref() == Some(&expected);
@@ -375,6 +474,23 @@ pub fn evaluate(
             outcome: outcome.into(),
         });
     }
+    // Nothing may be lost in any scenario: the tool's loss counters are part of every check.
+    for key in [
+        "ringbuf_drops",
+        "inflight_map_full",
+        "vma_table_overflow_faults",
+        "malformed_records",
+    ] {
+        let got = report["loss"].get(key).cloned();
+        let ok = got == Some(Value::from(0));
+        failed |= !ok;
+        checks.push(CheckResult {
+            what: format!("tool loss.{key}"),
+            expected: Value::from(0),
+            got: got.unwrap_or(Value::Null),
+            outcome: if ok { "pass" } else { "fail" }.into(),
+        });
+    }
     let reason = if row.is_none() {
         Some(format!(
             "no VMA row {}-{} for pid {} in the tool's report",
@@ -385,7 +501,12 @@ pub fn evaluate(
             checks
                 .iter()
                 .filter(|c| c.outcome == "fail" || c.outcome == "pending-passes")
-                .map(|c| format!("{}: expected {} got {} ({})", c.what, c.expected, c.got, c.outcome))
+                .map(|c| {
+                    format!(
+                        "{}: expected {} got {} ({})",
+                        c.what, c.expected, c.got, c.outcome
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
         )
@@ -396,7 +517,11 @@ pub fn evaluate(
         scenario: s.name.into(),
         kernel: kernel.into(),
         mode: mode.into(),
-        status: if failed || row.is_none() { Status::Fail } else { Status::Pass },
+        status: if failed || row.is_none() {
+            Status::Fail
+        } else {
+            Status::Pass
+        },
         reason,
         checks,
     }
@@ -418,7 +543,9 @@ mod tests {
     }
 
     fn report(faults: u64, writes: u64) -> Value {
-        json!({"vmas": [
+        json!({"loss": {"ringbuf_drops": 0, "inflight_map_full": 0, "vma_table_overflow_faults": 0,
+                        "malformed_records": 0},
+               "vmas": [
             {"pid": 9, "start": "0x200000", "end": "0xa00000", "faults": faults, "writes": writes,
              "major": 0, "kind": "anon"},
             {"pid": 9, "start": "0x1000", "end": "0x2000", "faults": 77}
@@ -430,23 +557,53 @@ mod tests {
     }
 
     fn vm(alloc: i64) -> BTreeMap<String, i64> {
-        [("thp_fault_alloc".to_string(), alloc), ("thp_fault_fallback".to_string(), 0)].into()
+        [
+            ("thp_fault_alloc".to_string(), alloc),
+            ("thp_fault_fallback".to_string(), 0),
+        ]
+        .into()
     }
 
     #[test]
     fn exact_numbers_pass_and_pending_stays_pending() {
-        let r = evaluate(scenario("thp-aligned"), "6.1", "kprobe", &report(4, 4), &truth(), &vm(4));
+        let r = evaluate(
+            scenario("thp-aligned"),
+            "6.1",
+            "kprobe",
+            &report(4, 4),
+            &truth(),
+            &vm(4),
+        );
         assert_eq!(r.status, Status::Pass, "{:?}", r.reason);
         assert!(r.checks.iter().any(|c| c.outcome == "pending"));
-        assert!(r.checks.iter().filter(|c| c.what == "tool faults").all(|c| c.outcome == "pass"));
+        assert!(
+            r.checks
+                .iter()
+                .filter(|c| c.what == "tool faults")
+                .all(|c| c.outcome == "pass")
+        );
     }
 
     #[test]
     fn one_fault_too_many_fails_with_the_numbers() {
-        let r = evaluate(scenario("thp-aligned"), "6.1", "kprobe", &report(5, 4), &truth(), &vm(4));
+        let r = evaluate(
+            scenario("thp-aligned"),
+            "6.1",
+            "kprobe",
+            &report(5, 4),
+            &truth(),
+            &vm(4),
+        );
         assert_eq!(r.status, Status::Fail);
         assert!(r.reason.unwrap().contains("tool faults: expected 4 got 5"));
-        let r = evaluate(scenario("thp-aligned"), "6.1", "kprobe", &report(4, 4), &truth(), &vm(3));
+        let r = evaluate(
+            scenario("thp-aligned"),
+            "6.1",
+            "kprobe",
+            &report(4, 4),
+            &truth(),
+            &vm(3),
+        );
         assert_eq!(r.status, Status::Fail);
     }
 
@@ -454,20 +611,61 @@ mod tests {
     fn a_pending_expectation_that_passes_fails_until_promoted() {
         let mut rep = report(4, 4);
         rep["vmas"][0]["entries"] = json!({"pmd": 4, "pte": 7});
-        let r = evaluate(scenario("thp-aligned"), "6.1", "kprobe", &rep, &truth(), &vm(4));
+        let r = evaluate(
+            scenario("thp-aligned"),
+            "6.1",
+            "kprobe",
+            &rep,
+            &truth(),
+            &vm(4),
+        );
         assert_eq!(r.status, Status::Fail);
         assert!(r.reason.unwrap().contains("pending-passes"));
         // Tracepoint-only mode cannot see entries at all: not visible, not pending.
-        let r = evaluate(scenario("thp-aligned"), "6.1", "tracepoint-only", &rep, &truth(), &vm(4));
+        let r = evaluate(
+            scenario("thp-aligned"),
+            "6.1",
+            "tracepoint-only",
+            &rep,
+            &truth(),
+            &vm(4),
+        );
         assert_eq!(r.status, Status::Pass);
         assert!(r.checks.iter().any(|c| c.outcome == "not-visible"));
+    }
+
+    #[test]
+    fn lost_records_fail_the_scenario() {
+        let mut rep = report(4, 4);
+        rep["loss"]["ringbuf_drops"] = json!(3);
+        let r = evaluate(
+            scenario("thp-aligned"),
+            "6.1",
+            "kprobe",
+            &rep,
+            &truth(),
+            &vm(4),
+        );
+        assert_eq!(r.status, Status::Fail);
+        assert!(
+            r.reason
+                .unwrap()
+                .contains("loss.ringbuf_drops: expected 0 got 3")
+        );
     }
 
     #[test]
     fn a_missing_vma_row_fails() {
         let mut t = truth();
         t["vma_start"] = json!("0x400000");
-        let r = evaluate(scenario("thp-aligned"), "6.1", "fentry", &report(4, 4), &t, &vm(4));
+        let r = evaluate(
+            scenario("thp-aligned"),
+            "6.1",
+            "fentry",
+            &report(4, 4),
+            &t,
+            &vm(4),
+        );
         assert_eq!(r.status, Status::Fail);
         assert!(r.reason.unwrap().starts_with("no VMA row"));
     }
@@ -478,7 +676,7 @@ mod tests {
         assert_eq!(kernel_version("6.12.115+deb12-amd64"), Some((6, 12)));
         assert_eq!(kernel_version("7.2.13+deb14-amd64"), Some((7, 2)));
         let m = scenario("mthp-64k");
-        assert!(applies(m, (6, 1)).unwrap_err().contains("older than 6.8"));
+        assert!(applies(m, (6, 1)).unwrap_err().contains("older than 6.9"));
         assert!(applies(m, (6, 12)).is_ok());
     }
 
@@ -491,11 +689,23 @@ mod tests {
         for s in SCENARIOS {
             assert_eq!(s.todo.is_none(), !s.workload.is_empty(), "{}", s.name);
             if s.todo.is_none() {
-                assert!(s.checks.iter().any(|c| c.source == Source::Tool("faults")), "{}", s.name);
+                assert!(
+                    s.checks.iter().any(|c| c.source == Source::Tool("faults")),
+                    "{}",
+                    s.name
+                );
             }
         }
         let keys = vmstat_keys(&SCENARIOS.iter().collect::<Vec<_>>());
-        assert_eq!(keys, ["thp_fault_alloc", "thp_fault_fallback"]);
+        assert_eq!(
+            keys,
+            [
+                "thp_fault_alloc",
+                "thp_fault_fallback",
+                "thp_file_alloc",
+                "thp_file_mapped"
+            ]
+        );
         let vm = parse_vmstat("nr_free_pages 10\nthp_fault_alloc 3\n");
         assert_eq!(vm["thp_fault_alloc"], 3);
     }

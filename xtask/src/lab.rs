@@ -47,7 +47,12 @@ pub enum Resolve {
 }
 
 pub const KERNELS: &[KernelSpec] = &[
-    KernelSpec { name: "6.1", suite: Suite::Bookworm, how: Resolve::Meta, pending: None },
+    KernelSpec {
+        name: "6.1",
+        suite: Suite::Bookworm,
+        how: Resolve::Meta,
+        pending: None,
+    },
     KernelSpec {
         name: "6.12",
         suite: Suite::Bookworm,
@@ -58,7 +63,7 @@ pub const KERNELS: &[KernelSpec] = &[
         name: "7.2",
         suite: Suite::Sid,
         how: Resolve::Newest("linux-binary-unsigned-", "-amd64"),
-        pending: Some("the 7.2 (unstable) kernel is not wired into the lab yet"),
+        pending: None,
     },
 ];
 
@@ -80,7 +85,10 @@ fn apt_opts(suite: Suite) -> Vec<String> {
         Suite::Sid => "apt-sid",
     });
     vec![
-        format!("-oDir::Etc::SourceList={}", dir.join("sources.list").display()),
+        format!(
+            "-oDir::Etc::SourceList={}",
+            dir.join("sources.list").display()
+        ),
         "-oDir::Etc::SourceParts=/dev/null".into(),
         format!("-oDir::State::Lists={}", dir.join("lists").display()),
         format!("-oDir::Cache={}", dir.join("cache").display()),
@@ -132,8 +140,12 @@ fn resolve(spec: &KernelSpec) -> Result<String> {
     let opts = apt_opts(spec.suite);
     match spec.how {
         Resolve::Meta => {
-            let out = output(Command::new("apt-cache").args(&opts).args(["depends", "linux-image-amd64"]))
-                .context("apt-cache depends linux-image-amd64")?;
+            let out = output(
+                Command::new("apt-cache")
+                    .args(&opts)
+                    .args(["depends", "linux-image-amd64"]),
+            )
+            .context("apt-cache depends linux-image-amd64")?;
             out.lines()
                 .filter_map(|l| l.trim().strip_prefix("Depends: "))
                 .find(|p| p.starts_with("linux-image-"))
@@ -141,8 +153,12 @@ fn resolve(spec: &KernelSpec) -> Result<String> {
                 .context("linux-image-amd64 has no kernel dependency")
         }
         Resolve::Newest(prefix, suffix) => {
-            let out = output(Command::new("apt-cache").args(&opts).args(["pkgnames", prefix]))
-                .context("apt-cache pkgnames")?;
+            let out = output(
+                Command::new("apt-cache")
+                    .args(&opts)
+                    .args(["pkgnames", prefix]),
+            )
+            .context("apt-cache pkgnames")?;
             out.lines()
                 .filter(|p| p.starts_with(prefix) && p.ends_with(suffix))
                 .max_by_key(|p| version_key(p))
@@ -163,12 +179,17 @@ fn fetch_kernel(spec: &KernelSpec) -> Result<Kernel> {
     let package = resolve(spec)?;
     let dir = cache().join("kernels").join(&package);
     let unpacked = dir.join("root");
-    if !unpacked.join("boot").is_dir() {
+    if !unpacked.is_dir() {
         let t = Instant::now();
         progress(&format!("lab: downloading {package}"));
         std::fs::create_dir_all(&dir)?;
-        status(Command::new("apt-get").args(apt_opts(spec.suite)).args(["download", &package]).current_dir(&dir))
-            .with_context(|| format!("apt-get download {package}"))?;
+        status(
+            Command::new("apt-get")
+                .args(apt_opts(spec.suite))
+                .args(["download", &package])
+                .current_dir(&dir),
+        )
+        .with_context(|| format!("apt-get download {package}"))?;
         let deb = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|e| e == "deb"))
@@ -180,11 +201,31 @@ fn fetch_kernel(spec: &KernelSpec) -> Result<Kernel> {
         std::fs::remove_file(&deb)?;
         progress(&format!("lab: {package} ready in {:.0?}", t.elapsed()));
     }
-    let vmlinuz = std::fs::read_dir(unpacked.join("boot"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .context("no vmlinuz in the kernel package")?;
+    let vmlinuz = find_vmlinuz(&unpacked).context("no vmlinuz in the kernel package")?;
     Ok(Kernel { package, vmlinuz })
+}
+
+/// `boot/vmlinuz-*` (bookworm packages) or `usr/lib/modules/*/vmlinuz*` (the split
+/// `linux-binary-*` packages of Debian 14).
+fn find_vmlinuz(root: &Path) -> Option<PathBuf> {
+    let entries = |d: PathBuf| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    let is_vmlinuz = |p: &PathBuf| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz"))
+    };
+    entries(root.join("boot"))
+        .into_iter()
+        .find(is_vmlinuz)
+        .or_else(|| {
+            entries(root.join("usr/lib/modules"))
+                .into_iter()
+                .flat_map(entries)
+                .find(is_vmlinuz)
+        })
 }
 
 fn ensure_qemu() -> Result<()> {
@@ -196,7 +237,13 @@ fn ensure_qemu() -> Result<()> {
     let install = || {
         status(
             Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends", "qemu-system-x86"])
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "qemu-system-x86",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
     };
@@ -230,7 +277,10 @@ struct Cpio {
 
 impl Cpio {
     fn new() -> Self {
-        Self { out: Vec::new(), ino: 1 }
+        Self {
+            out: Vec::new(),
+            ino: 1,
+        }
     }
 
     fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
@@ -314,7 +364,15 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
     let started = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "3G"])
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ])
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
@@ -336,7 +394,13 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
         }
     });
     let mut logf = std::fs::File::create(log)?;
-    let mut b = Boot { release: None, results: vec![], times: vec![], failure: None, wall: Duration::ZERO };
+    let mut b = Boot {
+        release: None,
+        results: vec![],
+        times: vec![],
+        failure: None,
+        wall: Duration::ZERO,
+    };
     let mut done = false;
     let deadline = started + args.timeout;
     loop {
@@ -355,7 +419,8 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
                     }
                 } else if let Some(t) = line.strip_prefix("HF-LAB-TIME ") {
                     let mut it = t.split_whitespace();
-                    if let (Some(m), Some(s)) = (it.next(), it.next().and_then(|s| s.parse().ok())) {
+                    if let (Some(m), Some(s)) = (it.next(), it.next().and_then(|s| s.parse().ok()))
+                    {
                         progress(&format!("lab: {} mode: all scenarios in {s:.1}s", m));
                         b.times.push((m.to_string(), s));
                     }
@@ -366,7 +431,10 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
                 } else if line.starts_with("init: failure") {
                     b.failure = Some(line.clone());
                 }
-                if b.failure.as_deref().is_some_and(|f| f.starts_with("kernel panic")) {
+                if b.failure
+                    .as_deref()
+                    .is_some_and(|f| f.starts_with("kernel panic"))
+                {
                     // Give the panic message a moment to reach the log, then stop.
                     std::thread::sleep(Duration::from_secs(2));
                     while let Ok(l) = rx.try_recv() {
@@ -393,7 +461,10 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
             use std::io::Read as _;
             let _ = e.read_to_string(&mut err);
         }
-        b.failure = Some(format!("guest stopped before finishing ({st}) {}", err.trim()));
+        b.failure = Some(format!(
+            "guest stopped before finishing ({st}) {}",
+            err.trim()
+        ));
     }
     Ok(b)
 }
@@ -419,9 +490,9 @@ fn cell(results: &[&Value]) -> (String, bool) {
     let pending: usize = results
         .iter()
         .map(|r| {
-            r["checks"]
-                .as_array()
-                .map_or(0, |c| c.iter().filter(|c| c["outcome"] == "pending").count())
+            r["checks"].as_array().map_or(0, |c| {
+                c.iter().filter(|c| c["outcome"] == "pending").count()
+            })
         })
         .max()
         .unwrap_or(0);
@@ -446,7 +517,11 @@ pub fn lab(args: &LabArgs) -> Result<()> {
         .collect();
     if specs.is_empty() {
         let known: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
-        bail!("unknown kernel {:?}; the lab knows {}", args.kernels, known.join(", "));
+        bail!(
+            "unknown kernel {:?}; the lab knows {}",
+            args.kernels,
+            known.join(", ")
+        );
     }
     let t = Instant::now();
     ensure_qemu()?;
@@ -477,7 +552,11 @@ pub fn lab(args: &LabArgs) -> Result<()> {
         for (m, s) in &b.times {
             progress(&format!("lab:   {} {m}: {s:.1}s", spec.name));
         }
-        let label = format!("{} ({})", spec.name, b.release.clone().unwrap_or_else(|| kernel.package.clone()));
+        let label = format!(
+            "{} ({})",
+            spec.name,
+            b.release.clone().unwrap_or_else(|| kernel.package.clone())
+        );
         if let Some(f) = &b.failure {
             boot_failures.push(format!("{label}: {f} (log: {})", log.display()));
         }
@@ -518,20 +597,31 @@ pub fn lab(args: &LabArgs) -> Result<()> {
                 None => {
                     let rs: Vec<&Value> = all
                         .iter()
-                        .filter(|r| r["scenario"] == s.as_str() && r["kernel_column"] == col.as_str())
+                        .filter(|r| {
+                            r["scenario"] == s.as_str() && r["kernel_column"] == col.as_str()
+                        })
                         .collect();
                     let (text, good) = cell(&rs);
                     ok &= good;
                     text
                 }
             };
-            matrix.entry(s.clone()).or_default().insert(col.clone(), text.clone());
+            matrix
+                .entry(s.clone())
+                .or_default()
+                .insert(col.clone(), text.clone());
             row.push(text);
         }
         table.push(row);
     }
     let widths: Vec<usize> = (0..table[0].len())
-        .map(|i| table.iter().map(|r| r[i].chars().count().min(60)).max().unwrap_or(0))
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count().min(60))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     println!();
     for (n, row) in table.iter().enumerate() {
@@ -545,7 +635,14 @@ pub fn lab(args: &LabArgs) -> Result<()> {
             .collect();
         println!("{}", cells.join(" | "));
         if n == 0 {
-            println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+            println!(
+                "{}",
+                widths
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("-+-")
+            );
         }
     }
     for r in &all {
@@ -578,9 +675,16 @@ pub fn lab(args: &LabArgs) -> Result<()> {
     for (n, d) in &stage_times {
         progress(&format!("  {n:<14} {:>7.1}s", d.as_secs_f64()));
     }
-    progress(&format!("  {:<14} {:>7.1}s", "total", total.elapsed().as_secs_f64()));
+    progress(&format!(
+        "  {:<14} {:>7.1}s",
+        "total",
+        total.elapsed().as_secs_f64()
+    ));
     if !ok {
-        bail!("the lab failed (see the matrix and the serial logs in {})", out_dir.display());
+        bail!(
+            "the lab failed (see the matrix and the serial logs in {})",
+            out_dir.display()
+        );
     }
     Ok(())
 }

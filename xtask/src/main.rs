@@ -69,7 +69,13 @@ fn main() -> ExitCode {
             .and_then(|()| build_release())
             .and_then(|()| run(&args)),
         Task::Test { only } => test(only.as_deref()),
-        Task::Lab { kernel, scenario, mode, keep, timeout } => setup().and_then(|()| {
+        Task::Lab {
+            kernel,
+            scenario,
+            mode,
+            keep,
+            timeout,
+        } => setup().and_then(|()| {
             lab::lab(&lab::LabArgs {
                 kernels: kernel,
                 scenarios: scenario,
@@ -308,6 +314,18 @@ fn test(only: Option<&str>) -> Result<()> {
                         .args(["--", "--nocapture", "--test-threads", "1"])
                         .env("HUGE_FAULT_REQUIRE_ROOT", "1"),
                 )
+            },
+        },
+        Stage {
+            name: "lab",
+            run: || {
+                lab::lab(&lab::LabArgs {
+                    kernels: vec![],
+                    scenarios: vec![],
+                    modes: vec![],
+                    keep: false,
+                    timeout: std::time::Duration::from_secs(900),
+                })
             },
         },
     ];

@@ -27,11 +27,15 @@ fn mount(src: &str, target: &str, fstype: &str, data: Option<&str>) {
             target_c.as_ptr(),
             fstype_c.as_ptr(),
             0,
-            data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+            data.as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
         )
     };
     if rc != 0 {
-        println!("init: mount {fstype} on {target}: {}", std::io::Error::last_os_error());
+        println!(
+            "init: mount {fstype} on {target}: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -51,15 +55,35 @@ fn cmdline_value(cmdline: &str, key: &str) -> Option<Vec<String>> {
     cmdline
         .split_whitespace()
         .find_map(|w| w.strip_prefix(key))
-        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
 }
 
 fn emit(r: &ScenarioResult) {
-    println!("{}{}", lab::RESULT_MARK, serde_json::to_string(r).expect("serializes"));
+    println!(
+        "{}{}",
+        lab::RESULT_MARK,
+        serde_json::to_string(r).expect("serializes")
+    );
 }
 
-fn read_vmstat() -> BTreeMap<String, i64> {
-    lab::parse_vmstat(&std::fs::read_to_string("/proc/vmstat").unwrap_or_default())
+/// The kernel counters `keys` name: /proc/vmstat keys, or sysfs files holding one number.
+fn read_counters(keys: &[&str]) -> BTreeMap<String, i64> {
+    let vmstat = lab::parse_vmstat(&std::fs::read_to_string("/proc/vmstat").unwrap_or_default());
+    keys.iter()
+        .filter_map(|k| {
+            let v = if k.starts_with('/') {
+                std::fs::read_to_string(k).ok()?.trim().parse().ok()?
+            } else {
+                *vmstat.get(*k)?
+            };
+            Some((k.to_string(), v))
+        })
+        .collect()
 }
 
 /// Writes sysfs values, returning the old ones to restore.
@@ -85,10 +109,19 @@ struct Outcome {
 }
 
 fn run_workload(s: &Scenario, keys: &[&str]) -> Result<Outcome, String> {
+    if let Some((target, fstype, options)) = s.mount {
+        let mounted = std::fs::read_to_string("/proc/mounts")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(target));
+        if !mounted {
+            mount(fstype, target, fstype, Some(options));
+        }
+    }
     let restore = apply_sysfs(s.sysfs)?;
-    let before = read_vmstat();
+    let before = read_counters(keys);
     let out = Command::new("/bin/hf-workload").args(s.workload).output();
-    let after = read_vmstat();
+    let after = read_counters(keys);
     for (path, value) in restore {
         let _ = std::fs::write(&path, value);
     }
@@ -100,19 +133,30 @@ fn run_workload(s: &Scenario, keys: &[&str]) -> Result<Outcome, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let truth: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("hf-workload output: {e}: {}", String::from_utf8_lossy(&out.stdout)))?;
+    let truth: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "hf-workload output: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
     let vmstat_delta = keys
         .iter()
         .filter_map(|k| Some((k.to_string(), after.get(*k)? - before.get(*k)?)))
         .collect();
-    Ok(Outcome { truth, vmstat_delta })
+    Ok(Outcome {
+        truth,
+        vmstat_delta,
+    })
 }
 
 /// One tracing session in one mode over every scenario.
 fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioResult> {
     let started = Instant::now();
-    let mode_arg = if mode == "tracepoint-only" { "tracepoint" } else { mode };
+    let mode_arg = if mode == "tracepoint-only" {
+        "tracepoint"
+    } else {
+        mode
+    };
     let fail_all = |why: String| -> Vec<ScenarioResult> {
         scenarios
             .iter()
@@ -141,7 +185,10 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
         let mut line = String::new();
         if err.read_line(&mut line).unwrap_or(0) == 0 {
             let _ = child.wait();
-            return fail_all(format!("huge-fault --mode {mode_arg} did not start: {}", head.trim()));
+            return fail_all(format!(
+                "huge-fault --mode {mode_arg} did not start: {}",
+                head.trim()
+            ));
         }
         print!("init: [{mode}] {line}");
         head.push_str(&line);
@@ -175,7 +222,11 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let mut stdout = String::new();
-    let _ = child.stdout.take().expect("piped").read_to_string(&mut stdout);
+    let _ = child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stdout);
     let status = child.wait();
     let _ = stderr_thread.join();
     let report: Value = match serde_json::from_str(&stdout) {
@@ -188,7 +239,10 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
         started.elapsed().as_secs_f64()
     );
     if report["mode"] != mode {
-        return fail_all(format!("huge-fault ran in mode {} instead of {mode}", report["mode"]));
+        return fail_all(format!(
+            "huge-fault ran in mode {} instead of {mode}",
+            report["mode"]
+        ));
     }
     scenarios
         .iter()
@@ -238,7 +292,9 @@ fn main() {
         let not_run = if let Some(todo) = s.todo {
             Some((Status::Pending, todo.to_string()))
         } else {
-            lab::applies(s, version).err().map(|why| (Status::NotApplicable, why))
+            lab::applies(s, version)
+                .err()
+                .map(|why| (Status::NotApplicable, why))
         };
         match not_run {
             Some((status, why)) => emit(&ScenarioResult {

@@ -25,6 +25,8 @@ fn parse_size(s: &str) -> Option<usize> {
 enum Kind {
     Anon,
     Hugetlb,
+    /// A shared mapping of a file created at `--path` (tmpfs, DAX file).
+    File,
 }
 
 struct Opts {
@@ -36,12 +38,16 @@ struct Opts {
     offset: usize,
     page_size: usize,
     hold_ms: u64,
+    path: Option<String>,
+    /// A sysfs file with one kernel counter, read right around the touch loop.
+    counter: Option<String>,
 }
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: hf-workload anon|hugetlb [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
-         \x20                               [--align N] [--offset N] [--page-size 2M|1G] [--hold-ms MS]\n\
+        "usage: hf-workload anon|hugetlb|file [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
+         \x20      [--align N] [--offset N] [--page-size 2M|1G] [--path FILE] [--hold-ms MS]\n\
+         \x20      [--counter SYSFS-FILE]   (its delta around the touch loop: counter_delta)\n\
          Writes every stride of a fresh private mapping once and prints JSON ground truth.\n\
          --align/--offset place the mapping at OFFSET past an ALIGN boundary.\n\
          --thp always|never: MADV_HUGEPAGE or MADV_NOHUGEPAGE on the region (anon)."
@@ -71,6 +77,7 @@ fn parse_args(args: &[String]) -> Option<Opts> {
     let kind = match args.first()?.as_str() {
         "anon" => Kind::Anon,
         "hugetlb" => Kind::Hugetlb,
+        "file" => Kind::File,
         _ => return None,
     };
     let mut o = Opts {
@@ -82,6 +89,8 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         offset: 0,
         page_size: 2 << 20,
         hold_ms: 0,
+        path: None,
+        counter: None,
     };
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
@@ -93,6 +102,8 @@ fn parse_args(args: &[String]) -> Option<Opts> {
             "--offset" => o.offset = parse_size(v)?,
             "--page-size" => o.page_size = parse_size(v).filter(|n| n.is_power_of_two())?,
             "--hold-ms" => o.hold_ms = v.parse().ok()?,
+            "--path" => o.path = Some(v.clone()),
+            "--counter" => o.counter = Some(v.clone()),
             "--thp" if v == "always" => o.thp = Some(true),
             "--thp" if v == "never" => o.thp = Some(false),
             _ => return None,
@@ -107,7 +118,7 @@ fn main() -> ExitCode {
         return usage();
     };
     let stride = o.stride.unwrap_or(match o.kind {
-        Kind::Anon => 4096,
+        Kind::Anon | Kind::File => 4096,
         Kind::Hugetlb => o.page_size,
     });
     let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
@@ -140,7 +151,61 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut start = base as usize;
-    if o.kind == Kind::Anon && (o.align > 0 || o.offset > 0) {
+    if o.kind == Kind::File {
+        // Reserve [base, base + size + align + offset), then map the file at the aligned
+        // start inside it with MAP_FIXED and trim the rest.
+        let Some(path) = o.path.as_deref() else {
+            eprintln!("hf-workload: file needs --path");
+            return ExitCode::from(2);
+        };
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("hf-workload: {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = file.set_len(o.size as u64) {
+            eprintln!("hf-workload: {path}: set_len: {e}");
+            return ExitCode::FAILURE;
+        }
+        start = start.next_multiple_of(o.align.max(4096)) + o.offset;
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: MAP_FIXED inside our own fresh reservation.
+        let m = unsafe {
+            libc::mmap(
+                start as *mut _,
+                o.size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if m == libc::MAP_FAILED {
+            eprintln!(
+                "hf-workload: mmap {path}: {}",
+                std::io::Error::last_os_error()
+            );
+            return ExitCode::FAILURE;
+        }
+        // SAFETY: unmapping the unused ends of our own reservation.
+        unsafe {
+            if start > base as usize {
+                libc::munmap(base, start - base as usize);
+            }
+            let (end, map_end) = (start + o.size, base as usize + map_len);
+            if map_end > end {
+                libc::munmap(end as *mut _, map_end - end);
+            }
+        }
+    } else if o.kind == Kind::Anon && (o.align > 0 || o.offset > 0) {
         start = start.next_multiple_of(o.align.max(1)) + o.offset;
         // Trim both ends so that the VMA is exactly [start, start + size).
         // SAFETY: unmapping parts of our own fresh mapping.
@@ -173,6 +238,14 @@ fn main() -> ExitCode {
     let pool_before = (o.kind == Kind::Hugetlb)
         .then(|| free_huge_pages(o.page_size))
         .flatten();
+    let read_counter = || -> Option<i64> {
+        std::fs::read_to_string(o.counter.as_deref()?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let counter_before = read_counter();
     let before = rusage();
     let mut touched = 0u64;
     let mut off = 0;
@@ -183,6 +256,11 @@ fn main() -> ExitCode {
         off += stride;
     }
     let after = rusage();
+    let counter_after = read_counter();
+    let counter = match (counter_before, counter_after) {
+        (Some(b), Some(a)) => format!(",\"counter_delta\":{}", a - b),
+        _ => String::new(),
+    };
     let pool_after = (o.kind == Kind::Hugetlb)
         .then(|| free_huge_pages(o.page_size))
         .flatten();
@@ -191,7 +269,7 @@ fn main() -> ExitCode {
         _ => String::new(),
     };
     println!(
-        "{{\"pid\":{},\"vma_start\":\"{:#x}\",\"vma_end\":\"{:#x}\",\"size\":{},\"touches\":{},\"minflt\":{},\"majflt\":{}{huge}}}",
+        "{{\"pid\":{},\"vma_start\":\"{:#x}\",\"vma_end\":\"{:#x}\",\"size\":{},\"touches\":{},\"minflt\":{},\"majflt\":{}{huge}{counter}}}",
         std::process::id(),
         start,
         start + o.size,
