@@ -304,11 +304,11 @@ impl Cpio {
         self.out.extend_from_slice(header.as_bytes());
         self.out.extend_from_slice(name.as_bytes());
         self.out.push(0);
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
         self.out.extend_from_slice(data);
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }
@@ -565,9 +565,11 @@ pub fn lab(args: &LabArgs) -> Result<()> {
             all.push(r);
         }
         columns.push((label, None));
-        if !args.keep {
-            // Keep the cache (downloads), drop nothing else: the serial log stays for reading.
-        }
+    }
+    if !args.keep {
+        // The downloads stay cached in lab-cache/; the serial logs and the matrix stay for
+        // reading; only the initramfs goes.
+        let _ = std::fs::remove_file(&initramfs);
     }
 
     // The matrix.
