@@ -37,10 +37,47 @@ pub mod rflags {
     pub const HAS_ADDRESS: u16 = 1 << 7;
     /// The VMA lookup in the kernel failed (`bpf_find_vma` busy or no VMA).
     pub const VMA_LOOKUP_FAILED: u16 = 1 << 8;
+    /// `mapping` is valid: the nested probes were attached for this record.
+    pub const HAS_MAPPING: u16 = 1 << 9;
+}
+
+/// Page-table levels, as indices into [`Mapping::entries`] and in chain steps.
+pub mod level {
+    pub const PTE: u8 = 1;
+    pub const PMD: u8 = 2;
+    pub const PUD: u8 = 3;
+}
+
+/// Most chain steps kept per fault; further steps are counted in [`Mapping::overflow`].
+pub const MAX_CHAIN: usize = 6;
+
+/// What one fault mapped, as the nested probes saw it: the levels tried with their results,
+/// and the entries inserted per level with the first and last address of each level.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mapping {
+    /// Entries inserted, indexed by [`level`] (index 0 unused).
+    pub entries: [u32; 4],
+    /// Steps: `level << 24 | (vm_fault_t & 0xffffff)`, in the order they returned.
+    pub chain: [u32; MAX_CHAIN],
+    pub chain_len: u32,
+    /// Steps or entries that did not fit.
+    pub overflow: u32,
+    /// First and last mapped virtual address per level (aligned to the entry's size).
+    pub first_addr: [u64; 4],
+    pub last_addr: [u64; 4],
+}
+
+impl Mapping {
+    /// `(level, vm_fault_t)` of step `i`.
+    pub fn step(&self, i: usize) -> Option<(u8, u32)> {
+        (i < (self.chain_len as usize).min(MAX_CHAIN))
+            .then(|| ((self.chain[i] >> 24) as u8, self.chain[i] & 0x00ff_ffff))
+    }
 }
 
 /// One record per `handle_mm_fault` call (kprobe/fentry modes) or per completed fault
-/// (tracepoint-only mode). 128 bytes, 8-byte aligned.
+/// (tracepoint-only mode). 240 bytes, 8-byte aligned.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultRecord {
@@ -77,6 +114,8 @@ pub struct FaultRecord {
     pub flags: u16,
     pub _pad1: u32,
     pub comm: [u8; 16],
+    /// Levels tried and entries inserted (fentry and kprobe modes, with the nested probes).
+    pub mapping: Mapping,
 }
 
 impl FaultRecord {
@@ -139,6 +178,7 @@ pub struct InFlight {
     pub error_code: u32,
     /// 1 when `ip` and `error_code` are valid.
     pub has_exception: u32,
+    pub mapping: Mapping,
 }
 
 /// Indices into the per-CPU `COUNTERS` array.
@@ -159,7 +199,9 @@ pub mod counter {
     pub const VMA_LOOKUP_FAILED: u32 = 6;
     /// Records submitted.
     pub const RECORDS: u32 = 7;
-    pub const COUNT: u32 = 8;
+    /// A nested probe returned with no fault in flight on its thread.
+    pub const ORPHAN_STEPS: u32 = 8;
+    pub const COUNT: u32 = 9;
 
     /// Names as the tool prints them, by index.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -171,6 +213,7 @@ pub mod counter {
         "kernel_fault_exceptions",
         "vma_lookup_failures",
         "records",
+        "orphan_steps",
     ];
 }
 
@@ -190,6 +233,13 @@ pub struct KernelOffsets {
     pub inode_ino: u32,
     pub inode_sb: u32,
     pub sb_dev: u32,
+    /// Non-zero when the three hugetlb offsets below are valid.
+    pub hstate_valid: u32,
+    pub sb_fs_info: u32,
+    /// `struct hugetlbfs_sb_info.hstate`
+    pub hugetlbfs_hstate: u32,
+    /// `struct hstate.order`
+    pub hstate_order: u32,
 }
 
 /// Filters applied in the kernel before any other work.
@@ -209,6 +259,7 @@ mod pod {
     unsafe impl aya::Pod for super::InFlight {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::Filter {}
+    unsafe impl aya::Pod for super::Mapping {}
 }
 
 #[cfg(test)]
@@ -217,14 +268,15 @@ mod tests {
 
     #[test]
     fn record_layout_is_fixed() {
-        assert_eq!(FaultRecord::SIZE, 128);
+        assert_eq!(FaultRecord::SIZE, 240);
+        assert_eq!(core::mem::size_of::<Mapping>(), 112);
         assert_eq!(core::mem::align_of::<FaultRecord>(), 8);
         assert_eq!(core::mem::offset_of!(FaultRecord, address), 16);
         assert_eq!(core::mem::offset_of!(FaultRecord, dev), 80);
         assert_eq!(core::mem::offset_of!(FaultRecord, source), 104);
         assert_eq!(core::mem::offset_of!(FaultRecord, flags), 106);
         assert_eq!(core::mem::offset_of!(FaultRecord, comm), 112);
-        assert_eq!(core::mem::size_of::<InFlight>(), 48);
+        assert_eq!(core::mem::size_of::<InFlight>(), 160);
     }
 
     #[test]

@@ -30,7 +30,10 @@ use aya_ebpf::{
     },
 };
 use aya_log_ebpf::warn;
-use huge_fault_common::{FaultRecord, Filter, InFlight, KernelOffsets, counter, rflags, source};
+use huge_fault_common::{
+    FaultRecord, Filter, InFlight, KernelOffsets, MAX_CHAIN, Mapping, counter, level, rflags,
+    source,
+};
 
 /// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
 #[map]
@@ -62,6 +65,10 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     inode_ino: 0,
     inode_sb: 0,
     sb_dev: 0,
+    hstate_valid: 0,
+    sb_fs_info: 0,
+    hugetlbfs_hstate: 0,
+    hstate_order: 0,
 };
 
 /// Process filter, set by the tool before load.
@@ -166,9 +173,11 @@ struct Closing {
     error_code: u32,
 }
 
-/// Fills the parts every record shares and submits it. Counts a drop when the ring is full.
+/// Fills the record in place in the ring buffer (a 240-byte record does not fit on the BPF
+/// stack beside everything else) and submits it. Counts a drop when the ring is full.
+/// `mapping` points at the fault's accumulated levels and entries, when there is one.
 #[inline(always)]
-fn submit(c: &Closing, vma: &VmaInfo) {
+fn submit(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mapping>) {
     let mut flags = c.flags;
     let Some(mut entry) = EVENTS.reserve::<FaultRecord>(0) else {
         bump(counter::RINGBUF_DROPS);
@@ -177,31 +186,35 @@ fn submit(c: &Closing, vma: &VmaInfo) {
     if vma.found != 0 {
         flags |= rflags::HAS_VMA;
     }
-    entry.write(FaultRecord {
-        start_ns: c.start_ns,
-        // SAFETY: helper without preconditions.
-        end_ns: unsafe { bpf_ktime_get_ns() },
-        address: c.address,
-        ip: c.ip,
-        vma_start: vma.start,
-        vma_end: vma.end,
-        vma_flags: vma.flags,
-        vma_pgoff: vma.pgoff,
-        inode: vma.inode,
-        // SAFETY: helper without preconditions.
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        dev: vma.dev,
-        tgid: c.tgid,
-        tid: c.tid,
-        fault_flags: c.fault_flags,
-        ret: c.ret,
-        error_code: c.error_code,
-        source: c.src,
-        _pad0: 0,
-        flags,
-        _pad1: 0,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-    });
+    let r = entry.as_mut_ptr();
+    // SAFETY: `r` is the reserved, exclusively ours, correctly sized ring-buffer slot;
+    // `mapping` points at a live map value of this thread.
+    unsafe {
+        core::ptr::write_bytes(r, 0, 1);
+        (*r).start_ns = c.start_ns;
+        (*r).end_ns = bpf_ktime_get_ns();
+        (*r).address = c.address;
+        (*r).ip = c.ip;
+        (*r).vma_start = vma.start;
+        (*r).vma_end = vma.end;
+        (*r).vma_flags = vma.flags;
+        (*r).vma_pgoff = vma.pgoff;
+        (*r).inode = vma.inode;
+        (*r).cgroup_id = bpf_get_current_cgroup_id();
+        (*r).dev = vma.dev;
+        (*r).tgid = c.tgid;
+        (*r).tid = c.tid;
+        (*r).fault_flags = c.fault_flags;
+        (*r).ret = c.ret;
+        (*r).error_code = c.error_code;
+        (*r).source = c.src;
+        (*r).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        if let Some(m) = mapping {
+            core::ptr::copy_nonoverlapping(m, &mut (*r).mapping, 1);
+            flags |= rflags::HAS_MAPPING;
+        }
+        (*r).flags = flags;
+    }
     entry.submit(0);
     bump(counter::RECORDS);
 }
@@ -235,6 +248,7 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, vma: u64, address: u64, fault_flags: u32) 
         depth: 0,
         error_code: 0,
         has_exception: 0,
+        mapping: Mapping::default(),
     };
     // The exception that led here, when the tracepoints are attached and it is this page.
     // SAFETY: this thread's own map value, copied out.
@@ -264,6 +278,8 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
     };
     let mut start_ns = 0;
     let (mut ip, mut error_code) = (0, 0);
+    let mut mapping: Option<*const Mapping> = None;
+    let mut remove = false;
     match INFLIGHT.get_ptr_mut(tid) {
         Some(state) => {
             // SAFETY: this thread's own map value.
@@ -283,7 +299,8 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
                     error_code = st.error_code;
                     flags |= rflags::HAS_EXCEPTION;
                 }
-                let _ = INFLIGHT.remove(tid);
+                mapping = Some(&st.mapping as *const Mapping);
+                remove = true;
             }
         }
         None => {
@@ -308,7 +325,114 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
         ip,
         error_code,
     };
-    submit(&closing, &vma);
+    submit(&closing, &vma, mapping);
+    if remove {
+        let _ = INFLIGHT.remove(tid);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nested probes: what the fault in flight on this thread tried and mapped.
+// ---------------------------------------------------------------------------------------------
+
+/// VM_FAULT_ERROR | VM_FAULT_RETRY: a step with none of these bits mapped its entry.
+const NOT_MAPPED: u32 = 0x0001 | 0x0002 | 0x0040 | 0x0010 | 0x0020 | 0x0800 | 0x0400;
+
+/// Adds one step (`level` tried, `ret` returned) to the fault in flight on this thread; a
+/// successful step counts one entry of that level at `address` aligned to `size`.
+#[inline(always)]
+fn note_step(level: u8, ret: u32, size: u64) {
+    let Some((_tgid, tid)) = wanted() else { return };
+    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
+        bump(counter::ORPHAN_STEPS);
+        return;
+    };
+    // SAFETY: this thread's own map value.
+    let st = unsafe { &mut *state };
+    if st.depth > 0 {
+        // Inside a nested handle_mm_fault: it belongs to neither call for certain.
+        st.mapping.overflow += 1;
+        return;
+    }
+    let m = &mut st.mapping;
+    let n = m.chain_len as usize;
+    if n < MAX_CHAIN {
+        m.chain[n] = ((level as u32) << 24) | (ret & 0x00ff_ffff);
+        m.chain_len += 1;
+    } else {
+        m.overflow += 1;
+    }
+    if ret & NOT_MAPPED == 0 && (level as usize) < m.entries.len() {
+        let l = level as usize;
+        let addr = st.address & !(size - 1);
+        m.entries[l] += 1;
+        if m.first_addr[l] == 0 {
+            m.first_addr[l] = addr;
+        }
+        m.last_addr[l] = addr;
+    }
+}
+
+/// Anonymous THP: returns VM_FAULT_FALLBACK when no PMD could be mapped.
+#[kretprobe]
+pub fn hf_kret_do_huge_pmd_anonymous_page(ctx: RetProbeContext) -> u32 {
+    let ret: u32 = ctx.ret();
+    note_step(level::PMD, ret, 2 << 20);
+    0
+}
+
+/// File and shmem THP mapped by a PMD (finish_fault and fault-around).
+#[kretprobe]
+pub fn hf_kret_do_set_pmd(ctx: RetProbeContext) -> u32 {
+    let ret: u32 = ctx.ret();
+    note_step(level::PMD, ret, 2 << 20);
+    0
+}
+
+/// hugetlbfs: the entry's size is the VMA's huge page size (its hstate's order).
+#[kretprobe]
+pub fn hf_kret_hugetlb_fault(ctx: RetProbeContext) -> u32 {
+    let ret: u32 = ctx.ret();
+    let Some((_tgid, tid)) = wanted() else {
+        return 0;
+    };
+    // SAFETY: this thread's own map value, copied out.
+    let vma = unsafe { INFLIGHT.get(tid) }.map_or(0, |st| st.vma);
+    let o = offsets();
+    let mut order = 0;
+    if o.hstate_valid != 0 && vma != 0 {
+        let file = read_u64(vma, o.vma_file);
+        let inode = if file != 0 {
+            read_u64(file, o.file_inode)
+        } else {
+            0
+        };
+        let sb = if inode != 0 {
+            read_u64(inode, o.inode_sb)
+        } else {
+            0
+        };
+        let info = if sb != 0 {
+            read_u64(sb, o.sb_fs_info)
+        } else {
+            0
+        };
+        let hstate = if info != 0 {
+            read_u64(info, o.hugetlbfs_hstate)
+        } else {
+            0
+        };
+        if hstate != 0 {
+            order = read_u32(hstate, o.hstate_order);
+        }
+    }
+    match order {
+        18 => note_step(level::PUD, ret, 1 << 30),
+        9 => note_step(level::PMD, ret, 2 << 20),
+        // Another size (or unknown): a step with level 0 keeps the chain honest.
+        _ => note_step(0, ret, 4096),
+    }
+    0
 }
 
 #[fentry(function = "handle_mm_fault")]
@@ -373,6 +497,7 @@ fn exception_entry(ctx: &TracePointContext, which: u32) {
         depth: 0,
         error_code: error_code as u32,
         has_exception: 1,
+        mapping: Mapping::default(),
     };
     // Overwrites a stale entry of an exception that never completed (SIGSEGV, a spurious
     // fault, a fault fixed up by the kernel): those show as exceptions without completion.
@@ -450,7 +575,7 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
         ip,
         error_code,
     };
-    submit(&closing, &vma);
+    submit(&closing, &vma, None);
 }
 
 #[perf_event]

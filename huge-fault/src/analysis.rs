@@ -28,6 +28,14 @@ pub struct Stats {
     pub writes: u64,
     /// Latency of each fault's completing call (or exception to completion).
     pub latency: Histogram,
+    /// Entries inserted by faults, indexed by `huge_fault_common::level` (0 unused).
+    pub entries: [u64; 4],
+    /// Bytes mapped by those entries.
+    pub bytes_mapped: u64,
+    /// Faults per chain of levels tried (`PMD:FALLBACK PTE:OK`).
+    pub chains: BTreeMap<String, u64>,
+    /// Faults whose chain holds a FALLBACK.
+    pub fallback_faults: u64,
 }
 
 impl Stats {
@@ -44,11 +52,87 @@ impl Stats {
         if let Some(ns) = f.latency_ns {
             self.latency.record(ns);
         }
+        if let Some(m) = &f.mapped {
+            for (i, n) in m.entries.iter().enumerate() {
+                self.entries[i] += u64::from(*n);
+            }
+            self.bytes_mapped += m.bytes;
+            *self.chains.entry(m.chain.clone()).or_default() += 1;
+            self.fallback_faults += u64::from(m.fallback);
+        }
+    }
+}
+
+/// Bytes of one entry per level.
+pub const LEVEL_BYTES: [u64; 4] = [0, 4 << 10, 2 << 20, 1 << 30];
+pub const LEVEL_NAMES: [&str; 4] = ["HUGE?", "PTE", "PMD", "PUD"];
+
+/// What one fault mapped, interpreted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mapped {
+    pub chain: String,
+    pub entries: [u32; 4],
+    pub bytes: u64,
+    pub fallback: bool,
+}
+
+/// `OK` for a result that mapped its entry, else the names of its failure bits.
+fn step_result(ret: u32) -> String {
+    const NOT_MAPPED: u32 = kernel::VM_FAULT_ERROR | kernel::VM_FAULT_RETRY;
+    if ret & NOT_MAPPED == 0 {
+        "OK".into()
+    } else {
+        kernel::bit_names(ret & NOT_MAPPED, kernel::VM_FAULT_BITS)
+    }
+}
+
+/// The chain and entries of a completed call from its record: the nested probes' steps,
+/// then the PTE path when no huge entry was mapped and the call succeeded. A PTE fault on
+/// a present entry (x86 PROT bit: write-protect, COW) inserts nothing.
+pub fn mapped(r: &FaultRecord) -> Mapped {
+    let m = &r.mapping;
+    let mut steps = Vec::new();
+    let mut fallback = false;
+    for i in 0..huge_fault_common::MAX_CHAIN {
+        let Some((lvl, ret)) = m.step(i) else { break };
+        fallback |= ret & kernel::VM_FAULT_FALLBACK != 0;
+        steps.push(format!(
+            "{}:{}",
+            LEVEL_NAMES.get(lvl as usize).unwrap_or(&"?"),
+            step_result(ret)
+        ));
+    }
+    if m.overflow > 0 {
+        steps.push(format!("+{}", m.overflow));
+    }
+    let mut entries = m.entries;
+    let huge = entries[2] + entries[3] + entries[0] > 0;
+    let final_ok = r.ret & (kernel::VM_FAULT_ERROR | kernel::VM_FAULT_RETRY) == 0;
+    if !huge {
+        if !final_ok {
+            steps.push(format!("PTE:{}", step_result(r.ret)));
+        } else if r.has(rflags::HAS_EXCEPTION) && r.error_code & kernel::X86_PF_PROT != 0 {
+            steps.push("PTE:PRESENT".into());
+        } else {
+            steps.push("PTE:OK".into());
+            entries[1] += 1;
+        }
+    }
+    let bytes = entries
+        .iter()
+        .zip(LEVEL_BYTES)
+        .map(|(n, b)| u64::from(*n) * b)
+        .sum();
+    Mapped {
+        chain: steps.join(" "),
+        entries,
+        bytes,
+        fallback,
     }
 }
 
 /// What one record says, once interpreted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Classified {
     pub retry: bool,
     pub error: bool,
@@ -57,6 +141,8 @@ pub struct Classified {
     pub latency_ns: Option<u64>,
     /// Retry calls on this thread and page that this call completes.
     pub linked_retries: u32,
+    /// Levels tried and entries mapped, where the mode and probes see them.
+    pub mapped: Option<Mapped>,
 }
 
 /// Identity of a VMA as the kernel saw it at fault time.
@@ -167,6 +253,8 @@ pub struct Analyzer {
     pub nested: u64,
     /// Retry calls never completed by a later call on the same thread and page.
     pub unlinked_retries: u64,
+    /// The nested probes that report levels and entries are attached.
+    pub sizes_visible: bool,
     pending: HashMap<u32, PendingRetry>,
 }
 
@@ -183,6 +271,7 @@ impl Analyzer {
             no_entry: 0,
             nested: 0,
             unlinked_retries: 0,
+            sizes_visible: true,
             pending: HashMap::new(),
         }
     }
@@ -238,6 +327,8 @@ impl Analyzer {
                 }
             }
         }
+        let mapped =
+            (self.sizes_visible && !retry && r.has(rflags::HAS_MAPPING)).then(|| mapped(r));
         Classified {
             retry,
             error,
@@ -245,6 +336,7 @@ impl Analyzer {
             write,
             latency_ns,
             linked_retries,
+            mapped,
         }
     }
 
@@ -562,6 +654,76 @@ pub(crate) mod tests {
         assert_eq!(rows[0].1.kind(), "file-shared");
         assert!(rows[0].1.from_proc);
         assert_eq!(a.processes[&3].no_vma, 1);
+    }
+
+    fn step(r: &mut FaultRecord, lvl: u8, ret: u32, size: u64) {
+        let m = &mut r.mapping;
+        m.chain[m.chain_len as usize] = (u32::from(lvl) << 24) | ret;
+        m.chain_len += 1;
+        if ret & (kernel::VM_FAULT_ERROR | kernel::VM_FAULT_RETRY) == 0 {
+            m.entries[lvl as usize] += 1;
+            m.first_addr[lvl as usize] = r.address & !(size - 1);
+        }
+    }
+
+    #[test]
+    fn chains_entries_and_bytes_per_fault() {
+        use huge_fault_common::level;
+        let base = ret_call(5, 0x1020_0000, 0, kernel::FAULT_FLAG_WRITE, (1, 2));
+        let mut pmd = base;
+        pmd.flags |= rflags::HAS_MAPPING;
+        step(&mut pmd, level::PMD, 0, 2 << 20);
+        let m = mapped(&pmd);
+        assert_eq!(
+            (m.chain.as_str(), m.entries, m.bytes, m.fallback),
+            ("PMD:OK", [0, 0, 1, 0], 2 << 20, false)
+        );
+
+        let mut fb = base;
+        fb.flags |= rflags::HAS_MAPPING;
+        step(&mut fb, level::PMD, kernel::VM_FAULT_FALLBACK, 2 << 20);
+        let m = mapped(&fb);
+        assert_eq!(
+            (m.chain.as_str(), m.entries, m.bytes, m.fallback),
+            ("PMD:FALLBACK PTE:OK", [0, 1, 0, 0], 4096, true)
+        );
+
+        let mut pud = base;
+        step(&mut pud, level::PUD, 0x100, 1 << 30);
+        assert_eq!(mapped(&pud).chain, "PUD:OK");
+        assert_eq!(mapped(&pud).bytes, 1 << 30);
+
+        let mut wp = base;
+        wp.flags |= rflags::HAS_EXCEPTION;
+        wp.error_code = kernel::X86_PF_PROT | kernel::X86_PF_WRITE;
+        assert_eq!(
+            (mapped(&wp).chain.as_str(), mapped(&wp).entries),
+            ("PTE:PRESENT", [0; 4])
+        );
+
+        let mut bus = base;
+        bus.ret = kernel::VM_FAULT_SIGBUS;
+        assert_eq!(
+            (mapped(&bus).chain.as_str(), mapped(&bus).bytes),
+            ("PTE:SIGBUS", 0)
+        );
+
+        // The analyzer adds them up per VMA, and counts fallback faults.
+        let mut a = Analyzer::new(8);
+        for r in [pmd, fb, fb] {
+            a.ingest(&r, &mut NoResolver);
+        }
+        let v = &a.vmas_sorted()[0].1.stats;
+        assert_eq!(v.entries, [0, 2, 1, 0]);
+        assert_eq!(v.bytes_mapped, (2 << 20) + 2 * 4096);
+        assert_eq!(v.fallback_faults, 2);
+        assert_eq!(v.chains["PMD:FALLBACK PTE:OK"], 2);
+        // Without the nested probes, nothing is claimed.
+        let mut b = Analyzer::new(8);
+        b.sizes_visible = false;
+        b.ingest(&pmd, &mut NoResolver);
+        assert!(b.totals.chains.is_empty());
+        assert_eq!(b.totals.bytes_mapped, 0);
     }
 
     #[test]

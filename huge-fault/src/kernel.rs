@@ -138,11 +138,23 @@ impl Target {
     }
 }
 
+/// The program type, which decides how it is loaded and attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgKind {
+    FEntry,
+    FExit,
+    KProbe,
+    KRetProbe,
+    TracePoint,
+    PerfEvent,
+}
+
 /// One program of the object, and when it is used.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeSpec {
     /// Program name in the object.
     pub program: &'static str,
+    pub kind: ProgKind,
     pub target: Target,
     /// The mode this program serves; a tracepoint serving several modes is listed once per mode.
     pub mode: Mode,
@@ -158,6 +170,7 @@ const HMF: &str = "handle_mm_fault";
 pub const PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         program: "hf_fentry_handle_mm_fault",
+        kind: ProgKind::FEntry,
         target: Target::Function(HMF),
         mode: Mode::Fentry,
         required: true,
@@ -165,6 +178,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "hf_fexit_handle_mm_fault",
+        kind: ProgKind::FExit,
         target: Target::Function(HMF),
         mode: Mode::Fentry,
         required: true,
@@ -172,6 +186,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "hf_tp_page_fault_user",
+        kind: ProgKind::TracePoint,
         target: Target::Tracepoint("exceptions", "page_fault_user"),
         mode: Mode::Fentry,
         required: false,
@@ -179,13 +194,39 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "hf_tp_page_fault_kernel",
+        kind: ProgKind::TracePoint,
         target: Target::Tracepoint("exceptions", "page_fault_kernel"),
         mode: Mode::Fentry,
         required: false,
         role: "x86 error code of kernel-mode faults on user memory",
     },
     ProbeSpec {
+        program: "hf_kret_do_huge_pmd_anonymous_page",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("do_huge_pmd_anonymous_page"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "anonymous THP: PMD mapped or FALLBACK",
+    },
+    ProbeSpec {
+        program: "hf_kret_do_set_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("do_set_pmd"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "file and shmem THP mapped by a PMD",
+    },
+    ProbeSpec {
+        program: "hf_kret_hugetlb_fault",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("hugetlb_fault"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "hugetlbfs: PMD or PUD by the VMA's page size",
+    },
+    ProbeSpec {
         program: "hf_kprobe_handle_mm_fault",
+        kind: ProgKind::KProbe,
         target: Target::Function(HMF),
         mode: Mode::Kprobe,
         required: true,
@@ -193,6 +234,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "hf_kretprobe_handle_mm_fault",
+        kind: ProgKind::KRetProbe,
         target: Target::Function(HMF),
         mode: Mode::Kprobe,
         required: true,
@@ -200,6 +242,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "hf_tp_page_fault_user",
+        kind: ProgKind::TracePoint,
         target: Target::Tracepoint("exceptions", "page_fault_user"),
         mode: Mode::Kprobe,
         required: false,
@@ -207,13 +250,39 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "hf_tp_page_fault_kernel",
+        kind: ProgKind::TracePoint,
         target: Target::Tracepoint("exceptions", "page_fault_kernel"),
         mode: Mode::Kprobe,
         required: false,
         role: "x86 error code of kernel-mode faults on user memory",
     },
     ProbeSpec {
+        program: "hf_kret_do_huge_pmd_anonymous_page",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("do_huge_pmd_anonymous_page"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "anonymous THP: PMD mapped or FALLBACK",
+    },
+    ProbeSpec {
+        program: "hf_kret_do_set_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("do_set_pmd"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "file and shmem THP mapped by a PMD",
+    },
+    ProbeSpec {
+        program: "hf_kret_hugetlb_fault",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("hugetlb_fault"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "hugetlbfs: PMD or PUD by the VMA's page size",
+    },
+    ProbeSpec {
         program: "hf_tp_page_fault_user",
+        kind: ProgKind::TracePoint,
         target: Target::Tracepoint("exceptions", "page_fault_user"),
         mode: Mode::TracepointOnly,
         required: true,
@@ -221,6 +290,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "hf_tp_page_fault_kernel",
+        kind: ProgKind::TracePoint,
         target: Target::Tracepoint("exceptions", "page_fault_kernel"),
         mode: Mode::TracepointOnly,
         required: false,
@@ -228,6 +298,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "hf_perf_minor_fault",
+        kind: ProgKind::PerfEvent,
         target: Target::SoftwareEvent("minor-faults"),
         mode: Mode::TracepointOnly,
         required: true,
@@ -235,6 +306,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "hf_perf_major_fault",
+        kind: ProgKind::PerfEvent,
         target: Target::SoftwareEvent("major-faults"),
         mode: Mode::TracepointOnly,
         required: true,
@@ -301,7 +373,28 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
         inode_ino: m("inode", "i_ino")?,
         inode_sb: m("inode", "i_sb")?,
         sb_dev: m("super_block", "s_dev")?,
+        ..hugetlb_offsets(btf)
     })
+}
+
+/// Offsets to a hugetlb VMA's page size (`file → inode → super_block → hugetlbfs_sb_info →
+/// hstate → order`); all zero, with `hstate_valid` 0, when the kernel lacks one of them.
+fn hugetlb_offsets(btf: &Btf) -> KernelOffsets {
+    let m = |s: &str, f: &str| btf.member_offset(s, f).ok();
+    match (
+        m("super_block", "s_fs_info"),
+        m("hugetlbfs_sb_info", "hstate"),
+        m("hstate", "order"),
+    ) {
+        (Some(sb_fs_info), Some(hugetlbfs_hstate), Some(hstate_order)) => KernelOffsets {
+            hstate_valid: 1,
+            sb_fs_info,
+            hugetlbfs_hstate,
+            hstate_order,
+            ..Default::default()
+        },
+        _ => KernelOffsets::default(),
+    }
 }
 
 /// Field offsets of `exceptions:page_fault_user` the programs assume.
@@ -483,5 +576,6 @@ mod tests {
         let o = resolve_offsets(&btf).expect("offsets resolve");
         assert_eq!((o.vma_start, o.vma_end), (0, 8));
         assert!(o.vma_pgoff > o.vma_end && o.vma_file > o.vma_end);
+        assert_eq!(o.hstate_valid, 1, "hugetlb offsets resolve on this kernel");
     }
 }

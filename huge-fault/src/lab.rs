@@ -83,20 +83,29 @@ const fn vmstat(key: &'static str, n: u64) -> Check {
         needs_return: false,
     }
 }
-const CORE: &str = "entries per size and chains are reported by the core issue";
+const CORE: &str = "the folio size of multi-size THP faults is not probed yet (counted as one PTE)";
+/// An expectation on entries per size, chains or bytes: seen in the fentry and kprobe modes.
+const fn sized(key: &'static str, n: u64) -> Check {
+    Check {
+        source: Source::Tool(key),
+        expect: Expected::N(n),
+        pending: None,
+        needs_return: true,
+    }
+}
+const fn sized_s(key: &'static str, s: &'static str) -> Check {
+    Check {
+        source: Source::Tool(key),
+        expect: Expected::S(s),
+        pending: None,
+        needs_return: true,
+    }
+}
 /// An expectation on per-size entries, chains or bytes: pending until the tool reports them.
 const fn later(key: &'static str, n: u64) -> Check {
     Check {
         source: Source::Tool(key),
         expect: Expected::N(n),
-        pending: Some(CORE),
-        needs_return: true,
-    }
-}
-const fn later_s(key: &'static str, s: &'static str) -> Check {
-    Check {
-        source: Source::Tool(key),
-        expect: Expected::S(s),
         pending: Some(CORE),
         needs_return: true,
     }
@@ -153,10 +162,10 @@ pub const SCENARIOS: &[Scenario] = &[
             tool_s("kind", "anon"),
             vmstat("thp_fault_alloc", 4),
             vmstat("thp_fault_fallback", 0),
-            later("entries.pmd", 4),
-            later("entries.pte", 0),
-            later("bytes_mapped", 8 << 20),
-            later_s("chains.0.chain", "PMD:NOPAGE"),
+            sized("entries.pmd", 4),
+            sized("entries.pte", 0),
+            sized("bytes_mapped", 8 << 20),
+            sized_s("chains.0.chain", "PMD:OK"),
         ],
     },
     Scenario {
@@ -177,9 +186,9 @@ pub const SCENARIOS: &[Scenario] = &[
             tool("writes", 512),
             vmstat("thp_fault_alloc", 0),
             vmstat("thp_fault_fallback", 0),
-            later("entries.pmd", 0),
-            later("entries.pte", 512),
-            later("bytes_mapped", 2 << 20),
+            sized("entries.pmd", 0),
+            sized("entries.pte", 512),
+            sized("bytes_mapped", 2 << 20),
         ],
     },
     Scenario {
@@ -195,8 +204,8 @@ pub const SCENARIOS: &[Scenario] = &[
             tool("faults", 1024),
             vmstat("thp_fault_alloc", 0),
             vmstat("thp_fault_fallback", 0),
-            later("entries.pte", 1024),
-            later("bytes_mapped", 4 << 20),
+            sized("entries.pte", 1024),
+            sized("bytes_mapped", 4 << 20),
         ],
     },
     Scenario {
@@ -213,8 +222,8 @@ pub const SCENARIOS: &[Scenario] = &[
             tool("faults", 1024),
             vmstat("thp_fault_alloc", 0),
             vmstat("thp_fault_fallback", 0),
-            later("entries.pmd", 0),
-            later("entries.pte", 1024),
+            sized("entries.pmd", 0),
+            sized("entries.pte", 1024),
         ],
     },
     Scenario {
@@ -232,8 +241,8 @@ pub const SCENARIOS: &[Scenario] = &[
             tool("faults", 2),
             tool("writes", 2),
             tool_s("kind", "hugetlb"),
-            later("entries.pmd", 2),
-            later("bytes_mapped", 4 << 20),
+            sized("entries.pmd", 2),
+            sized("bytes_mapped", 4 << 20),
         ],
     },
     Scenario {
@@ -250,8 +259,8 @@ pub const SCENARIOS: &[Scenario] = &[
             truth("huge_pages_used", 1),
             tool("faults", 1),
             tool_s("kind", "hugetlb"),
-            later("entries.pud", 1),
-            later("bytes_mapped", 1 << 30),
+            sized("entries.pud", 1),
+            sized("bytes_mapped", 1 << 30),
         ],
     },
     Scenario {
@@ -288,6 +297,7 @@ pub const SCENARIOS: &[Scenario] = &[
             vmstat("thp_fault_alloc", 0),
             later("entries.pte", 256),
             later("bytes_mapped", 1 << 20),
+            sized_s("chains.0.chain", "PTE:OK"),
         ],
     },
     Scenario {
@@ -316,8 +326,8 @@ pub const SCENARIOS: &[Scenario] = &[
             tool_s("kind", "file-shared"),
             vmstat("thp_file_alloc", 4),
             vmstat("thp_file_mapped", 4),
-            later("entries.pmd", 4),
-            later("bytes_mapped", 8 << 20),
+            sized("entries.pmd", 4),
+            sized("bytes_mapped", 8 << 20),
         ],
     },
     Scenario {
@@ -547,7 +557,8 @@ mod tests {
                         "malformed_records": 0},
                "vmas": [
             {"pid": 9, "start": "0x200000", "end": "0xa00000", "faults": faults, "writes": writes,
-             "major": 0, "kind": "anon"},
+             "major": 0, "kind": "anon", "entries": {"pte": 0, "pmd": 4, "pud": 0},
+             "bytes_mapped": 8 << 20, "chains": [{"chain": "PMD:OK", "count": 4}]},
             {"pid": 9, "start": "0x1000", "end": "0x2000", "faults": 77}
         ]})
     }
@@ -564,6 +575,19 @@ mod tests {
         .into()
     }
 
+    /// The mthp-64k scenario's report as the tool gives it today: 16 faults, each counted
+    /// as one PTE (the folio size is not probed yet).
+    fn mthp(entries_pte: u64) -> (Value, Value) {
+        let rep = json!({"loss": {"ringbuf_drops": 0, "inflight_map_full": 0,
+                                  "vma_table_overflow_faults": 0, "malformed_records": 0},
+            "vmas": [{"pid": 3, "start": "0x400000", "end": "0x500000", "faults": 16, "writes": 16,
+                      "kind": "anon", "entries": {"pte": entries_pte, "pmd": 0, "pud": 0},
+                      "bytes_mapped": entries_pte * 4096, "chains": [{"chain": "PTE:OK", "count": 16}]}]});
+        let truth = json!({"pid": 3, "vma_start": "0x400000", "vma_end": "0x500000", "touches": 256,
+                           "minflt": 16, "counter_delta": 16});
+        (rep, truth)
+    }
+
     #[test]
     fn exact_numbers_pass_and_pending_stays_pending() {
         let r = evaluate(
@@ -575,12 +599,17 @@ mod tests {
             &vm(4),
         );
         assert_eq!(r.status, Status::Pass, "{:?}", r.reason);
-        assert!(r.checks.iter().any(|c| c.outcome == "pending"));
         assert!(
+            r.checks.iter().all(|c| c.outcome == "pass"),
+            "{:?}",
             r.checks
-                .iter()
-                .filter(|c| c.what == "tool faults")
-                .all(|c| c.outcome == "pass")
+        );
+        let (rep, t) = mthp(16);
+        let r = evaluate(scenario("mthp-64k"), "6.12", "kprobe", &rep, &t, &vm(0));
+        assert_eq!(r.status, Status::Pass, "{:?}", r.reason);
+        assert_eq!(
+            r.checks.iter().filter(|c| c.outcome == "pending").count(),
+            2
         );
     }
 
@@ -605,20 +634,27 @@ mod tests {
             &vm(3),
         );
         assert_eq!(r.status, Status::Fail);
-    }
-
-    #[test]
-    fn a_pending_expectation_that_passes_fails_until_promoted() {
         let mut rep = report(4, 4);
-        rep["vmas"][0]["entries"] = json!({"pmd": 4, "pte": 7});
+        rep["vmas"][0]["entries"]["pmd"] = json!(3);
         let r = evaluate(
             scenario("thp-aligned"),
             "6.1",
-            "kprobe",
+            "fentry",
             &rep,
             &truth(),
             &vm(4),
         );
+        assert!(
+            r.reason
+                .unwrap()
+                .contains("tool entries.pmd: expected 4 got 3")
+        );
+    }
+
+    #[test]
+    fn a_pending_expectation_that_passes_fails_until_promoted() {
+        let (rep, t) = mthp(256);
+        let r = evaluate(scenario("mthp-64k"), "6.12", "kprobe", &rep, &t, &vm(0));
         assert_eq!(r.status, Status::Fail);
         assert!(r.reason.unwrap().contains("pending-passes"));
         // Tracepoint-only mode cannot see entries at all: not visible, not pending.
@@ -626,7 +662,7 @@ mod tests {
             scenario("thp-aligned"),
             "6.1",
             "tracepoint-only",
-            &rep,
+            &report(4, 4),
             &truth(),
             &vm(4),
         );

@@ -24,7 +24,7 @@ use crate::{
     analysis::Analyzer,
     btf::Btf,
     cli::{Args, ModeArg},
-    kernel::{self, Mode, PROBES, ProbeSpec, Target},
+    kernel::{self, Mode, PROBES, ProbeSpec, ProgKind, Target},
     procmaps::ProcMaps,
     report::{ProbeReport, ProbeStatus, Report, RunInfo},
 };
@@ -194,14 +194,16 @@ fn load(
     let prog = ebpf
         .program_mut(p.program)
         .ok_or(ProgramError::UnexpectedProgramType)?;
-    match (p.mode, p.target) {
-        (Mode::Fentry, Target::Function(f)) if p.program.contains("fentry") => {
-            <&mut FEntry>::try_from(prog)?.load(f, btf)?
-        }
-        (Mode::Fentry, Target::Function(f)) => <&mut FExit>::try_from(prog)?.load(f, btf)?,
-        (_, Target::Function(_)) => <&mut KProbe>::try_from(prog)?.load()?,
-        (_, Target::Tracepoint(..)) => <&mut TracePoint>::try_from(prog)?.load()?,
-        (_, Target::SoftwareEvent(_)) => <&mut PerfEvent>::try_from(prog)?.load()?,
+    let func = match p.target {
+        Target::Function(f) => f,
+        _ => "",
+    };
+    match p.kind {
+        ProgKind::FEntry => <&mut FEntry>::try_from(prog)?.load(func, btf)?,
+        ProgKind::FExit => <&mut FExit>::try_from(prog)?.load(func, btf)?,
+        ProgKind::KProbe | ProgKind::KRetProbe => <&mut KProbe>::try_from(prog)?.load()?,
+        ProgKind::TracePoint => <&mut TracePoint>::try_from(prog)?.load()?,
+        ProgKind::PerfEvent => <&mut PerfEvent>::try_from(prog)?.load()?,
     }
     loaded.insert(p.program);
     Ok(())
@@ -213,14 +215,14 @@ fn attach(ebpf: &mut Ebpf, p: &ProbeSpec, tracefs: Result<&Path, &String>) -> Re
         .ok_or("program missing from the object")?;
     let e = |e: ProgramError| short_error(&e);
     match p.target {
-        Target::Function(f) => match p.mode {
-            Mode::Fentry if p.program.contains("fentry") => {
+        Target::Function(f) => match p.kind {
+            ProgKind::FEntry => {
                 <&mut FEntry>::try_from(prog)
                     .map_err(e)?
                     .attach()
                     .map_err(e)?;
             }
-            Mode::Fentry => {
+            ProgKind::FExit => {
                 <&mut FExit>::try_from(prog)
                     .map_err(e)?
                     .attach()
@@ -307,9 +309,15 @@ fn try_mode(
         }
         return false;
     }
+    let kprobe_why = kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok());
     let mut these = Vec::new();
     let mut ok = true;
     for p in PROBES.iter().filter(|p| p.mode == mode) {
+        if let (Some(why), ProgKind::KProbe | ProgKind::KRetProbe) = (&kprobe_why, p.kind) {
+            these.push(probe_report(p, ProbeStatus::Skipped, Some(why.clone())));
+            ok &= !p.required;
+            continue;
+        }
         if !ok {
             these.push(probe_report(
                 p,
@@ -320,7 +328,11 @@ fn try_mode(
         }
         let result = load(ebpf, p, btf, loaded)
             .map_err(|e| match mode {
-                Mode::Fentry if errno_of(&e).is_some() && !matches!(e, ProgramError::LoadError { ref verifier_log, .. } if verifier_log.to_string().lines().count() > 3) => {
+                _ if matches!(p.kind, ProgKind::FEntry | ProgKind::FExit)
+                    && errno_of(&e).is_some()
+                    && !matches!(e, ProgramError::LoadError { ref verifier_log, .. }
+                        if verifier_log.to_string().lines().count() > 3) =>
+                {
                     kernel::fentry_refusal(errno_of(&e))
                 }
                 _ => short_error(&e),

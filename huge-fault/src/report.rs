@@ -81,10 +81,42 @@ pub struct StatsReport {
     pub major: u64,
     pub writes: u64,
     pub latency_ns: Option<LatencySummary>,
+    /// Entries inserted per page-table level; `null` where the probes cannot see them.
+    pub entries: Option<Entries>,
+    pub bytes_mapped: Option<u64>,
+    /// Faults per chain of levels tried, most frequent first.
+    pub chains: Option<Vec<ChainCount>>,
+    /// Faults whose chain holds a FALLBACK, and their share of all faults.
+    pub fallback_faults: Option<u64>,
+    pub fallback_rate: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Entries {
+    pub pte: u64,
+    pub pmd: u64,
+    pub pud: u64,
+    /// hugetlb entries of a size that is neither PMD nor PUD.
+    pub other: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainCount {
+    pub chain: String,
+    pub count: u64,
 }
 
 impl StatsReport {
-    fn new(s: &Stats, vis: &Visibility) -> Self {
+    fn new(s: &Stats, vis: &Visibility, sizes: bool) -> Self {
+        let mut chains: Vec<ChainCount> = s
+            .chains
+            .iter()
+            .map(|(c, n)| ChainCount {
+                chain: c.clone(),
+                count: *n,
+            })
+            .collect();
+        chains.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.chain.cmp(&b.chain)));
         Self {
             faults: s.faults,
             retry_calls: vis.every_call.then_some(s.retry_calls),
@@ -93,6 +125,40 @@ impl StatsReport {
             major: s.major,
             writes: s.writes,
             latency_ns: s.latency.summary(),
+            entries: sizes.then(|| Entries {
+                pte: s.entries[1],
+                pmd: s.entries[2],
+                pud: s.entries[3],
+                other: s.entries[0],
+            }),
+            bytes_mapped: sizes.then_some(s.bytes_mapped),
+            chains: sizes.then_some(chains),
+            fallback_faults: sizes.then_some(s.fallback_faults),
+            fallback_rate: (sizes && s.faults > 0)
+                .then(|| (s.fallback_faults as f64 / s.faults as f64 * 1e4).round() / 1e4),
+        }
+    }
+
+    /// `4×PMD 2×PTE`-style size mix.
+    fn size_mix(&self) -> String {
+        let Some(e) = &self.entries else {
+            return "-".into();
+        };
+        let mut parts = Vec::new();
+        for (n, name) in [
+            (e.pud, "PUD"),
+            (e.pmd, "PMD"),
+            (e.pte, "PTE"),
+            (e.other, "HUGE?"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n}×{name}"));
+            }
+        }
+        if parts.is_empty() {
+            "0".into()
+        } else {
+            parts.join(" ")
         }
     }
 }
@@ -162,6 +228,22 @@ pub struct RunInfo {
     pub counters: Vec<u64>,
 }
 
+impl RunInfo {
+    /// Levels and entries are seen when the mode sees returns and the nested probes attached.
+    pub fn sizes_visible(&self) -> bool {
+        self.mode != Mode::TracepointOnly
+            && ["do_huge_pmd_anonymous_page", "do_set_pmd", "hugetlb_fault"]
+                .iter()
+                .all(|f| {
+                    self.probes.iter().any(|p| {
+                        p.target == *f
+                            && p.status == ProbeStatus::Attached
+                            && p.mode == self.mode.name()
+                    })
+                })
+    }
+}
+
 fn dev_string(dev: u32) -> String {
     // Kernel-internal dev_t: major in the top 12 bits, minor in the low 20.
     format!("{}:{}", dev >> 20, dev & 0xf_ffff)
@@ -171,6 +253,7 @@ impl Report {
     pub fn build(a: &Analyzer, run: &RunInfo) -> Self {
         use huge_fault_common::counter as c;
         let vis = run.mode.visibility();
+        let sizes = run.sizes_visible() && a.sizes_visible;
         let ctr = |i: u32| run.counters.get(i as usize).copied().unwrap_or(0);
         let processes = a
             .processes_sorted()
@@ -178,7 +261,7 @@ impl Report {
             .map(|(pid, p)| ProcessReport {
                 pid,
                 comm: p.comm.clone(),
-                stats: StatsReport::new(&p.stats, &vis),
+                stats: StatsReport::new(&p.stats, &vis, sizes),
                 faults_without_vma: p.no_vma,
                 faults_in_overflowed_vmas: p.vma_overflow,
             })
@@ -186,7 +269,7 @@ impl Report {
         let vmas = a
             .vmas_sorted()
             .into_iter()
-            .map(|(k, v)| vma_report(k, v, &vis))
+            .map(|(k, v)| vma_report(k, v, &vis, sizes))
             .collect();
         Report {
             schema: SCHEMA,
@@ -217,7 +300,7 @@ impl Report {
                 kernel_fault_exceptions: ctr(c::EXC_KERNEL),
                 records_submitted: ctr(c::RECORDS),
             },
-            totals: StatsReport::new(&a.totals, &vis),
+            totals: StatsReport::new(&a.totals, &vis, sizes),
             processes,
             vmas,
         }
@@ -228,7 +311,7 @@ impl Report {
     }
 }
 
-fn vma_report(k: &VmaKey, v: &VmaStats, vis: &Visibility) -> VmaReport {
+fn vma_report(k: &VmaKey, v: &VmaStats, vis: &Visibility, sizes: bool) -> VmaReport {
     VmaReport {
         pid: k.tgid,
         comm: v.comm.clone(),
@@ -242,7 +325,7 @@ fn vma_report(k: &VmaKey, v: &VmaStats, vis: &Visibility) -> VmaReport {
         pgoff: v.pgoff,
         vm_flags: format!("{:#x}", v.flags),
         vma_source: if v.from_proc { "proc" } else { "kernel" }.into(),
-        stats: StatsReport::new(&v.stats, vis),
+        stats: StatsReport::new(&v.stats, vis, sizes),
     }
 }
 
@@ -399,8 +482,8 @@ impl Report {
         }
 
         let mut vt = new_table(&[
-            "PID", "COMM", "VMA", "SIZE", "KIND", "MAPPING", "FAULTS", "MAJOR", "RETRY", "P50",
-            "P99",
+            "PID", "COMM", "VMA", "SIZE", "KIND", "MAPPING", "FAULTS", "ENTRIES", "FALLBACK",
+            "MAJOR", "RETRY", "P50", "P99",
         ]);
         for v in self.vmas.iter().take(top) {
             vt.add_row(vec![
@@ -415,13 +498,17 @@ impl Report {
                 v.kind.clone(),
                 v.path.clone().unwrap_or_default(),
                 v.stats.faults.to_string(),
+                v.stats.size_mix(),
+                v.stats
+                    .fallback_rate
+                    .map_or_else(|| "-".into(), |r| format!("{:.1}%", r * 100.0)),
                 v.stats.major.to_string(),
                 opt(v.stats.retry_calls),
                 lat(&v.stats.latency_ns, |s| s.p50),
                 lat(&v.stats.latency_ns, |s| s.p99),
             ]);
         }
-        for i in [1, 2, 4, 5] {
+        for i in [1, 2, 4, 5, 7] {
             if let Some(col) = vt.column_mut(i) {
                 col.set_cell_alignment(CellAlignment::Left);
             }
