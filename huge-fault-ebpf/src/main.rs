@@ -389,6 +389,24 @@ pub fn hf_kret_do_set_pmd(ctx: RetProbeContext) -> u32 {
     0
 }
 
+/// A PMD inserted by a driver or DAX: `vmf_insert_pfn_pmd[_prot]`, `vmf_insert_folio_pmd`
+/// (the names differ per kernel; the tool attaches whichever exist). VM_FAULT_NOPAGE is
+/// success.
+#[kretprobe]
+pub fn hf_kret_insert_pmd(ctx: RetProbeContext) -> u32 {
+    let ret: u32 = ctx.ret();
+    note_step(level::PMD, ret, 2 << 20);
+    0
+}
+
+/// A PUD inserted by a driver or DAX: `vmf_insert_pfn_pud[_prot]`, `vmf_insert_folio_pud`.
+#[kretprobe]
+pub fn hf_kret_insert_pud(ctx: RetProbeContext) -> u32 {
+    let ret: u32 = ctx.ret();
+    note_step(level::PUD, ret, 1 << 30);
+    0
+}
+
 /// hugetlbfs: the entry's size is the VMA's huge page size (its hstate's order).
 #[kretprobe]
 pub fn hf_kret_hugetlb_fault(ctx: RetProbeContext) -> u32 {

@@ -217,6 +217,54 @@ pub const PROBES: &[ProbeSpec] = &[
         role: "file and shmem THP mapped by a PMD",
     },
     ProbeSpec {
+        program: "hf_kret_insert_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pmd_prot"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver/DAX PMD insert (5.15 ... 6.3)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pmd"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver/DAX PMD insert (6.4+)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_folio_pmd"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "DAX PMD folio insert (6.15+)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pud",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pud_prot"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver/DAX PUD insert (5.15 ... 6.3)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pud",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pud"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver/DAX PUD insert (6.4+)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pud",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_folio_pud"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "DAX PUD folio insert (6.15+)",
+    },
+    ProbeSpec {
         program: "hf_kret_hugetlb_fault",
         kind: ProgKind::KRetProbe,
         target: Target::Function("hugetlb_fault"),
@@ -271,6 +319,54 @@ pub const PROBES: &[ProbeSpec] = &[
         mode: Mode::Kprobe,
         required: false,
         role: "file and shmem THP mapped by a PMD",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pmd_prot"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "driver/DAX PMD insert (5.15 ... 6.3)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pmd"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "driver/DAX PMD insert (6.4+)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_folio_pmd"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "DAX PMD folio insert (6.15+)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pud",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pud_prot"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "driver/DAX PUD insert (5.15 ... 6.3)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pud",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pud"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "driver/DAX PUD insert (6.4+)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pud",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_folio_pud"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "DAX PUD folio insert (6.15+)",
     },
     ProbeSpec {
         program: "hf_kret_hugetlb_fault",
@@ -463,6 +559,18 @@ pub fn kprobes_unavailable(sysfs: &Path, tracefs: Option<&Path>) -> Option<Strin
     Some(format!("kprobes unavailable: {why}"))
 }
 
+/// Function names in /proc/kallsyms (text symbols, modules included), to tell a probe on a
+/// function this kernel does not have from one that failed.
+pub fn kallsyms_functions(text: &str) -> std::collections::HashSet<String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (_addr, kind, name) = (it.next()?, it.next()?, it.next()?);
+            matches!(kind, "t" | "T").then(|| name.to_string())
+        })
+        .collect()
+}
+
 /// Explains a failure to load an fentry/fexit program, from the errno.
 pub fn fentry_refusal(errno: Option<i32>) -> String {
     match errno {
@@ -537,6 +645,18 @@ mod tests {
         );
         let missing = format.replace("error_code", "err");
         assert!(check_tracepoint_format(&missing, EXCEPTION_FIELDS).is_err());
+    }
+
+    #[test]
+    fn kallsyms_lists_text_symbols_only() {
+        let text = "0000000000000000 T vmf_insert_pfn_pmd_prot\n\
+                    0000000000000000 t do_set_pmd\n\
+                    0000000000000000 D some_data\n\
+                    0000000000000000 t dev_dax_huge_fault\t[device_dax]\n";
+        let f = kallsyms_functions(text);
+        assert!(f.contains("vmf_insert_pfn_pmd_prot") && f.contains("do_set_pmd"));
+        assert!(f.contains("dev_dax_huge_fault"));
+        assert!(!f.contains("some_data"));
     }
 
     #[test]

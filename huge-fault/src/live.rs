@@ -292,6 +292,10 @@ fn unload(ebpf: &mut Ebpf, mode: Mode, loaded: &mut HashSet<&'static str>) {
     }
 }
 
+/// The reason given for an optional probe on a function this kernel does not have (another
+/// kernel version's name for the same job).
+pub const NOT_IN_KERNEL: &str = "not in this kernel";
+
 /// Tries one mode: every required probe must load and attach; optional ones may fail.
 fn try_mode(
     ebpf: &mut Ebpf,
@@ -310,12 +314,26 @@ fn try_mode(
         return false;
     }
     let kprobe_why = kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok());
+    let functions = std::fs::read_to_string("/proc/kallsyms")
+        .map(|t| kernel::kallsyms_functions(&t))
+        .unwrap_or_default();
     let mut these = Vec::new();
     let mut ok = true;
     for p in PROBES.iter().filter(|p| p.mode == mode) {
         if let (Some(why), ProgKind::KProbe | ProgKind::KRetProbe) = (&kprobe_why, p.kind) {
             these.push(probe_report(p, ProbeStatus::Skipped, Some(why.clone())));
             ok &= !p.required;
+            continue;
+        }
+        if let (Target::Function(f), false) = (p.target, p.required)
+            && !functions.is_empty()
+            && !functions.contains(f)
+        {
+            these.push(probe_report(
+                p,
+                ProbeStatus::Skipped,
+                Some(NOT_IN_KERNEL.into()),
+            ));
             continue;
         }
         if !ok {

@@ -388,7 +388,10 @@ impl Report {
             attached_unique.dedup();
             let line = if m == mode.name() {
                 let mut l = format!("attached {}", attached_unique.join(", "));
-                for p in these.iter().filter(|p| p.status != ProbeStatus::Attached) {
+                for p in these.iter().filter(|p| {
+                    p.status != ProbeStatus::Attached
+                        && p.reason.as_deref() != Some(crate::live::NOT_IN_KERNEL)
+                }) {
                     l.push_str(&format!(
                         "; without {} ({})",
                         p.target,
