@@ -135,6 +135,9 @@ pub struct Scenario {
 }
 
 const THP: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+/// devdax devices the lab guest sets up on its emulated NVDIMMs.
+pub const DAX_2M: &str = "/dev/hf-dax-2m";
+pub const DAX_1G: &str = "/dev/hf-dax-1g";
 const THP_DEFRAG: &str = "/sys/kernel/mm/transparent_hugepage/defrag";
 const MTHP_2M: &str = "/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled";
 const MTHP_64K: &str = "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled";
@@ -341,14 +344,45 @@ pub const SCENARIOS: &[Scenario] = &[
         checks: &[],
     },
     Scenario {
-        name: "devdax",
+        name: "devdax-2m",
         kind: "devdax",
         needs: Needs::Always,
-        todo: Some("devdax 2 MiB / 1 GiB scenarios not built yet"),
+        todo: None,
         sysfs: &[],
         mount: None,
-        workload: &[],
-        checks: &[],
+        // A devdax device with 2 MiB alignment (drivers/dax): each 2 MiB is one fault that
+        // inserts a PMD through vmf_insert_pfn_pmd (vmf_insert_pfn_pmd_prot on 6.1).
+        workload: &["dev", "--path", DAX_2M, "--size", "8M", "--align", "2M"],
+        checks: &[
+            truth("touches", 2048),
+            truth("minflt", 4),
+            tool("faults", 4),
+            tool("writes", 4),
+            sized("entries.pmd", 4),
+            sized("entries.pte", 0),
+            sized("entries.pud", 0),
+            sized("bytes_mapped", 8 << 20),
+        ],
+    },
+    Scenario {
+        name: "devdax-1g",
+        kind: "devdax",
+        needs: Needs::Always,
+        todo: None,
+        sysfs: &[],
+        mount: None,
+        // 1 GiB alignment: one fault, one PUD through vmf_insert_pfn_pud.
+        workload: &[
+            "dev", "--path", DAX_1G, "--size", "1G", "--align", "1G", "--stride", "2M",
+        ],
+        checks: &[
+            truth("touches", 512),
+            truth("minflt", 1),
+            tool("faults", 1),
+            sized("entries.pud", 1),
+            sized("entries.pmd", 0),
+            sized("bytes_mapped", 1 << 30),
+        ],
     },
 ];
 

@@ -30,6 +30,9 @@ pub struct KernelSpec {
     pub how: Resolve,
     /// Not enabled yet: the matrix shows the column as pending with this reason.
     pub pending: Option<&'static str>,
+    /// Modules ship in their own package: (prefix of the kernel package, prefix of the
+    /// modules package) to derive its name from the kernel package's.
+    pub modules_package: Option<(&'static str, &'static str)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,20 +55,27 @@ pub const KERNELS: &[KernelSpec] = &[
         suite: Suite::Bookworm,
         how: Resolve::Meta,
         pending: None,
+        modules_package: None,
     },
     KernelSpec {
         name: "6.12",
         suite: Suite::Bookworm,
         how: Resolve::Newest("linux-image-6.12.", "+deb12-amd64-unsigned"),
         pending: None,
+        modules_package: None,
     },
     KernelSpec {
         name: "7.2",
         suite: Suite::Sid,
         how: Resolve::Newest("linux-binary-unsigned-", "-amd64"),
         pending: None,
+        modules_package: Some(("linux-binary-unsigned-", "linux-modules-")),
     },
 ];
+
+/// NVDIMM backing files and sizes: a 4 GiB one for 1 GiB-aligned devdax, a 2 GiB one for
+/// 2 MiB-aligned devdax (the guest tells them apart by size).
+const NVDIMMS: &[(&str, u64)] = &[("nvdimm-4g.img", 4 << 30), ("nvdimm-2g.img", 2 << 30)];
 
 pub struct LabArgs {
     pub kernels: Vec<String>,
@@ -171,38 +181,136 @@ fn resolve(spec: &KernelSpec) -> Result<String> {
 struct Kernel {
     package: String,
     vmlinuz: PathBuf,
+    root: PathBuf,
 }
 
-/// Downloads and unpacks a kernel package (cached).
+fn download_unpack(suite: Suite, package: &str, dir: &Path, into: &Path) -> Result<()> {
+    let t = Instant::now();
+    progress(&format!("lab: downloading {package}"));
+    std::fs::create_dir_all(dir)?;
+    status(
+        Command::new("apt-get")
+            .args(apt_opts(suite))
+            .args(["download", package])
+            .current_dir(dir),
+    )
+    .with_context(|| format!("apt-get download {package}"))?;
+    let deb = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("downloaded .deb not found")?;
+    status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(into)).context("dpkg-deb -x")?;
+    std::fs::remove_file(&deb)?;
+    progress(&format!("lab: {package} unpacked in {:.0?}", t.elapsed()));
+    Ok(())
+}
+
+/// Downloads and unpacks a kernel package, and its modules package where they are split
+/// (cached under lab-cache/kernels/).
 fn fetch_kernel(spec: &KernelSpec) -> Result<Kernel> {
     apt_update(spec.suite)?;
     let package = resolve(spec)?;
     let dir = cache().join("kernels").join(&package);
     let unpacked = dir.join("root");
-    if !unpacked.is_dir() {
-        let t = Instant::now();
-        progress(&format!("lab: downloading {package}"));
-        std::fs::create_dir_all(&dir)?;
-        status(
-            Command::new("apt-get")
-                .args(apt_opts(spec.suite))
-                .args(["download", &package])
-                .current_dir(&dir),
-        )
-        .with_context(|| format!("apt-get download {package}"))?;
-        let deb = std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .context("downloaded .deb not found")?;
+    // The stamp says the image and (where split) the modules are both there.
+    let stamp = dir.join("complete-v2");
+    if !stamp.exists() {
+        let _ = std::fs::remove_dir_all(&unpacked);
         let tmp = dir.join("root.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
-        status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp)).context("dpkg-deb -x")?;
+        download_unpack(spec.suite, &package, &dir, &tmp)?;
+        if let Some((from, to)) = spec.modules_package {
+            let modules = package.replacen(from, to, 1);
+            download_unpack(spec.suite, &modules, &dir, &tmp)?;
+        }
         std::fs::rename(&tmp, &unpacked)?;
-        std::fs::remove_file(&deb)?;
-        progress(&format!("lab: {package} ready in {:.0?}", t.elapsed()));
+        std::fs::write(&stamp, "")?;
     }
     let vmlinuz = find_vmlinuz(&unpacked).context("no vmlinuz in the kernel package")?;
-    Ok(Kernel { package, vmlinuz })
+    Ok(Kernel {
+        package,
+        vmlinuz,
+        root: unpacked,
+    })
+}
+
+/// The kernel modules the DAX scenarios need, with their dependencies, in load order.
+/// Dependencies come from each module's `.modinfo` (`depends=`), read with `xz -dc` for
+/// compressed modules.
+fn dax_modules(kernel_root: &Path) -> Result<Vec<PathBuf>> {
+    const WANTED: &[&str] = &["nfit", "nd_pmem", "dax_pmem", "device_dax"];
+    let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut stack = vec![];
+    for base in [
+        kernel_root.join("lib/modules"),
+        kernel_root.join("usr/lib/modules"),
+    ] {
+        if base.is_dir() {
+            stack.push(base);
+        }
+    }
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)?.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+                if let Some(stem) = n.strip_suffix(".ko").or_else(|| n.strip_suffix(".ko.xz")) {
+                    by_name.insert(stem.replace('-', "_"), p.clone());
+                }
+            }
+        }
+    }
+    let depends = |p: &Path| -> Result<Vec<String>> {
+        let bytes = if p.extension().is_some_and(|e| e == "xz") {
+            let out = Command::new("xz")
+                .arg("-dc")
+                .arg(p)
+                .output()
+                .context("xz -dc")?;
+            out.stdout
+        } else {
+            std::fs::read(p)?
+        };
+        let key = b"depends=";
+        let Some(i) = bytes.windows(key.len()).position(|w| w == key) else {
+            return Ok(vec![]);
+        };
+        let rest = &bytes[i + key.len()..];
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        Ok(String::from_utf8_lossy(&rest[..end])
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.replace('-', "_"))
+            .collect())
+    };
+    let mut order: Vec<String> = Vec::new();
+    fn visit(
+        name: &str,
+        by_name: &BTreeMap<String, PathBuf>,
+        depends: &dyn Fn(&Path) -> Result<Vec<String>>,
+        order: &mut Vec<String>,
+    ) -> Result<()> {
+        if order.iter().any(|o| o == name) {
+            return Ok(());
+        }
+        // Built-in (not a module): nothing to load.
+        let Some(path) = by_name.get(name) else {
+            return Ok(());
+        };
+        for dep in depends(path)? {
+            visit(&dep, by_name, depends, order)?;
+        }
+        order.push(name.to_string());
+        Ok(())
+    }
+    for w in WANTED {
+        if !by_name.contains_key(*w) {
+            bail!("module {w} not found in the kernel package");
+        }
+        visit(w, &by_name, &depends, &mut order)?;
+    }
+    Ok(order.iter().map(|n| by_name[n].clone()).collect())
 }
 
 /// `boot/vmlinuz-*` (bookworm packages) or `usr/lib/modules/*/vmlinuz*` (the split
@@ -327,10 +435,18 @@ impl Cpio {
     }
 }
 
-fn build_initramfs(bins: &Path, out: &Path) -> Result<()> {
+fn build_initramfs(bins: &Path, modules: &[PathBuf], out: &Path) -> Result<()> {
     let mut c = Cpio::new();
-    for d in ["bin", "dev", "proc", "sys", "tmp", "mnt"] {
+    for d in ["bin", "dev", "proc", "sys", "tmp", "mnt", "modules"] {
         c.dir(d);
+    }
+    // Loaded by the init in name order: the index keeps the dependency order.
+    for (i, m) in modules.iter().enumerate() {
+        let name = m
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("module name")?;
+        c.file(&format!("modules/{i:02}-{name}"), &std::fs::read(m)?);
     }
     let read = |n: &str| std::fs::read(bins.join(n)).with_context(|| format!("reading {n}"));
     c.file("init", &read("hf-lab-init")?);
@@ -361,9 +477,26 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
     if !args.modes.is_empty() {
         append.push_str(&format!(" hf.modes={}", args.modes.join(",")));
     }
+    // Emulated NVDIMMs, label-less: each is one region with one raw namespace that the guest
+    // turns into a devdax device. Sparse files, fresh per boot.
+    let mut nv = Vec::new();
+    for (i, (file, size)) in NVDIMMS.iter().enumerate() {
+        let path = initramfs.with_file_name(file);
+        let f = std::fs::File::create(&path)?;
+        f.set_len(*size)?;
+        nv.push("-object".to_string());
+        nv.push(format!(
+            "memory-backend-file,id=nv{i},share=on,mem-path={},size={size}",
+            path.display()
+        ));
+        nv.push("-device".to_string());
+        nv.push(format!("nvdimm,memdev=nv{i},id=nvdimm{i}"));
+    }
     let started = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "3G"])
+        .args(["-accel", "tcg", "-cpu", "max", "-smp", "2"])
+        .args(["-machine", "pc,nvdimm=on", "-m", "3G,slots=4,maxmem=12G"])
+        .args(&nv)
         .args([
             "-display",
             "none",
@@ -530,8 +663,6 @@ pub fn lab(args: &LabArgs) -> Result<()> {
     let bins = build_guest_binaries()?;
     let out_dir = root().join("target/lab-out");
     std::fs::create_dir_all(&out_dir)?;
-    let initramfs = out_dir.join("initramfs.cpio");
-    build_initramfs(&bins, &initramfs)?;
     stage_times.push(("build".into(), t.elapsed()));
 
     let mut columns: Vec<(String, Option<String>)> = Vec::new(); // (kernel label, pending reason)
@@ -544,6 +675,10 @@ pub fn lab(args: &LabArgs) -> Result<()> {
         }
         let t = Instant::now();
         let kernel = fetch_kernel(spec).with_context(|| format!("kernel {}", spec.name))?;
+        let modules = dax_modules(&kernel.root)
+            .with_context(|| format!("DAX modules of kernel {}", spec.name))?;
+        let initramfs = out_dir.join(format!("initramfs-{}.cpio", spec.name));
+        build_initramfs(&bins, &modules, &initramfs)?;
         stage_times.push((format!("fetch {}", spec.name), t.elapsed()));
         progress(&format!("lab: booting {} ({})", spec.name, kernel.package));
         let log = out_dir.join(format!("serial-{}.log", spec.name));
@@ -565,11 +700,14 @@ pub fn lab(args: &LabArgs) -> Result<()> {
             all.push(r);
         }
         columns.push((label, None));
-    }
-    if !args.keep {
-        // The downloads stay cached in lab-cache/; the serial logs and the matrix stay for
-        // reading; only the initramfs goes.
-        let _ = std::fs::remove_file(&initramfs);
+        if !args.keep {
+            // The downloads stay cached in lab-cache/; the serial logs and the matrix stay
+            // for reading; the initramfs and the NVDIMM images go.
+            let _ = std::fs::remove_file(&initramfs);
+            for n in NVDIMMS {
+                let _ = std::fs::remove_file(out_dir.join(n.0));
+            }
+        }
     }
 
     // The matrix.

@@ -51,6 +51,139 @@ fn power_off() -> ! {
     }
 }
 
+/// Loads the kernel modules packed into /modules, in name order (the host put them in
+/// dependency order). Compressed modules are left to the kernel to decompress.
+fn load_modules() {
+    let Ok(dir) = std::fs::read_dir("/modules") else {
+        return;
+    };
+    let mut files: Vec<_> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    for f in files {
+        let Ok(file) = std::fs::File::open(&f) else {
+            continue;
+        };
+        use std::os::fd::AsRawFd as _;
+        let flags = if f.extension().is_some_and(|e| e == "xz") {
+            4
+        } else {
+            0
+        };
+        // SAFETY: a valid fd and an empty, NUL-terminated parameter string.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_finit_module,
+                file.as_raw_fd(),
+                c"".as_ptr(),
+                flags,
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                println!("init: loading {}: {e}", f.display());
+            }
+        }
+    }
+}
+
+fn read_trim(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn write_sysfs(path: &str, value: &str) -> Result<(), String> {
+    std::fs::write(path, value).map_err(|e| format!("{path} <- {value}: {e}"))
+}
+
+/// Turns the label-less namespace of each emulated NVDIMM region into a devdax device, as
+/// `ndctl create-namespace -f -e namespaceN.0 -m devdax -a ALIGN` does: unbind the
+/// namespace, configure the region's dax seed (uuid, metadata in pmem, alignment,
+/// namespace) and bind it. The 4 GiB region gets 1 GiB alignment, the other 2 MiB.
+/// /dev/hf-dax-1g and /dev/hf-dax-2m then point at the character devices.
+fn setup_devdax() -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let regions = loop {
+        let mut r: Vec<String> = std::fs::read_dir("/sys/bus/nd/devices")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("region"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        r.sort();
+        if r.len() >= 2 {
+            break r;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("expected 2 NVDIMM regions, found {r:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (i, region) in regions.iter().enumerate() {
+        let base = format!("/sys/bus/nd/devices/{region}");
+        let size: u64 = read_trim(&format!("{base}/size"))
+            .and_then(|s| s.parse().ok())
+            .ok_or(format!("{region}: no size"))?;
+        let (align, link) = if size >= 3 << 30 {
+            (1u64 << 30, lab::DAX_1G)
+        } else {
+            (2 << 20, lab::DAX_2M)
+        };
+        let n = region.trim_start_matches("region");
+        let ns = format!("namespace{n}.0");
+        let ns_dir = format!("/sys/bus/nd/devices/{ns}");
+        if std::path::Path::new(&format!("{ns_dir}/driver")).exists() {
+            write_sysfs(&format!("{ns_dir}/driver/unbind"), &ns)?;
+        }
+        let dax = read_trim(&format!("{base}/dax_seed")).ok_or(format!("{region}: no dax_seed"))?;
+        let dax_dir = format!("/sys/bus/nd/devices/{dax}");
+        write_sysfs(
+            &format!("{dax_dir}/uuid"),
+            &format!("6866642d-6461-4000-8000-00000000000{i}"),
+        )?;
+        write_sysfs(&format!("{dax_dir}/mode"), "pmem")?;
+        write_sysfs(&format!("{dax_dir}/align"), &align.to_string())?;
+        write_sysfs(&format!("{dax_dir}/namespace"), &ns)?;
+        let drivers: Vec<_> = std::fs::read_dir("/sys/bus/nd/drivers")
+            .map_err(|e| format!("/sys/bus/nd/drivers: {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        for d in &drivers {
+            let _ = std::fs::write(d.join("bind"), &dax);
+            if std::path::Path::new(&format!("{dax_dir}/driver")).exists() {
+                break;
+            }
+        }
+        if !std::path::Path::new(&format!("{dax_dir}/driver")).exists() {
+            return Err(format!("no driver bound {dax} ({region}, align {align})"));
+        }
+        // The character device: /dev/daxR.M for this region.
+        let dev = loop {
+            let found = std::fs::read_dir("/dev").ok().and_then(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .find(|f| f.starts_with(&format!("dax{n}.")))
+            });
+            if let Some(f) = found {
+                break format!("/dev/{f}");
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no /dev/dax{n}.* after binding {dax}"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        std::os::unix::fs::symlink(&dev, link).map_err(|e| format!("{link}: {e}"))?;
+        println!(
+            "init: {region} ({} MiB) -> {dev} align {align} as {link}",
+            size >> 20
+        );
+    }
+    Ok(())
+}
+
 fn cmdline_value(cmdline: &str, key: &str) -> Option<Vec<String>> {
     cmdline
         .split_whitespace()
@@ -268,6 +401,7 @@ fn main() {
     mount("tmpfs", "/tmp", "tmpfs", None);
     mount("bpf", "/sys/fs/bpf", "bpf", None);
     mount("nodev", "/sys/kernel/tracing", "tracefs", None);
+    load_modules();
     std::panic::set_hook(Box::new(|info| {
         println!("init: failure: panic: {info}");
         power_off();
@@ -287,8 +421,27 @@ fn main() {
         .iter()
         .filter(|s| only.as_ref().is_none_or(|o| o.iter().any(|n| n == s.name)))
         .collect();
+    let dax = if selected
+        .iter()
+        .any(|s| s.kind == "devdax" && s.todo.is_none())
+    {
+        setup_devdax()
+    } else {
+        Ok(())
+    };
     let mut runnable = Vec::new();
     for s in &selected {
+        if let (Err(why), "devdax") = (&dax, s.kind) {
+            emit(&ScenarioResult {
+                scenario: s.name.into(),
+                kernel: kernel.clone(),
+                mode: "-".into(),
+                status: Status::Fail,
+                reason: Some(format!("devdax set-up failed: {why}")),
+                checks: vec![],
+            });
+            continue;
+        }
         let not_run = if let Some(todo) = s.todo {
             Some((Status::Pending, todo.to_string()))
         } else {

@@ -27,6 +27,8 @@ enum Kind {
     Hugetlb,
     /// A shared mapping of a file created at `--path` (tmpfs, DAX file).
     File,
+    /// A shared mapping of an existing device or file at `--path` (devdax), not resized.
+    Dev,
 }
 
 struct Opts {
@@ -45,7 +47,7 @@ struct Opts {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: hf-workload anon|hugetlb|file [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
+        "usage: hf-workload anon|hugetlb|file|dev [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
          \x20      [--align N] [--offset N] [--page-size 2M|1G] [--path FILE] [--hold-ms MS]\n\
          \x20      [--counter SYSFS-FILE]   (its delta around the touch loop: counter_delta)\n\
          Writes every stride of a fresh private mapping once and prints JSON ground truth.\n\
@@ -78,6 +80,7 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         "anon" => Kind::Anon,
         "hugetlb" => Kind::Hugetlb,
         "file" => Kind::File,
+        "dev" => Kind::Dev,
         _ => return None,
     };
     let mut o = Opts {
@@ -118,7 +121,7 @@ fn main() -> ExitCode {
         return usage();
     };
     let stride = o.stride.unwrap_or(match o.kind {
-        Kind::Anon | Kind::File => 4096,
+        Kind::Anon | Kind::File | Kind::Dev => 4096,
         Kind::Hugetlb => o.page_size,
     });
     let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
@@ -151,18 +154,19 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut start = base as usize;
-    if o.kind == Kind::File {
+    if matches!(o.kind, Kind::File | Kind::Dev) {
         // Reserve [base, base + size + align + offset), then map the file at the aligned
         // start inside it with MAP_FIXED and trim the rest.
         let Some(path) = o.path.as_deref() else {
             eprintln!("hf-workload: file needs --path");
             return ExitCode::from(2);
         };
+        let create = o.kind == Kind::File;
         let file = match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create(create)
+            .truncate(create)
             .open(path)
         {
             Ok(f) => f,
@@ -171,7 +175,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Err(e) = file.set_len(o.size as u64) {
+        if create && let Err(e) = file.set_len(o.size as u64) {
             eprintln!("hf-workload: {path}: set_len: {e}");
             return ExitCode::FAILURE;
         }
