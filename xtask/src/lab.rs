@@ -254,10 +254,10 @@ fn dax_modules(kernel_root: &Path) -> Result<Vec<PathBuf>> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
-                if let Some(stem) = n.strip_suffix(".ko").or_else(|| n.strip_suffix(".ko.xz")) {
-                    by_name.insert(stem.replace('-', "_"), p.clone());
-                }
+            } else if let Some(n) = p.file_name().and_then(|n| n.to_str())
+                && let Some(stem) = n.strip_suffix(".ko").or_else(|| n.strip_suffix(".ko.xz"))
+            {
+                by_name.insert(stem.replace('-', "_"), p.clone());
             }
         }
     }
