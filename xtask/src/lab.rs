@@ -75,7 +75,14 @@ pub const KERNELS: &[KernelSpec] = &[
 
 /// NVDIMM backing files and sizes: a 4 GiB one for 1 GiB-aligned devdax, a 2 GiB one for
 /// 2 MiB-aligned devdax (the guest tells them apart by size).
-const NVDIMMS: &[(&str, u64)] = &[("nvdimm-4g.img", 4 << 30), ("nvdimm-2g.img", 2 << 30)];
+/// Two 1 GiB ones carry fsdax ext4 filesystems (one plain mkfs, one with 2 MiB stripe
+/// alignment).
+const NVDIMMS: &[(&str, u64)] = &[
+    ("nvdimm-4g.img", 4 << 30),
+    ("nvdimm-2g.img", 2 << 30),
+    ("nvdimm-1g-a.img", 1 << 30),
+    ("nvdimm-1g-b.img", 1 << 30),
+];
 
 pub struct LabArgs {
     pub kernels: Vec<String>,
@@ -238,7 +245,9 @@ fn fetch_kernel(spec: &KernelSpec) -> Result<Kernel> {
 /// Dependencies come from each module's `.modinfo` (`depends=`), read with `xz -dc` for
 /// compressed modules.
 fn dax_modules(kernel_root: &Path) -> Result<Vec<PathBuf>> {
-    const WANTED: &[&str] = &["nfit", "nd_pmem", "dax_pmem", "device_dax"];
+    const WANTED: &[&str] = &["nfit", "nd_pmem", "dax_pmem", "device_dax", "ext4"];
+    // ext4 needs a crc32c implementation; where it is a module, load the generic one.
+    const OPTIONAL: &[&str] = &["crc32c_generic"];
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut stack = vec![];
     for base in [
@@ -310,6 +319,11 @@ fn dax_modules(kernel_root: &Path) -> Result<Vec<PathBuf>> {
         }
         visit(w, &by_name, &depends, &mut order)?;
     }
+    for o in OPTIONAL {
+        visit(o, &by_name, &depends, &mut order)?;
+    }
+    // crc32c first: ext4 asks for it at mount time, not at load.
+    order.sort_by_key(|n| !OPTIONAL.contains(&n.as_str()));
     Ok(order.iter().map(|n| by_name[n].clone()).collect())
 }
 
@@ -450,10 +464,45 @@ fn build_initramfs(bins: &Path, modules: &[PathBuf], out: &Path) -> Result<()> {
     }
     let read = |n: &str| std::fs::read(bins.join(n)).with_context(|| format!("reading {n}"));
     c.file("init", &read("hf-lab-init")?);
+    // mkfs.ext4 from this machine, with the shared libraries ldd names, at the same paths.
+    let mkfs = which_path("mkfs.ext4").context("mkfs.ext4 not found (install e2fsprogs)")?;
+    let mut files = vec![mkfs.clone()];
+    let ldd = Command::new("ldd").arg(&mkfs).output().context("ldd")?;
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(p) = line.split_whitespace().find(|w| w.starts_with('/')) {
+            files.push(PathBuf::from(p));
+        }
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in &files {
+        let mut acc = PathBuf::new();
+        for comp in f.parent().into_iter().flat_map(|p| p.components()).skip(1) {
+            acc.push(comp);
+            dirs.insert(acc.clone());
+        }
+    }
+    for d in &dirs {
+        let d = d.to_string_lossy();
+        if !["bin", "dev", "proc", "sys", "tmp", "mnt", "modules"].contains(&d.as_ref()) {
+            c.dir(&d);
+        }
+    }
+    for f in &files {
+        // Resolve symlinks: the initramfs gets the file's content under the linked name.
+        let data = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        c.file(f.to_string_lossy().trim_start_matches('/'), &data);
+    }
     c.file("bin/huge-fault", &read("huge-fault")?);
     c.file("bin/hf-workload", &read("hf-workload")?);
     std::fs::write(out, c.finish())?;
     Ok(())
+}
+
+fn which_path(name: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
 }
 
 /// One guest boot's results.

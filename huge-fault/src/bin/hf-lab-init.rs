@@ -102,7 +102,7 @@ fn write_sysfs(path: &str, value: &str) -> Result<(), String> {
 /// namespace, configure the region's dax seed (uuid, metadata in pmem, alignment,
 /// namespace) and bind it. The 4 GiB region gets 1 GiB alignment, the other 2 MiB.
 /// /dev/hf-dax-1g and /dev/hf-dax-2m then point at the character devices.
-fn setup_devdax() -> Result<(), String> {
+fn setup_dax() -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let regions = loop {
         let mut r: Vec<String> = std::fs::read_dir("/sys/bus/nd/devices")
@@ -114,64 +114,85 @@ fn setup_devdax() -> Result<(), String> {
             })
             .unwrap_or_default();
         r.sort();
-        if r.len() >= 2 {
+        if r.len() >= 4 {
             break r;
         }
         if Instant::now() > deadline {
-            return Err(format!("expected 2 NVDIMM regions, found {r:?}"));
+            return Err(format!("expected 4 NVDIMM regions, found {r:?}"));
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    let mut fsdax = 0;
     for (i, region) in regions.iter().enumerate() {
         let base = format!("/sys/bus/nd/devices/{region}");
         let size: u64 = read_trim(&format!("{base}/size"))
             .and_then(|s| s.parse().ok())
             .ok_or(format!("{region}: no size"))?;
-        let (align, link) = if size >= 3 << 30 {
-            (1u64 << 30, lab::DAX_1G)
-        } else {
-            (2 << 20, lab::DAX_2M)
-        };
         let n = region.trim_start_matches("region");
         let ns = format!("namespace{n}.0");
         let ns_dir = format!("/sys/bus/nd/devices/{ns}");
+        // 4 GiB: devdax 1 GiB; 2 GiB: devdax 2 MiB; 1 GiB: fsdax (plain, then aligned mkfs).
+        let (seed, align, link) = if size >= 3 << 30 {
+            ("dax_seed", 1u64 << 30, lab::DAX_1G)
+        } else if size >= 3 << 29 {
+            ("dax_seed", 2 << 20, lab::DAX_2M)
+        } else {
+            fsdax += 1;
+            (
+                "pfn_seed",
+                2 << 20,
+                if fsdax == 1 {
+                    "/dev/hf-pmem-plain"
+                } else {
+                    "/dev/hf-pmem-aligned"
+                },
+            )
+        };
         if std::path::Path::new(&format!("{ns_dir}/driver")).exists() {
             write_sysfs(&format!("{ns_dir}/driver/unbind"), &ns)?;
         }
-        let dax = read_trim(&format!("{base}/dax_seed")).ok_or(format!("{region}: no dax_seed"))?;
-        let dax_dir = format!("/sys/bus/nd/devices/{dax}");
+        let dev_name =
+            read_trim(&format!("{base}/{seed}")).ok_or(format!("{region}: no {seed}"))?;
+        let dev_dir = format!("/sys/bus/nd/devices/{dev_name}");
         write_sysfs(
-            &format!("{dax_dir}/uuid"),
+            &format!("{dev_dir}/uuid"),
             &format!("6866642d-6461-4000-8000-00000000000{i}"),
         )?;
-        write_sysfs(&format!("{dax_dir}/mode"), "pmem")?;
-        write_sysfs(&format!("{dax_dir}/align"), &align.to_string())?;
-        write_sysfs(&format!("{dax_dir}/namespace"), &ns)?;
+        write_sysfs(&format!("{dev_dir}/mode"), "pmem")?;
+        write_sysfs(&format!("{dev_dir}/align"), &align.to_string())?;
+        write_sysfs(&format!("{dev_dir}/namespace"), &ns)?;
         let drivers: Vec<_> = std::fs::read_dir("/sys/bus/nd/drivers")
             .map_err(|e| format!("/sys/bus/nd/drivers: {e}"))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         for d in &drivers {
-            let _ = std::fs::write(d.join("bind"), &dax);
-            if std::path::Path::new(&format!("{dax_dir}/driver")).exists() {
+            let _ = std::fs::write(d.join("bind"), &dev_name);
+            if std::path::Path::new(&format!("{dev_dir}/driver")).exists() {
                 break;
             }
         }
-        if !std::path::Path::new(&format!("{dax_dir}/driver")).exists() {
-            return Err(format!("no driver bound {dax} ({region}, align {align})"));
+        if !std::path::Path::new(&format!("{dev_dir}/driver")).exists() {
+            return Err(format!(
+                "no driver bound {dev_name} ({region}, align {align})"
+            ));
         }
-        // The character device: /dev/daxR.M for this region.
+        // The device node: /dev/daxR.* for devdax, /dev/pmemR for fsdax.
+        let prefix = if seed == "dax_seed" {
+            format!("dax{n}.")
+        } else {
+            format!("pmem{n}")
+        };
         let dev = loop {
             let found = std::fs::read_dir("/dev").ok().and_then(|d| {
                 d.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .find(|f| f.starts_with(&format!("dax{n}.")))
+                    .find(|f| f == &prefix || (f.starts_with(&prefix) && seed == "dax_seed"))
             });
             if let Some(f) = found {
                 break format!("/dev/{f}");
             }
             if Instant::now() > deadline {
-                return Err(format!("no /dev/dax{n}.* after binding {dax}"));
+                return Err(format!("no /dev/{prefix}* after binding {dev_name}"));
             }
             std::thread::sleep(Duration::from_millis(200));
         };
@@ -180,6 +201,52 @@ fn setup_devdax() -> Result<(), String> {
             "init: {region} ({} MiB) -> {dev} align {align} as {link}",
             size >> 20
         );
+        if seed == "pfn_seed" {
+            let (target, extra): (&str, &[&str]) = if fsdax == 1 {
+                (lab::FSDAX_PLAIN, &[])
+            } else {
+                // 2 MiB stripes make ext4's allocator hand out 2 MiB-aligned extents.
+                (
+                    lab::FSDAX_ALIGNED,
+                    &["-b", "4096", "-E", "stride=512,stripe_width=512"],
+                )
+            };
+            let out = Command::new("/usr/sbin/mkfs.ext4")
+                .args(["-q", "-F"])
+                .args(extra)
+                .arg(&dev)
+                .output()
+                .map_err(|e| format!("mkfs.ext4: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "mkfs.ext4 {dev}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            let _ = std::fs::create_dir_all(target);
+            let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+            let (src, tgt, fs, opts) = (c(&dev), c(target), c("ext4"), c("dax"));
+            // SAFETY: valid NUL-terminated strings that outlive the call.
+            let rc = unsafe {
+                libc::mount(
+                    src.as_ptr(),
+                    tgt.as_ptr(),
+                    fs.as_ptr(),
+                    0,
+                    opts.as_ptr().cast(),
+                )
+            };
+            if rc != 0 {
+                return Err(format!(
+                    "mount -o dax {dev} {target}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            println!(
+                "init: {dev} mkfs.ext4 {} mounted -o dax on {target}",
+                extra.join(" ")
+            );
+        }
     }
     Ok(())
 }
@@ -423,21 +490,21 @@ fn main() {
         .collect();
     let dax = if selected
         .iter()
-        .any(|s| s.kind == "devdax" && s.todo.is_none())
+        .any(|s| matches!(s.kind, "devdax" | "fsdax") && s.todo.is_none())
     {
-        setup_devdax()
+        setup_dax()
     } else {
         Ok(())
     };
     let mut runnable = Vec::new();
     for s in &selected {
-        if let (Err(why), "devdax") = (&dax, s.kind) {
+        if let (Err(why), "devdax" | "fsdax") = (&dax, s.kind) {
             emit(&ScenarioResult {
                 scenario: s.name.into(),
                 kernel: kernel.clone(),
                 mode: "-".into(),
                 status: Status::Fail,
-                reason: Some(format!("devdax set-up failed: {why}")),
+                reason: Some(format!("DAX set-up failed: {why}")),
                 checks: vec![],
             });
             continue;

@@ -43,13 +43,17 @@ struct Opts {
     path: Option<String>,
     /// A sysfs file with one kernel counter, read right around the touch loop.
     counter: Option<String>,
+    /// Write the file with write(2) in 4 KiB pieces (and fsync) before mapping it, so its
+    /// blocks are allocated by the file system's write path, not by the faults.
+    prewrite: bool,
 }
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: hf-workload anon|hugetlb|file|dev [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
          \x20      [--align N] [--offset N] [--page-size 2M|1G] [--path FILE] [--hold-ms MS]\n\
-         \x20      [--counter SYSFS-FILE]   (its delta around the touch loop: counter_delta)\n\
+         \x20      [--counter SYSFS-FILE]   (or vmstat:KEY; its delta around the touch loop: counter_delta)\n\
+         \x20      [--prewrite]   (file: write(2) it in 4 KiB pieces before mapping)\n\
          Writes every stride of a fresh private mapping once and prints JSON ground truth.\n\
          --align/--offset place the mapping at OFFSET past an ALIGN boundary.\n\
          --thp always|never: MADV_HUGEPAGE or MADV_NOHUGEPAGE on the region (anon)."
@@ -94,9 +98,14 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         hold_ms: 0,
         path: None,
         counter: None,
+        prewrite: false,
     };
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
+        if a == "--prewrite" {
+            o.prewrite = true;
+            continue;
+        }
         let v = it.next()?;
         match a.as_str() {
             "--size" => o.size = parse_size(v)?,
@@ -179,6 +188,21 @@ fn main() -> ExitCode {
             eprintln!("hf-workload: {path}: set_len: {e}");
             return ExitCode::FAILURE;
         }
+        if o.prewrite {
+            use std::io::Write as _;
+            let block = [0x5au8; 4096];
+            let mut w = &file;
+            for _ in 0..o.size / 4096 {
+                if let Err(e) = w.write_all(&block) {
+                    eprintln!("hf-workload: {path}: write: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            if let Err(e) = file.sync_all() {
+                eprintln!("hf-workload: {path}: fsync: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         start = start.next_multiple_of(o.align.max(4096)) + o.offset;
         use std::os::fd::AsRawFd as _;
         // SAFETY: MAP_FIXED inside our own fresh reservation.
@@ -242,12 +266,21 @@ fn main() -> ExitCode {
     let pool_before = (o.kind == Kind::Hugetlb)
         .then(|| free_huge_pages(o.page_size))
         .flatten();
+    // A sysfs file with one number, or `vmstat:KEY` for a /proc/vmstat counter.
     let read_counter = || -> Option<i64> {
-        std::fs::read_to_string(o.counter.as_deref()?)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        let c = o.counter.as_deref()?;
+        if let Some(key) = c.strip_prefix("vmstat:") {
+            let text = std::fs::read_to_string("/proc/vmstat").ok()?;
+            return text.lines().find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                if k == key {
+                    v.trim().parse().ok()
+                } else {
+                    None
+                }
+            });
+        }
+        std::fs::read_to_string(c).ok()?.trim().parse().ok()
     };
     let counter_before = read_counter();
     let before = rusage();
