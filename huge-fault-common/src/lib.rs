@@ -179,6 +179,10 @@ pub struct InFlight {
     /// 1 when `ip` and `error_code` are valid.
     pub has_exception: u32,
     pub mapping: Mapping,
+    /// The level a `huge_fault` handler in flight was asked for (a [`level`]).
+    pub hf_level: u32,
+    /// `huge_fault` handlers in flight on this thread (entered, not yet returned).
+    pub in_hf: u32,
 }
 
 /// Indices into the per-CPU `COUNTERS` array.
@@ -240,6 +244,10 @@ pub struct KernelOffsets {
     pub hugetlbfs_hstate: u32,
     /// `struct hstate.order`
     pub hstate_order: u32,
+    /// How `vm_operations_struct.huge_fault` gives the size: 1 = page order (6.6+),
+    /// 0 = `enum page_entry_size` (PTE 0, PMD 1, PUD 2; up to 6.5).
+    pub huge_fault_order: u32,
+    pub _pad: u32,
 }
 
 /// Filters applied in the kernel before any other work.
@@ -276,7 +284,7 @@ mod tests {
         assert_eq!(core::mem::offset_of!(FaultRecord, source), 104);
         assert_eq!(core::mem::offset_of!(FaultRecord, flags), 106);
         assert_eq!(core::mem::offset_of!(FaultRecord, comm), 112);
-        assert_eq!(core::mem::size_of::<InFlight>(), 160);
+        assert_eq!(core::mem::size_of::<InFlight>(), 168);
     }
 
     #[test]

@@ -69,6 +69,8 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sb_fs_info: 0,
     hugetlbfs_hstate: 0,
     hstate_order: 0,
+    huge_fault_order: 0,
+    _pad: 0,
 };
 
 /// Process filter, set by the tool before load.
@@ -249,6 +251,8 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, vma: u64, address: u64, fault_flags: u32) 
         error_code: 0,
         has_exception: 0,
         mapping: Mapping::default(),
+        hf_level: 0,
+        in_hf: 0,
     };
     // The exception that led here, when the tracepoints are attached and it is this page.
     // SAFETY: this thread's own map value, copied out.
@@ -338,10 +342,11 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
 /// VM_FAULT_ERROR | VM_FAULT_RETRY: a step with none of these bits mapped its entry.
 const NOT_MAPPED: u32 = 0x0001 | 0x0002 | 0x0040 | 0x0010 | 0x0020 | 0x0800 | 0x0400;
 
-/// Adds one step (`level` tried, `ret` returned) to the fault in flight on this thread; a
-/// successful step counts one entry of that level at `address` aligned to `size`.
+/// Records one step of the fault in flight on this thread: `level` tried, `ret` returned.
+/// `chain` adds it to the chain of levels tried; `entry` counts one entry of that level at
+/// the fault address aligned to `size` when `ret` says it mapped. Returns the state.
 #[inline(always)]
-fn note_step(level: u8, ret: u32, size: u64) {
+fn note_step(level: u8, ret: u32, size: u64, chain: bool, entry: bool) {
     let Some((_tgid, tid)) = wanted() else { return };
     let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
         bump(counter::ORPHAN_STEPS);
@@ -355,14 +360,16 @@ fn note_step(level: u8, ret: u32, size: u64) {
         return;
     }
     let m = &mut st.mapping;
-    let n = m.chain_len as usize;
-    if n < MAX_CHAIN {
-        m.chain[n] = ((level as u32) << 24) | (ret & 0x00ff_ffff);
-        m.chain_len += 1;
-    } else {
-        m.overflow += 1;
+    if chain {
+        let n = m.chain_len as usize;
+        if n < MAX_CHAIN {
+            m.chain[n] = ((level as u32) << 24) | (ret & 0x00ff_ffff);
+            m.chain_len += 1;
+        } else {
+            m.overflow += 1;
+        }
     }
-    if ret & NOT_MAPPED == 0 && (level as usize) < m.entries.len() {
+    if entry && ret & NOT_MAPPED == 0 && (level as usize) < m.entries.len() {
         let l = level as usize;
         let addr = st.address & !(size - 1);
         m.entries[l] += 1;
@@ -373,11 +380,78 @@ fn note_step(level: u8, ret: u32, size: u64) {
     }
 }
 
+/// Whether a `huge_fault` handler is in flight on this thread: its return records the
+/// step, so the inserts inside it only count entries.
+#[inline(always)]
+fn in_huge_fault() -> bool {
+    let Some((_tgid, tid)) = wanted() else {
+        return false;
+    };
+    // SAFETY: this thread's own map value, copied out.
+    unsafe { INFLIGHT.get(tid) }.is_some_and(|st| st.in_hf > 0)
+}
+
+/// Entry of a `huge_fault` handler (`dev_dax_huge_fault`, `ext4_dax_huge_fault`, a
+/// driver's): remembers the level asked for, from `enum page_entry_size` or the order.
+#[kprobe]
+pub fn hf_kprobe_huge_fault(ctx: ProbeContext) -> u32 {
+    let arg: u32 = ctx.arg(1).unwrap_or(0);
+    let Some((_tgid, tid)) = wanted() else {
+        return 0;
+    };
+    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
+        bump(counter::ORPHAN_STEPS);
+        return 0;
+    };
+    let lvl = if offsets().huge_fault_order != 0 {
+        match arg {
+            0 => level::PTE,
+            9 => level::PMD,
+            18 => level::PUD,
+            _ => 0,
+        }
+    } else {
+        match arg {
+            0 => level::PTE,
+            1 => level::PMD,
+            2 => level::PUD,
+            _ => 0,
+        }
+    };
+    // SAFETY: this thread's own map value.
+    unsafe {
+        (*state).hf_level = lvl as u32;
+        (*state).in_hf += 1;
+    }
+    0
+}
+
+/// Return of a `huge_fault` handler: one chain step at the level it was asked for.
+#[kretprobe]
+pub fn hf_kret_huge_fault(ctx: RetProbeContext) -> u32 {
+    let ret: u32 = ctx.ret();
+    let Some((_tgid, tid)) = wanted() else {
+        return 0;
+    };
+    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
+        bump(counter::ORPHAN_STEPS);
+        return 0;
+    };
+    // SAFETY: this thread's own map value.
+    let lvl = unsafe {
+        let st = &mut *state;
+        st.in_hf = st.in_hf.saturating_sub(1);
+        st.hf_level as u8
+    };
+    note_step(lvl, ret, 4096, true, false);
+    0
+}
+
 /// Anonymous THP: returns VM_FAULT_FALLBACK when no PMD could be mapped.
 #[kretprobe]
 pub fn hf_kret_do_huge_pmd_anonymous_page(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    note_step(level::PMD, ret, 2 << 20);
+    note_step(level::PMD, ret, 2 << 20, true, true);
     0
 }
 
@@ -385,7 +459,7 @@ pub fn hf_kret_do_huge_pmd_anonymous_page(ctx: RetProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kret_do_set_pmd(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    note_step(level::PMD, ret, 2 << 20);
+    note_step(level::PMD, ret, 2 << 20, true, true);
     0
 }
 
@@ -395,7 +469,8 @@ pub fn hf_kret_do_set_pmd(ctx: RetProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kret_insert_pmd(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    note_step(level::PMD, ret, 2 << 20);
+    let step = !in_huge_fault();
+    note_step(level::PMD, ret, 2 << 20, step, true);
     0
 }
 
@@ -403,7 +478,8 @@ pub fn hf_kret_insert_pmd(ctx: RetProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kret_insert_pud(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    note_step(level::PUD, ret, 1 << 30);
+    let step = !in_huge_fault();
+    note_step(level::PUD, ret, 1 << 30, step, true);
     0
 }
 
@@ -445,10 +521,10 @@ pub fn hf_kret_hugetlb_fault(ctx: RetProbeContext) -> u32 {
         }
     }
     match order {
-        18 => note_step(level::PUD, ret, 1 << 30),
-        9 => note_step(level::PMD, ret, 2 << 20),
+        18 => note_step(level::PUD, ret, 1 << 30, true, true),
+        9 => note_step(level::PMD, ret, 2 << 20, true, true),
         // Another size (or unknown): a step with level 0 keeps the chain honest.
-        _ => note_step(0, ret, 4096),
+        _ => note_step(0, ret, 4096, true, true),
     }
     0
 }
@@ -516,6 +592,8 @@ fn exception_entry(ctx: &TracePointContext, which: u32) {
         error_code: error_code as u32,
         has_exception: 1,
         mapping: Mapping::default(),
+        hf_level: 0,
+        in_hf: 0,
     };
     // Overwrites a stale entry of an exception that never completed (SIGSEGV, a spurious
     // fault, a fault fixed up by the kernel): those show as exceptions without completion.

@@ -108,7 +108,16 @@ pub fn mapped(r: &FaultRecord) -> Mapped {
     let mut entries = m.entries;
     let huge = entries[2] + entries[3] + entries[0] > 0;
     let final_ok = r.ret & (kernel::VM_FAULT_ERROR | kernel::VM_FAULT_RETRY) == 0;
-    if !huge {
+    // A huge_fault handler asked for a PTE (DAX, drivers) already made the PTE step.
+    let last = (0..huge_fault_common::MAX_CHAIN)
+        .rev()
+        .find_map(|i| m.step(i));
+    let pte_step = last.is_some_and(|(lvl, _)| lvl == huge_fault_common::level::PTE);
+    if !huge && pte_step {
+        if final_ok && last.is_some_and(|(_, ret)| step_result(ret) == "OK") {
+            entries[1] += 1;
+        }
+    } else if !huge {
         if !final_ok {
             steps.push(format!("PTE:{}", step_result(r.ret)));
         } else if r.has(rflags::HAS_EXCEPTION) && r.error_code & kernel::X86_PF_PROT != 0 {
@@ -699,6 +708,18 @@ pub(crate) mod tests {
         assert_eq!(
             (mapped(&wp).chain.as_str(), mapped(&wp).entries),
             ("PTE:PRESENT", [0; 4])
+        );
+
+        // DAX: the handler was asked for a PMD, fell back, then for a PTE.
+        let mut dax = base;
+        dax.flags |= rflags::HAS_MAPPING;
+        step(&mut dax, level::PMD, kernel::VM_FAULT_FALLBACK, 2 << 20);
+        dax.mapping.chain[1] = (u32::from(level::PTE) << 24) | 0x100;
+        dax.mapping.chain_len = 2;
+        let m = mapped(&dax);
+        assert_eq!(
+            (m.chain.as_str(), m.entries, m.fallback),
+            ("PMD:FALLBACK PTE:OK", [0, 1, 0, 0], true)
         );
 
         let mut bus = base;

@@ -126,6 +126,9 @@ pub enum Target {
     Tracepoint(&'static str, &'static str),
     /// A perf software event, on every online CPU.
     SoftwareEvent(&'static str),
+    /// Every function in /proc/kallsyms whose name ends with this suffix (modules
+    /// included): the `huge_fault` handlers of DAX, file systems and drivers.
+    Suffix(&'static str),
 }
 
 impl Target {
@@ -134,6 +137,7 @@ impl Target {
             Target::Function(f) => f.to_string(),
             Target::Tracepoint(c, n) => format!("{c}:{n}"),
             Target::SoftwareEvent(e) => format!("perf:{e}"),
+            Target::Suffix(s) => format!("*{s}"),
         }
     }
 }
@@ -265,6 +269,22 @@ pub const PROBES: &[ProbeSpec] = &[
         role: "DAX PUD folio insert (6.15+)",
     },
     ProbeSpec {
+        program: "hf_kprobe_huge_fault",
+        kind: ProgKind::KProbe,
+        target: Target::Suffix("_huge_fault"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "huge_fault handlers: the level asked for",
+    },
+    ProbeSpec {
+        program: "hf_kret_huge_fault",
+        kind: ProgKind::KRetProbe,
+        target: Target::Suffix("_huge_fault"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "huge_fault handlers: FALLBACK or mapped, per level",
+    },
+    ProbeSpec {
         program: "hf_kret_hugetlb_fault",
         kind: ProgKind::KRetProbe,
         target: Target::Function("hugetlb_fault"),
@@ -369,6 +389,22 @@ pub const PROBES: &[ProbeSpec] = &[
         role: "DAX PUD folio insert (6.15+)",
     },
     ProbeSpec {
+        program: "hf_kprobe_huge_fault",
+        kind: ProgKind::KProbe,
+        target: Target::Suffix("_huge_fault"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "huge_fault handlers: the level asked for",
+    },
+    ProbeSpec {
+        program: "hf_kret_huge_fault",
+        kind: ProgKind::KRetProbe,
+        target: Target::Suffix("_huge_fault"),
+        mode: Mode::Kprobe,
+        required: false,
+        role: "huge_fault handlers: FALLBACK or mapped, per level",
+    },
+    ProbeSpec {
         program: "hf_kret_hugetlb_fault",
         kind: ProgKind::KRetProbe,
         target: Target::Function("hugetlb_fault"),
@@ -469,8 +505,34 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
         inode_ino: m("inode", "i_ino")?,
         inode_sb: m("inode", "i_sb")?,
         sb_dev: m("super_block", "s_dev")?,
+        // `enum page_entry_size` is gone since 6.6, when huge_fault took an order.
+        huge_fault_order: u32::from(
+            btf.find(crate::btf::kind::ENUM, "page_entry_size")
+                .is_none(),
+        ),
         ..hugetlb_offsets(btf)
     })
+}
+
+/// The functions of /proc/kallsyms a suffix target names, sorted, without duplicates.
+pub fn functions_with_suffix<'a>(
+    functions: &'a std::collections::HashSet<String>,
+    suffix: &str,
+) -> Vec<&'a str> {
+    let mut v: Vec<&str> = functions
+        .iter()
+        .map(String::as_str)
+        // `__pfx_*` are the padding symbols in front of functions (6.2+), not functions.
+        .filter(|f| {
+            f.ends_with(suffix)
+                && f.len() > suffix.len()
+                && !f.contains('.')
+                && !f.starts_with("__pfx_")
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Offsets to a hugetlb VMA's page size (`file → inode → super_block → hugetlbfs_sb_info →
@@ -660,6 +722,19 @@ mod tests {
     }
 
     #[test]
+    fn suffix_targets_expand_from_kallsyms() {
+        let f = kallsyms_functions(
+            "0 t dev_dax_huge_fault\t[device_dax]\n0 t ext4_dax_huge_fault\t[ext4]\n\
+             0 T handle_mm_fault\n0 t foo_huge_fault.cold\n0 t _huge_fault\n\
+             0 t __pfx_dev_dax_huge_fault\n",
+        );
+        assert_eq!(
+            functions_with_suffix(&f, "_huge_fault"),
+            ["dev_dax_huge_fault", "ext4_dax_huge_fault"]
+        );
+    }
+
+    #[test]
     fn config_lookup_reads_set_and_unset_keys() {
         let cfg = "CONFIG_KPROBES=y\n# CONFIG_FTRACE is not set\nCONFIG_HZ=250\n";
         assert_eq!(config_lookup(cfg, "CONFIG_KPROBES").as_deref(), Some("y"));
@@ -697,5 +772,7 @@ mod tests {
         assert_eq!((o.vma_start, o.vma_end), (0, 8));
         assert!(o.vma_pgoff > o.vma_end && o.vma_file > o.vma_end);
         assert_eq!(o.hstate_valid, 1, "hugetlb offsets resolve on this kernel");
+        // The host runs 6.18: huge_fault takes an order.
+        assert_eq!(o.huge_fault_order, 1);
     }
 }

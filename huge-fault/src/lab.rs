@@ -195,6 +195,7 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pmd", 0),
             sized("entries.pte", 512),
             sized("bytes_mapped", 2 << 20),
+            sized_s("chains.0.chain", "PTE:OK"),
         ],
     },
     Scenario {
@@ -212,6 +213,7 @@ pub const SCENARIOS: &[Scenario] = &[
             vmstat("thp_fault_fallback", 0),
             sized("entries.pte", 1024),
             sized("bytes_mapped", 4 << 20),
+            sized_s("chains.0.chain", "PTE:OK"),
         ],
     },
     Scenario {
@@ -230,6 +232,7 @@ pub const SCENARIOS: &[Scenario] = &[
             vmstat("thp_fault_fallback", 0),
             sized("entries.pmd", 0),
             sized("entries.pte", 1024),
+            sized_s("chains.0.chain", "PTE:OK"),
         ],
     },
     Scenario {
@@ -249,6 +252,7 @@ pub const SCENARIOS: &[Scenario] = &[
             tool_s("kind", "hugetlb"),
             sized("entries.pmd", 2),
             sized("bytes_mapped", 4 << 20),
+            sized_s("chains.0.chain", "PMD:OK"),
         ],
     },
     Scenario {
@@ -267,6 +271,7 @@ pub const SCENARIOS: &[Scenario] = &[
             tool_s("kind", "hugetlb"),
             sized("entries.pud", 1),
             sized("bytes_mapped", 1 << 30),
+            sized_s("chains.0.chain", "PUD:OK"),
         ],
     },
     Scenario {
@@ -334,6 +339,7 @@ pub const SCENARIOS: &[Scenario] = &[
             vmstat("thp_file_mapped", 4),
             sized("entries.pmd", 4),
             sized("bytes_mapped", 8 << 20),
+            sized_s("chains.0.chain", "PMD:OK"),
         ],
     },
     Scenario {
@@ -357,6 +363,7 @@ pub const SCENARIOS: &[Scenario] = &[
             tool("faults", 4),
             sized("entries.pmd", 4),
             sized("bytes_mapped", 8 << 20),
+            sized_s("chains.0.chain", "PMD:OK"),
             vmstat("thp_fault_fallback", 0),
         ],
     },
@@ -387,6 +394,7 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pmd", 4),
             sized("entries.pte", 0),
             sized("bytes_mapped", 8 << 20),
+            sized_s("chains.0.chain", "PMD:OK"),
             vmstat("thp_fault_fallback", 0),
         ],
     },
@@ -424,8 +432,10 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pmd", 0),
             sized("entries.pte", 2048),
             sized("bytes_mapped", 8 << 20),
-            // The tool sees these fallbacks once it probes huge_fault handlers.
-            later("fallback_faults", 4),
+            // The faults whose chain holds ext4's PMD fallback (`PMD:FALLBACK PTE:OK`) are
+            // not checked: 4 in most runs, 5 in one run on 6.12. On 6.12 and 7.2 every fault
+            // is first tried under the per-VMA lock and retried (retry_calls 2048), which is
+            // where the run-to-run difference comes from.
         ],
     },
     Scenario {
@@ -447,6 +457,7 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pte", 0),
             sized("entries.pud", 0),
             sized("bytes_mapped", 8 << 20),
+            sized_s("chains.0.chain", "PMD:OK"),
         ],
     },
     Scenario {
@@ -467,6 +478,7 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pud", 1),
             sized("entries.pmd", 0),
             sized("bytes_mapped", 1 << 30),
+            sized_s("chains.0.chain", "PUD:OK"),
         ],
     },
 ];

@@ -209,7 +209,13 @@ fn load(
     Ok(())
 }
 
-fn attach(ebpf: &mut Ebpf, p: &ProbeSpec, tracefs: Result<&Path, &String>) -> Result<(), String> {
+/// Attaches one probe. For a suffix target, returns the functions it attached to.
+fn attach(
+    ebpf: &mut Ebpf,
+    p: &ProbeSpec,
+    tracefs: Result<&Path, &String>,
+    functions: &HashSet<String>,
+) -> Result<Option<String>, String> {
     let prog = ebpf
         .program_mut(p.program)
         .ok_or("program missing from the object")?;
@@ -247,6 +253,29 @@ fn attach(ebpf: &mut Ebpf, p: &ProbeSpec, tracefs: Result<&Path, &String>) -> Re
                 .attach(cat, name)
                 .map_err(e)?;
         }
+        Target::Suffix(suffix) => {
+            let names = kernel::functions_with_suffix(functions, suffix);
+            if names.is_empty() {
+                return Err(format!("no *{suffix} function in this kernel"));
+            }
+            let kp = <&mut KProbe>::try_from(prog).map_err(e)?;
+            let mut attached = Vec::new();
+            let mut failed = Vec::new();
+            for f in names {
+                match kp.attach(f, 0) {
+                    Ok(_) => attached.push(f),
+                    Err(err) => failed.push(format!("{f}: {}", short_error(&err))),
+                }
+            }
+            if attached.is_empty() {
+                return Err(failed.join("; "));
+            }
+            let mut detail = attached.join(", ");
+            if !failed.is_empty() {
+                detail.push_str(&format!("; not {}", failed.join("; ")));
+            }
+            return Ok(Some(detail));
+        }
         Target::SoftwareEvent(ev) => {
             let event = match ev {
                 "minor-faults" => SoftwareEvent::PageFaultsMin,
@@ -267,7 +296,7 @@ fn attach(ebpf: &mut Ebpf, p: &ProbeSpec, tracefs: Result<&Path, &String>) -> Re
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Detaches and unloads one program (a no-op for a program never loaded).
@@ -355,9 +384,15 @@ fn try_mode(
                 }
                 _ => short_error(&e),
             })
-            .and_then(|()| attach(ebpf, p, tracefs));
+            .and_then(|()| attach(ebpf, p, tracefs, &functions));
         match result {
-            Ok(()) => these.push(probe_report(p, ProbeStatus::Attached, None)),
+            Ok(detail) => {
+                let mut r = probe_report(p, ProbeStatus::Attached, None);
+                if let Some(d) = detail {
+                    r.target = format!("{} ({d})", r.target);
+                }
+                these.push(r);
+            }
             Err(why) => {
                 these.push(probe_report(p, ProbeStatus::Failed, Some(why)));
                 if p.required {

@@ -448,7 +448,22 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
         .iter()
         .zip(outcomes)
         .map(|(s, o)| match o {
-            Ok(o) => lab::evaluate(s, kernel, mode, &report, &o.truth, &o.vmstat_delta),
+            Ok(o) => {
+                // What the tool reported for this VMA, as a user would read it.
+                if let Some(row) = lab::vma_row(&report, &o.truth) {
+                    println!(
+                        "init: [{mode}] {}: faults {} major {} retry_calls {} entries {} bytes {} chains {}",
+                        s.name,
+                        row["faults"],
+                        row["major"],
+                        row["retry_calls"],
+                        row["entries"],
+                        row["bytes_mapped"],
+                        row["chains"]
+                    );
+                }
+                lab::evaluate(s, kernel, mode, &report, &o.truth, &o.vmstat_delta)
+            }
             Err(why) => ScenarioResult {
                 scenario: s.name.into(),
                 kernel: kernel.into(),
