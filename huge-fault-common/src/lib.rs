@@ -258,6 +258,11 @@ pub struct Filter {
     pub target_tgid: u32,
     /// Never this process (the tool itself); 0 excludes nothing.
     pub self_tgid: u32,
+    /// Non-zero: trace only the thread groups in the `TRACED` map (a command and the
+    /// processes it forks, followed by `sched:sched_process_fork`).
+    pub follow: u32,
+    /// Offset of `child_pid` in the `sched_process_fork` record (from its format file).
+    pub fork_child_pid_offset: u32,
 }
 
 #[cfg(feature = "user")]

@@ -23,7 +23,7 @@ use aya_ebpf::{
         generated::{bpf_find_vma, bpf_get_current_task_btf},
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, perf_event, tracepoint},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{
         FEntryContext, FExitContext, PerfEventContext, ProbeContext, RetProbeContext,
         TracePointContext,
@@ -78,7 +78,14 @@ static OFFSETS: KernelOffsets = KernelOffsets {
 static FILTER: Filter = Filter {
     target_tgid: 0,
     self_tgid: 0,
+    follow: 0,
+    fork_child_pid_offset: 0,
 };
+
+/// The thread groups traced when `FILTER.follow` is set: the command `huge-fault run`
+/// started, and every process it forks.
+#[map]
+static TRACED: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
 
 #[inline(always)]
 fn offsets() -> KernelOffsets {
@@ -107,6 +114,10 @@ fn wanted() -> Option<(u32, u32)> {
         return None;
     }
     if filter.target_tgid != 0 && tgid != filter.target_tgid {
+        return None;
+    }
+    // SAFETY: a lookup in our own map; the value is not kept.
+    if filter.follow != 0 && unsafe { TRACED.get(tgid) }.is_none() {
         return None;
     }
     Some((tgid, tid))
@@ -600,6 +611,28 @@ fn exception_entry(ctx: &TracePointContext, which: u32) {
     if EXCEPTIONS.insert(tid, state, 0).is_err() {
         bump(counter::INFLIGHT_FULL);
     }
+}
+
+/// `sched:sched_process_fork`, in the parent: a traced process's child is traced too.
+#[tracepoint]
+pub fn hf_tp_sched_process_fork(ctx: TracePointContext) -> u32 {
+    // SAFETY: see offsets().
+    let filter = unsafe { core::ptr::read_volatile(&FILTER) };
+    if filter.follow == 0 {
+        return 0;
+    }
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: a lookup in our own map; the value is not kept.
+    if unsafe { TRACED.get(parent) }.is_none() {
+        return 0;
+    }
+    // SAFETY: the offset comes from this kernel's format file for this tracepoint.
+    let child: i32 = unsafe { ctx.read_at(filter.fork_child_pid_offset as usize) }.unwrap_or(0);
+    if child > 0 {
+        // A new thread of a traced process has the same tgid; a new process gets its own.
+        let _ = TRACED.insert(child as u32, 1, 0);
+    }
+    0
 }
 
 #[tracepoint]

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::threshold::Threshold;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
@@ -24,49 +26,89 @@ pub enum ModeArg {
         huge-fault                      trace every process until Ctrl-C, then print the summary\n  \
         huge-fault -p 1234 -d 10        trace process 1234 for 10 seconds\n  \
         huge-fault -i 1                 redraw the tables every second\n  \
-        huge-fault -d 5 --json          print the report as JSON (schema huge-fault.report v1)\n\n\
+        huge-fault -d 5 --json          print the report as JSON (schema huge-fault.report v1)\n  \
+        huge-fault run -- ./test        trace a command and its children until it exits\n  \
+        huge-fault run --fail-if 'fallback_rate > 5%' --fail-if '/dev/dax*: pmd_share < 90%' -- ./t\n\n\
+        Threshold metrics (--fail-if 'METRIC OP VALUE', optionally 'GLOB: ...' for the VMAs\n\
+        whose path or kind matches): faults, major, errors, retry_calls, fallback_rate (share\n\
+        of faults whose chain holds a FALLBACK), pte_share / pmd_share / pud_share (share of\n\
+        bytes mapped by that level), p50, p90, p99, max (latency), drops (ring buffer).\n\
+        Exit status: 0 all good; 1 a threshold failed or the tool failed; otherwise the traced\n\
+        command's own failure.\n\n\
         Needs root (or CAP_BPF and CAP_PERFMON). The tool's own faults are never counted."
 )]
 pub struct Args {
     /// Trace only this process (thread group id).
-    #[arg(short, long, value_name = "PID")]
+    #[arg(short, long, value_name = "PID", global = true)]
     pub pid: Option<u32>,
 
     /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(short, long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(short, long, value_name = "SECS", value_parser = parse_secs, global = true)]
     pub duration: Option<f64>,
 
     /// Print the tables every SECS seconds while tracing.
-    #[arg(short, long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(short, long, value_name = "SECS", value_parser = parse_secs, global = true)]
     pub interval: Option<f64>,
 
     /// Print the final report as JSON on stdout instead of tables.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 
     /// How to observe the fault lifecycle.
-    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto, global = true)]
     pub mode: ModeArg,
 
     /// Kernel BTF to resolve structure layouts with.
-    #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/sys/kernel/btf/vmlinux",
+        global = true
+    )]
     pub btf: PathBuf,
 
     /// Show the programs' own anomaly reports (nesting, lost entries) as they happen.
-    #[arg(short, long)]
+    #[arg(short, long, global = true)]
     pub verbose: bool,
 
     /// Size of the record ring buffer in KiB (a power of two, at least 4).
-    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = parse_ring_kib)]
+    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = parse_ring_kib, global = true)]
     pub ring_buffer_kib: u32,
 
     /// Rows per table.
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = 20, global = true)]
     pub top: usize,
 
     /// Most VMA rows kept; faults in further VMAs are counted as overflow, not dropped.
-    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    #[arg(long, value_name = "N", default_value_t = 20_000, global = true)]
     pub max_vmas: usize,
+
+    /// Fail (exit 1) when this holds at the end, e.g. 'fallback_rate > 5%', 'p99 > 2ms',
+    /// '/dev/dax*: pmd_share < 90%'. Repeatable; metrics are listed below.
+    #[arg(long = "fail-if", value_name = "COND", global = true, value_parser = parse_threshold)]
+    pub fail_if: Vec<Threshold>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a command, trace it and every process it forks, stop when it exits.
+    Run {
+        /// The command and its arguments (after `--`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_name = "CMD"
+        )]
+        argv: Vec<String>,
+    },
+}
+
+fn parse_threshold(s: &str) -> Result<Threshold, String> {
+    s.parse()
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
@@ -108,6 +150,24 @@ mod tests {
         assert_eq!(a.ring_buffer_kib, 4096);
         let a = Args::try_parse_from(["huge-fault", "--mode", "tracepoint", "-i", "1"]).unwrap();
         assert_eq!((a.mode, a.interval), (ModeArg::Tracepoint, Some(1.0)));
+        let a = Args::try_parse_from([
+            "huge-fault",
+            "run",
+            "--fail-if",
+            "p99 > 2ms",
+            "-d",
+            "3",
+            "--",
+            "ls",
+            "-l",
+        ])
+        .unwrap();
+        assert_eq!(a.fail_if.len(), 1);
+        assert_eq!(a.duration, Some(3.0));
+        match a.command {
+            Some(Command::Run { argv }) => assert_eq!(argv, ["ls", "-l"]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -117,6 +177,8 @@ mod tests {
             vec!["huge-fault", "-d", "soon"],
             vec!["huge-fault", "--ring-buffer-kib", "3000"],
             vec!["huge-fault", "--mode", "uprobe"],
+            vec!["huge-fault", "--fail-if", "speed > 3"],
+            vec!["huge-fault", "run"],
         ] {
             let err = Args::try_parse_from(&bad).unwrap_err().to_string();
             assert!(err.starts_with("error:"), "{bad:?}: {err}");

@@ -446,6 +446,29 @@ pub const PROBES: &[ProbeSpec] = &[
     },
 ];
 
+/// Follows the processes `huge-fault run` starts: used in every mode, only for `run`.
+pub const FOLLOW_PROBE: ProbeSpec = ProbeSpec {
+    program: "hf_tp_sched_process_fork",
+    kind: ProgKind::TracePoint,
+    target: Target::Tracepoint("sched", "sched_process_fork"),
+    mode: Mode::TracepointOnly,
+    required: true,
+    role: "follows the traced command's children",
+};
+
+/// The offset of a field in a tracepoint `format` file.
+pub fn tracepoint_field_offset(format: &str, name: &str) -> Option<u32> {
+    let line = format.lines().find(|l| {
+        l.trim_start().starts_with("field:")
+            && l.split(';')
+                .next()
+                .is_some_and(|d| d.trim_end().rsplit([' ', '*']).next() == Some(name))
+    })?;
+    line.split(';')
+        .find_map(|p| p.trim().strip_prefix("offset:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// What a mode can and cannot see, stated once for the table, the JSON and the README.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Visibility {
@@ -732,6 +755,23 @@ mod tests {
             functions_with_suffix(&f, "_huge_fault"),
             ["dev_dax_huge_fault", "ext4_dax_huge_fault"]
         );
+    }
+
+    #[test]
+    fn fork_child_pid_offset_from_old_and_new_layouts() {
+        // 6.18: comms as __data_loc.
+        let new = "\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\
+                   \tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\
+                   \tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;\n\
+                   \tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
+        assert_eq!(tracepoint_field_offset(new, "child_pid"), Some(20));
+        // 6.1: fixed 16-byte comms.
+        let old = "\tfield:char parent_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+                   \tfield:pid_t parent_pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+                   \tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:0;\n\
+                   \tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+        assert_eq!(tracepoint_field_offset(old, "child_pid"), Some(44));
+        assert_eq!(tracepoint_field_offset(old, "nope"), None);
     }
 
     #[test]

@@ -13,3 +13,4 @@ pub mod lab;
 pub mod live;
 pub mod procmaps;
 pub mod report;
+pub mod threshold;

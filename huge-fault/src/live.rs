@@ -23,10 +23,11 @@ use tokio::io::{Interest, unix::AsyncFd};
 use crate::{
     analysis::Analyzer,
     btf::Btf,
-    cli::{Args, ModeArg},
+    cli::{Args, Command, ModeArg},
     kernel::{self, Mode, PROBES, ProbeSpec, ProgKind, Target},
     procmaps::ProcMaps,
     report::{ProbeReport, ProbeStatus, Report, RunInfo},
+    threshold,
 };
 
 /// The eBPF object built by build.rs, 8-byte aligned as the ELF parser wants.
@@ -601,13 +602,80 @@ fn drain(
     n
 }
 
-/// The whole live run: load, attach, trace until the duration or a signal, report.
-pub fn run(args: &Args) -> Result<(), Fatal> {
+/// A command started by `huge-fault run`, held before `exec` until tracing is attached.
+struct Traced {
+    child: std::process::Child,
+    /// Writing a byte here lets the child exec.
+    release: std::fs::File,
+}
+
+fn spawn_held(argv: &[String]) -> Result<Traced, Fatal> {
+    use std::os::unix::process::CommandExt as _;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe() fills the two descriptors we pass.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return fatal(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    let (read_fd, write_fd) = (fds[0], fds[1]);
+    // std's spawn waits for the exec, so the hold cannot be in pre_exec: a small shell
+    // waits on descriptor 3 instead, then execs the command (same pid).
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args([
+        "-c",
+        "read -r _ <&3; exec 3<&-; exec \"$@\"",
+        "huge-fault-run",
+    ]);
+    cmd.args(argv);
+    // SAFETY: dup2(2) is async-signal-safe; it gives the child the read end as fd 3.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(read_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| Fatal(format!("cannot run {}: {e}", argv[0])))?;
+    // SAFETY: both descriptors are ours; the write end is owned by the File from here on.
+    let release = unsafe {
+        libc::close(read_fd);
+        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(write_fd)
+    };
+    Ok(Traced { child, release })
+}
+
+/// The whole live run: load, attach, trace until the duration, a signal or the traced
+/// command's exit, report, and judge the thresholds. Returns the exit status.
+pub fn run(args: &Args) -> Result<i32, Fatal> {
     check_privileges()?;
-    let filter = Filter {
+    let run_argv = args
+        .command
+        .as_ref()
+        .map(|Command::Run { argv }| argv.clone());
+    let tracefs = ensure_tracefs();
+    let mut filter = Filter {
         target_tgid: args.pid.unwrap_or(0),
         self_tgid: std::process::id(),
+        follow: 0,
+        fork_child_pid_offset: 0,
     };
+    if run_argv.is_some() {
+        let tracefs = tracefs.as_ref().map_err(|e| Fatal(e.clone()))?;
+        let format =
+            std::fs::read_to_string(tracefs.join("events/sched/sched_process_fork/format"))
+                .map_err(|e| {
+                    Fatal(format!(
+                        "cannot follow forks: sched:sched_process_fork: {e}"
+                    ))
+                })?;
+        filter.follow = 1;
+        filter.fork_child_pid_offset = kernel::tracepoint_field_offset(&format, "child_pid")
+            .ok_or_else(|| {
+                Fatal("cannot follow forks: sched_process_fork has no child_pid".into())
+            })?;
+    }
     if let Some(pid) = args.pid
         && !Path::new(&format!("/proc/{pid}")).exists()
     {
@@ -621,19 +689,47 @@ pub fn run(args: &Args) -> Result<(), Fatal> {
         verbose: args.verbose,
     };
     let (mut session, logger) = start(&opts)?;
+    let mut traced = None;
+    if let Some(argv) = &run_argv {
+        let prog = session
+            .ebpf
+            .program_mut(kernel::FOLLOW_PROBE.program)
+            .ok_or_else(|| Fatal("fork-following program missing from the object".into()))?;
+        let tp = <&mut TracePoint>::try_from(prog).map_err(|e| Fatal(short_error(&e)))?;
+        tp.load()
+            .map_err(|e| Fatal(format!("fork-following program: {}", short_error(&e))))?;
+        tp.attach("sched", "sched_process_fork")
+            .map_err(|e| Fatal(format!("cannot follow forks: {}", short_error(&e))))?;
+        session.probes.push(probe_report(
+            &kernel::FOLLOW_PROBE,
+            ProbeStatus::Attached,
+            None,
+        ));
+        let t = spawn_held(argv)?;
+        let map = session
+            .ebpf
+            .map_mut("TRACED")
+            .ok_or_else(|| Fatal("TRACED map missing".into()))?;
+        let mut set = aya::maps::HashMap::<_, u32, u8>::try_from(map)
+            .map_err(|e| Fatal(format!("TRACED map: {e}")))?;
+        set.insert(t.child.id(), 1, 0)
+            .map_err(|e| Fatal(format!("TRACED map: {e}")))?;
+        traced = Some(t);
+    }
     eprint!("{}", Report::attach_summary(&session.probes, session.mode));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Fatal(format!("cannot start the event loop: {e}")))?;
-    rt.block_on(event_loop(args, &mut session, logger))
+    rt.block_on(event_loop(args, &mut session, logger, traced))
 }
 
 async fn event_loop(
     args: &Args,
     session: &mut Session,
     logger: Option<EbpfLogger<KernelLogBox>>,
-) -> Result<(), Fatal> {
+    mut traced: Option<Traced>,
+) -> Result<i32, Fatal> {
     let ring_map = session
         .ebpf
         .take_map("EVENTS")
@@ -668,6 +764,16 @@ async fn event_loop(
         tokio::time::Instant::from_std,
     ));
     tokio::pin!(sleep);
+    let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+        .map_err(|e| Fatal(format!("cannot handle SIGCHLD: {e}")))?;
+    // Everything is attached and the command is in TRACED: let it exec.
+    if let Some(t) = traced.as_mut() {
+        use std::io::Write as _;
+        t.release
+            .write_all(b"go\n")
+            .map_err(|e| Fatal(format!("cannot start the command: {e}")))?;
+    }
+    let mut command_status: Option<std::process::ExitStatus> = None;
     let mut last_counts: std::collections::HashMap<u32, u64> = Default::default();
     let mut last_tick = Instant::now();
     let ended_by;
@@ -720,6 +826,15 @@ async fn event_loop(
                     );
                 }
             }
+            _ = sigchld.recv() => {
+                if let Some(t) = traced.as_mut()
+                    && let Ok(Some(st)) = t.child.try_wait()
+                {
+                    command_status = Some(st);
+                    ended_by = "command-exit";
+                    break;
+                }
+            }
             _ = &mut sleep => { ended_by = "duration"; break; }
             _ = &mut ctrl_c => { ended_by = "signal"; break; }
             _ = sigterm.recv() => { ended_by = "signal"; break; }
@@ -748,7 +863,30 @@ async fn event_loop(
     } else {
         print!("{}", report.render(args.top, None));
     }
-    Ok(())
+    // Thresholds are judged on the JSON form, as a replay would be.
+    let json: serde_json::Value =
+        serde_json::from_str(&report.to_json()).map_err(|e| Fatal(format!("report: {e}")))?;
+    let verdicts = threshold::evaluate(&args.fail_if, &json);
+    for v in &verdicts {
+        eprintln!("huge-fault: {}", v.line);
+    }
+    let thresholds_failed = verdicts.iter().any(|v| v.failed);
+    // A command still running (the duration ended first, or a signal) is left running.
+    let command_code = match (command_status, traced.as_ref()) {
+        (Some(st), Some(t)) => {
+            use std::os::unix::process::ExitStatusExt as _;
+            let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+            if code != 0 {
+                eprintln!(
+                    "huge-fault: the traced command (pid {}) failed with status {code}",
+                    t.child.id()
+                );
+            }
+            code
+        }
+        _ => 0,
+    };
+    Ok(if thresholds_failed { 1 } else { command_code })
 }
 
 fn run_info(session: &Session, args: &Args, started: Instant, ended_by: &str) -> RunInfo {

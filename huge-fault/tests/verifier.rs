@@ -39,8 +39,8 @@ fn every_program_passes_the_verifier() {
             .expect("offsets resolve");
     let btf = aya::Btf::parse(&raw, Endianness::default()).expect("aya parses the kernel BTF");
     let filter = Filter {
-        target_tgid: 0,
         self_tgid: std::process::id(),
+        ..Default::default()
     };
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
@@ -54,6 +54,7 @@ fn every_program_passes_the_verifier() {
     let in_object: BTreeSet<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
     let known: BTreeSet<String> = kernel::PROBES
         .iter()
+        .chain([&kernel::FOLLOW_PROBE])
         .map(|p| p.program.to_string())
         .collect();
     assert_eq!(in_object, known, "object programs vs kernel::PROBES");

@@ -1,0 +1,365 @@
+//! Pass/fail thresholds for CI: `--fail-if 'fallback_rate > 5%'`, `--fail-if 'p99 > 2ms'`,
+//! `--fail-if '/dev/dax*: pmd_share < 90%'` (only the VMAs whose path or kind matches).
+//!
+//! Metrics, computed on the report's totals or on the matching VMAs summed:
+//! - `faults`, `major`, `errors`, `retry_calls`: counts;
+//! - `fallback_rate`: share of faults whose chain holds a FALLBACK;
+//! - `pte_share`, `pmd_share`, `pud_share`: share of bytes mapped by entries of that level;
+//! - `p50`, `p90`, `p99`, `max`: fault latency (the largest over the matching VMAs);
+//! - `drops`: records lost because the ring buffer was full (totals only).
+
+use serde_json::Value;
+
+/// Metric names and what they mean, for `--help` and errors.
+pub const METRICS: &[(&str, &str)] = &[
+    ("faults", "number of faults"),
+    ("major", "faults that needed I/O"),
+    (
+        "errors",
+        "faults that failed (OOM, SIGBUS, SIGSEGV, HWPOISON)",
+    ),
+    (
+        "retry_calls",
+        "handle_mm_fault calls that returned VM_FAULT_RETRY",
+    ),
+    (
+        "fallback_rate",
+        "share of faults whose chain holds a FALLBACK",
+    ),
+    ("pte_share", "share of bytes mapped by PTE entries"),
+    ("pmd_share", "share of bytes mapped by PMD entries"),
+    ("pud_share", "share of bytes mapped by PUD entries"),
+    ("p50", "median fault latency"),
+    ("p90", "90th percentile fault latency"),
+    ("p99", "99th percentile fault latency"),
+    ("max", "largest fault latency"),
+    ("drops", "records lost because the ring buffer was full"),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+/// One `--fail-if` condition: the check fails when the condition holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Threshold {
+    pub text: String,
+    /// Only VMAs whose path or kind matches this glob (`*` and `?`); `None` = totals.
+    scope: Option<String>,
+    metric: String,
+    op: Op,
+    value: f64,
+}
+
+fn parse_value(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let units: &[(&str, f64)] = &[
+        ("%", 0.01),
+        ("ns", 1.0),
+        ("us", 1e3),
+        ("µs", 1e3),
+        ("ms", 1e6),
+        ("s", 1e9),
+        ("K", 1024.0),
+        ("M", 1024.0 * 1024.0),
+        ("G", 1024.0 * 1024.0 * 1024.0),
+    ];
+    for (suffix, mult) in units {
+        if let Some(num) = s.strip_suffix(suffix)
+            && let Ok(v) = num.trim().parse::<f64>()
+        {
+            return Ok(v * mult);
+        }
+    }
+    s.parse::<f64>()
+        .map_err(|_| format!("`{s}` is not a number (units: %, ns, us, ms, s)"))
+}
+
+impl std::str::FromStr for Threshold {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (scope, cond) = match text.rsplit_once(": ") {
+            Some((scope, cond)) => (Some(scope.trim().to_string()), cond),
+            None => (None, text),
+        };
+        let ops = [
+            (">=", Op::Ge),
+            ("<=", Op::Le),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            (">", Op::Gt),
+            ("<", Op::Lt),
+        ];
+        let (metric, op, value) = ops
+            .iter()
+            .find_map(|(sym, op)| cond.split_once(sym).map(|(m, v)| (m.trim(), *op, v)))
+            .ok_or_else(|| {
+                format!("`{text}`: expected METRIC OP VALUE, e.g. 'fallback_rate > 5%'")
+            })?;
+        if !METRICS.iter().any(|(m, _)| *m == metric) {
+            let names: Vec<&str> = METRICS.iter().map(|(m, _)| *m).collect();
+            return Err(format!(
+                "`{text}`: unknown metric `{metric}` (one of {})",
+                names.join(", ")
+            ));
+        }
+        if scope.is_some() && metric == "drops" {
+            return Err(format!(
+                "`{text}`: drops are counted for the whole run, not per VMA"
+            ));
+        }
+        Ok(Threshold {
+            text: text.to_string(),
+            scope,
+            metric: metric.to_string(),
+            op,
+            value: parse_value(value)?,
+        })
+    }
+}
+
+/// `*` and `?` glob match.
+fn glob(pattern: &str, s: &str) -> bool {
+    fn rec(p: &[char], s: &[char]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some('*'), _) => rec(&p[1..], s) || (!s.is_empty() && rec(p, &s[1..])),
+            (Some('?'), Some(_)) => rec(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let s: Vec<char> = s.chars().collect();
+    rec(&p, &s)
+}
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key)?.as_f64()
+}
+
+/// A metric over a set of statistics objects (the totals, or the matching VMA rows).
+/// `None` when the mode cannot see it or nothing matched.
+fn metric(rows: &[&Value], report: &Value, name: &str) -> Option<f64> {
+    if rows.is_empty() {
+        return None;
+    }
+    let sum = |key: &str| -> Option<f64> { rows.iter().map(|r| num(r, key)).sum() };
+    let bytes = |level: &str| -> Option<f64> {
+        rows.iter()
+            .map(|r| r.get("entries")?.get(level)?.as_f64())
+            .sum()
+    };
+    let total_bytes = sum("bytes_mapped");
+    let share = |level: &str, size: f64| -> Option<f64> {
+        let t = total_bytes?;
+        (t > 0.0).then_some(bytes(level)? * size / t)
+    };
+    match name {
+        "faults" | "major" | "errors" | "retry_calls" => sum(name),
+        "fallback_rate" => {
+            let f = sum("faults")?;
+            (f > 0.0).then_some(sum("fallback_faults")? / f)
+        }
+        "pte_share" => share("pte", 4096.0),
+        "pmd_share" => share("pmd", 2.0 * 1024.0 * 1024.0),
+        "pud_share" => share("pud", 1024.0 * 1024.0 * 1024.0),
+        "p50" | "p90" | "p99" | "max" => rows
+            .iter()
+            .filter_map(|r| r.get("latency_ns")?.get(name)?.as_f64())
+            .reduce(f64::max),
+        "drops" => num(&report["loss"], "ringbuf_drops"),
+        _ => None,
+    }
+}
+
+fn show(metric: &str, v: f64) -> String {
+    if metric.ends_with("_rate") || metric.ends_with("_share") {
+        format!("{:.2}%", v * 100.0)
+    } else if matches!(metric, "p50" | "p90" | "p99" | "max") {
+        crate::hist::fmt_ns(v as u64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The result of one threshold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub threshold: String,
+    pub failed: bool,
+    /// One line: what was measured, and why it failed or could not be checked.
+    pub line: String,
+}
+
+/// Checks every threshold against a report (the JSON form, so that live runs and replays
+/// are judged alike). A metric that cannot be measured (not visible in this mode, no
+/// matching VMA) fails: a check that cannot run must not pass silently.
+pub fn evaluate(thresholds: &[Threshold], report: &Value) -> Vec<Verdict> {
+    thresholds
+        .iter()
+        .map(|t| {
+            let rows: Vec<&Value> = match &t.scope {
+                None => vec![&report["totals"]],
+                Some(g) => report["vmas"]
+                    .as_array()
+                    .map(|v| {
+                        v.iter()
+                            .filter(|r| {
+                                r["path"].as_str().is_some_and(|p| glob(g, p))
+                                    || r["kind"].as_str().is_some_and(|k| glob(g, k))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            match metric(&rows, report, &t.metric) {
+                None => Verdict {
+                    threshold: t.text.clone(),
+                    failed: true,
+                    line: format!(
+                        "threshold `{}` cannot be checked: {} not measured{}",
+                        t.text,
+                        t.metric,
+                        if rows.is_empty() {
+                            " (no matching VMA)"
+                        } else {
+                            " in this mode"
+                        }
+                    ),
+                },
+                Some(v) => {
+                    let hit = match t.op {
+                        Op::Gt => v > t.value,
+                        Op::Ge => v >= t.value,
+                        Op::Lt => v < t.value,
+                        Op::Le => v <= t.value,
+                        Op::Eq => v == t.value,
+                        Op::Ne => v != t.value,
+                    };
+                    Verdict {
+                        threshold: t.text.clone(),
+                        failed: hit,
+                        line: format!(
+                            "threshold `{}` {}: {} is {}",
+                            t.text,
+                            if hit { "FAILED" } else { "passed" },
+                            t.metric,
+                            show(&t.metric, v)
+                        ),
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn report() -> Value {
+        json!({
+            "loss": {"ringbuf_drops": 3},
+            "totals": {"faults": 100, "major": 0, "errors": 0, "retry_calls": 2,
+                       "fallback_faults": 10, "bytes_mapped": 6291456 + 4096 * 512,
+                       "entries": {"pte": 512, "pmd": 3, "pud": 0},
+                       "latency_ns": {"p50": 1000, "p90": 2000, "p99": 3_000_000, "max": 5_000_000}},
+            "vmas": [
+                {"path": "/dev/dax0.0", "kind": "file-shared", "faults": 3, "fallback_faults": 0,
+                 "bytes_mapped": 6291456, "entries": {"pte": 0, "pmd": 3, "pud": 0},
+                 "latency_ns": {"p99": 50_000}},
+                {"path": null, "kind": "anon", "faults": 97, "fallback_faults": 10,
+                 "bytes_mapped": 2097152, "entries": {"pte": 512, "pmd": 0, "pud": 0},
+                 "latency_ns": {"p99": 3_000_000}}
+            ]
+        })
+    }
+
+    fn check(t: &str) -> Verdict {
+        evaluate(&[t.parse().unwrap()], &report()).remove(0)
+    }
+
+    #[test]
+    fn parses_metrics_operators_units_and_scopes() {
+        let t: Threshold = "fallback_rate > 5%".parse().unwrap();
+        assert_eq!(
+            (t.metric.as_str(), t.op, t.value, t.scope),
+            ("fallback_rate", Op::Gt, 0.05, None)
+        );
+        let t: Threshold = "/dev/dax*: pmd_share < 90%".parse().unwrap();
+        assert_eq!(t.scope.as_deref(), Some("/dev/dax*"));
+        assert_eq!("p99 >= 2ms".parse::<Threshold>().unwrap().value, 2e6);
+        assert_eq!("p99 > 1.5us".parse::<Threshold>().unwrap().value, 1500.0);
+        assert!(
+            "speed > 3"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("unknown metric `speed`")
+        );
+        assert!(
+            "faults 3"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("expected METRIC OP VALUE")
+        );
+        assert!(
+            "faults > lots"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!("anon: drops > 0".parse::<Threshold>().is_err());
+    }
+
+    #[test]
+    fn totals_and_scoped_checks() {
+        // 10 of 100 faults fell back.
+        assert!(check("fallback_rate > 5%").failed);
+        assert!(!check("fallback_rate > 20%").failed);
+        // The devdax VMA maps everything by PMD; anonymous memory nothing.
+        assert!(!check("/dev/dax*: pmd_share < 90%").failed);
+        assert!(check("anon: pmd_share < 90%").failed);
+        assert!(check("anon: pte_share == 100%").failed);
+        // Latency: the largest p99 among matching VMAs.
+        assert!(check("p99 > 2ms").failed);
+        assert!(!check("/dev/dax*: p99 > 2ms").failed);
+        assert!(check("drops > 0").failed);
+        assert!(check("drops > 0").line.contains("drops is 3"));
+        assert!(
+            check("fallback_rate > 5%")
+                .line
+                .contains("fallback_rate is 10.00%")
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_measured_fails_with_the_reason() {
+        let v = check("/nothing/*: faults > 0");
+        assert!(v.failed && v.line.contains("no matching VMA"), "{}", v.line);
+        let mut r = report();
+        r["totals"]["fallback_faults"] = Value::Null;
+        let v = evaluate(&["fallback_rate > 5%".parse().unwrap()], &r).remove(0);
+        assert!(
+            v.failed && v.line.contains("not measured in this mode"),
+            "{}",
+            v.line
+        );
+    }
+
+    #[test]
+    fn every_metric_is_computable_on_a_full_report() {
+        for (m, _) in METRICS {
+            let v = evaluate(&[format!("{m} > 0").parse().unwrap()], &report()).remove(0);
+            assert!(!v.line.contains("cannot be checked"), "{m}: {}", v.line);
+        }
+    }
+}
