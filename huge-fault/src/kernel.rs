@@ -170,8 +170,9 @@ pub struct ProbeSpec {
 
 const HMF: &str = "handle_mm_fault";
 
-/// Every probe the tool knows, per mode. Order matters: it is the attach order.
-pub const PROBES: &[ProbeSpec] = &[
+/// The fault lifecycle per mode, required for the mode to work, plus the optional
+/// tracepoint-only extras. Order matters: it is the attach order.
+const LIFECYCLE: &[ProbeSpec] = &[
     ProbeSpec {
         program: "hf_fentry_handle_mm_fault",
         kind: ProgKind::FEntry,
@@ -187,110 +188,6 @@ pub const PROBES: &[ProbeSpec] = &[
         mode: Mode::Fentry,
         required: true,
         role: "fault return",
-    },
-    ProbeSpec {
-        program: "hf_tp_page_fault_user",
-        kind: ProgKind::TracePoint,
-        target: Target::Tracepoint("exceptions", "page_fault_user"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "x86 error code of user faults",
-    },
-    ProbeSpec {
-        program: "hf_tp_page_fault_kernel",
-        kind: ProgKind::TracePoint,
-        target: Target::Tracepoint("exceptions", "page_fault_kernel"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "x86 error code of kernel-mode faults on user memory",
-    },
-    ProbeSpec {
-        program: "hf_kret_do_huge_pmd_anonymous_page",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("do_huge_pmd_anonymous_page"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "anonymous THP: PMD mapped or FALLBACK",
-    },
-    ProbeSpec {
-        program: "hf_kret_do_set_pmd",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("do_set_pmd"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "file and shmem THP mapped by a PMD",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pmd",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_pfn_pmd_prot"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "driver/DAX PMD insert (5.15 ... 6.3)",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pmd",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_pfn_pmd"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "driver/DAX PMD insert (6.4+)",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pmd",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_folio_pmd"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "DAX PMD folio insert (6.15+)",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pud",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_pfn_pud_prot"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "driver/DAX PUD insert (5.15 ... 6.3)",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pud",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_pfn_pud"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "driver/DAX PUD insert (6.4+)",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pud",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_folio_pud"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "DAX PUD folio insert (6.15+)",
-    },
-    ProbeSpec {
-        program: "hf_kprobe_huge_fault",
-        kind: ProgKind::KProbe,
-        target: Target::Suffix("_huge_fault"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "huge_fault handlers: the level asked for",
-    },
-    ProbeSpec {
-        program: "hf_kret_huge_fault",
-        kind: ProgKind::KRetProbe,
-        target: Target::Suffix("_huge_fault"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "huge_fault handlers: FALLBACK or mapped, per level",
-    },
-    ProbeSpec {
-        program: "hf_kret_hugetlb_fault",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("hugetlb_fault"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "hugetlbfs: PMD or PUD by the VMA's page size",
     },
     ProbeSpec {
         program: "hf_kprobe_handle_mm_fault",
@@ -312,121 +209,9 @@ pub const PROBES: &[ProbeSpec] = &[
         program: "hf_tp_page_fault_user",
         kind: ProgKind::TracePoint,
         target: Target::Tracepoint("exceptions", "page_fault_user"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "x86 error code of user faults",
-    },
-    ProbeSpec {
-        program: "hf_tp_page_fault_kernel",
-        kind: ProgKind::TracePoint,
-        target: Target::Tracepoint("exceptions", "page_fault_kernel"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "x86 error code of kernel-mode faults on user memory",
-    },
-    ProbeSpec {
-        program: "hf_kret_do_huge_pmd_anonymous_page",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("do_huge_pmd_anonymous_page"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "anonymous THP: PMD mapped or FALLBACK",
-    },
-    ProbeSpec {
-        program: "hf_kret_do_set_pmd",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("do_set_pmd"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "file and shmem THP mapped by a PMD",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pmd",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_pfn_pmd_prot"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "driver/DAX PMD insert (5.15 ... 6.3)",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pmd",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_pfn_pmd"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "driver/DAX PMD insert (6.4+)",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pmd",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_folio_pmd"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "DAX PMD folio insert (6.15+)",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pud",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_pfn_pud_prot"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "driver/DAX PUD insert (5.15 ... 6.3)",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pud",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_pfn_pud"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "driver/DAX PUD insert (6.4+)",
-    },
-    ProbeSpec {
-        program: "hf_kret_insert_pud",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("vmf_insert_folio_pud"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "DAX PUD folio insert (6.15+)",
-    },
-    ProbeSpec {
-        program: "hf_kprobe_huge_fault",
-        kind: ProgKind::KProbe,
-        target: Target::Suffix("_huge_fault"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "huge_fault handlers: the level asked for",
-    },
-    ProbeSpec {
-        program: "hf_kret_huge_fault",
-        kind: ProgKind::KRetProbe,
-        target: Target::Suffix("_huge_fault"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "huge_fault handlers: FALLBACK or mapped, per level",
-    },
-    ProbeSpec {
-        program: "hf_kret_hugetlb_fault",
-        kind: ProgKind::KRetProbe,
-        target: Target::Function("hugetlb_fault"),
-        mode: Mode::Kprobe,
-        required: false,
-        role: "hugetlbfs: PMD or PUD by the VMA's page size",
-    },
-    ProbeSpec {
-        program: "hf_tp_page_fault_user",
-        kind: ProgKind::TracePoint,
-        target: Target::Tracepoint("exceptions", "page_fault_user"),
         mode: Mode::TracepointOnly,
         required: true,
         role: "fault entry (user mode)",
-    },
-    ProbeSpec {
-        program: "hf_tp_page_fault_kernel",
-        kind: ProgKind::TracePoint,
-        target: Target::Tracepoint("exceptions", "page_fault_kernel"),
-        mode: Mode::TracepointOnly,
-        required: false,
-        role: "fault entry (kernel mode, e.g. copy_to_user)",
     },
     ProbeSpec {
         program: "hf_perf_minor_fault",
@@ -444,7 +229,148 @@ pub const PROBES: &[ProbeSpec] = &[
         required: true,
         role: "completed major faults",
     },
+    ProbeSpec {
+        program: "hf_tp_page_fault_kernel",
+        kind: ProgKind::TracePoint,
+        target: Target::Tracepoint("exceptions", "page_fault_kernel"),
+        mode: Mode::TracepointOnly,
+        required: false,
+        role: "fault entry (kernel mode, e.g. copy_to_user)",
+    },
 ];
+
+/// Optional probes of the modes that see every call (fentry and kprobe): the exception
+/// tracepoints for the x86 error code, and the kretprobes that record levels and entries.
+/// Their `mode` is set per mode by [`probes`].
+const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
+    ProbeSpec {
+        program: "hf_tp_page_fault_user",
+        kind: ProgKind::TracePoint,
+        target: Target::Tracepoint("exceptions", "page_fault_user"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "x86 error code of user faults",
+    },
+    ProbeSpec {
+        program: "hf_tp_page_fault_kernel",
+        kind: ProgKind::TracePoint,
+        target: Target::Tracepoint("exceptions", "page_fault_kernel"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "x86 error code of kernel-mode faults on user memory",
+    },
+    ProbeSpec {
+        program: "hf_kret_do_huge_pmd_anonymous_page",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("do_huge_pmd_anonymous_page"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "anonymous THP: PMD mapped or FALLBACK",
+    },
+    ProbeSpec {
+        program: "hf_kret_do_set_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("do_set_pmd"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "file and shmem THP mapped by a PMD",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pmd_prot"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver/DAX PMD insert (5.15 ... 6.3)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pmd"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver/DAX PMD insert (6.4+)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pmd",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_folio_pmd"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "DAX PMD folio insert (6.15+)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pud",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pud_prot"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver/DAX PUD insert (5.15 ... 6.3)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pud",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_pud"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver/DAX PUD insert (6.4+)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pud",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_folio_pud"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "DAX PUD folio insert (6.15+)",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_huge_fault",
+        kind: ProgKind::KProbe,
+        target: Target::Suffix("_huge_fault"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "huge_fault handlers: the level asked for",
+    },
+    ProbeSpec {
+        program: "hf_kret_huge_fault",
+        kind: ProgKind::KRetProbe,
+        target: Target::Suffix("_huge_fault"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "huge_fault handlers: FALLBACK or mapped, per level",
+    },
+    ProbeSpec {
+        program: "hf_kret_hugetlb_fault",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("hugetlb_fault"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "hugetlbfs: PMD or PUD by the VMA's page size",
+    },
+];
+
+/// Every probe of one mode, in attach order.
+pub fn probes(mode: Mode) -> Vec<ProbeSpec> {
+    let mut v: Vec<ProbeSpec> = LIFECYCLE
+        .iter()
+        .filter(|p| p.mode == mode)
+        .copied()
+        .collect();
+    if mode != Mode::TracepointOnly {
+        v.extend(CALL_MODE_EXTRAS.iter().map(|p| ProbeSpec { mode, ..*p }));
+    }
+    v
+}
+
+/// The names of every program the tool loads in some mode or for `run`.
+pub fn all_programs() -> std::collections::BTreeSet<&'static str> {
+    LIFECYCLE
+        .iter()
+        .chain(CALL_MODE_EXTRAS)
+        .chain([&FOLLOW_PROBE])
+        .map(|p| p.program)
+        .collect()
+}
 
 /// Follows the processes `huge-fault run` starts: used in every mode, only for `run`.
 pub const FOLLOW_PROBE: ProbeSpec = ProbeSpec {
@@ -703,7 +629,7 @@ mod tests {
     #[test]
     fn every_mode_has_its_required_lifecycle_probes() {
         for mode in [Mode::Fentry, Mode::Kprobe, Mode::TracepointOnly] {
-            let required = PROBES
+            let required = probes(mode)
                 .iter()
                 .filter(|p| p.mode == mode && p.required)
                 .count();

@@ -24,7 +24,7 @@ use crate::{
     analysis::Analyzer,
     btf::Btf,
     cli::{Args, Command, ModeArg},
-    kernel::{self, Mode, PROBES, ProbeSpec, ProgKind, Target},
+    kernel::{self, Mode, ProbeSpec, ProgKind, Target},
     procmaps::ProcMaps,
     report::{ProbeReport, ProbeStatus, Report, RunInfo},
     threshold,
@@ -314,7 +314,7 @@ fn unload_program(prog: &mut Program) {
 
 /// Detaches everything a failed mode attached.
 fn unload(ebpf: &mut Ebpf, mode: Mode, loaded: &mut HashSet<&'static str>) {
-    for p in PROBES.iter().filter(|p| p.mode == mode) {
+    for p in &kernel::probes(mode) {
         if let Some(prog) = ebpf.program_mut(p.program) {
             unload_program(prog);
         }
@@ -338,7 +338,7 @@ fn try_mode(
     if mode == Mode::Kprobe
         && let Some(why) = kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok())
     {
-        for p in PROBES.iter().filter(|p| p.mode == mode) {
+        for p in &kernel::probes(mode) {
             reports.push(probe_report(p, ProbeStatus::Skipped, Some(why.clone())));
         }
         return false;
@@ -349,7 +349,7 @@ fn try_mode(
         .unwrap_or_default();
     let mut these = Vec::new();
     let mut ok = true;
-    for p in PROBES.iter().filter(|p| p.mode == mode) {
+    for p in &kernel::probes(mode) {
         if let (Some(why), ProgKind::KProbe | ProgKind::KRetProbe) = (&kprobe_why, p.kind) {
             these.push(probe_report(p, ProbeStatus::Skipped, Some(why.clone())));
             ok &= !p.required;
@@ -528,7 +528,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
     // Modes after the chosen one were not needed.
     if let Some(i) = order.iter().position(|&m| m == mode) {
         for &later in &order[i + 1..] {
-            for p in PROBES.iter().filter(|p| p.mode == later) {
+            for p in &kernel::probes(later) {
                 reports.push(probe_report(
                     p,
                     ProbeStatus::Skipped,
