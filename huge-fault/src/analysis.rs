@@ -210,7 +210,7 @@ pub struct ProcStats {
 }
 
 /// A VMA found by user space for an address (from /proc/PID/maps).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VmaDesc {
     pub start: u64,
     pub end: u64,

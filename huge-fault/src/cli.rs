@@ -88,6 +88,10 @@ pub struct Args {
     #[arg(long = "fail-if", value_name = "COND", global = true, value_parser = parse_threshold)]
     pub fail_if: Vec<Threshold>,
 
+    /// Write every per-fault record to FILE, to report it again with `huge-fault report FILE`.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub record: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -104,6 +108,12 @@ pub enum Command {
             value_name = "CMD"
         )]
         argv: Vec<String>,
+    },
+    /// Report a recording made with --record: the same tables, JSON and thresholds.
+    Report {
+        /// The recording.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
 }
 

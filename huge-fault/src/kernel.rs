@@ -99,7 +99,7 @@ pub fn bit_names(value: u32, table: &[(u32, &str)]) -> String {
 }
 
 /// How the fault lifecycle is observed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     Fentry,

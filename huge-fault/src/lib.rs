@@ -12,5 +12,6 @@ pub mod kernel;
 pub mod lab;
 pub mod live;
 pub mod procmaps;
+pub mod record;
 pub mod report;
 pub mod threshold;

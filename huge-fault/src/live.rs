@@ -26,6 +26,7 @@ use crate::{
     cli::{Args, Command, ModeArg},
     kernel::{self, Mode, ProbeSpec, ProgKind, Target},
     procmaps::ProcMaps,
+    record::{Recorder, Recording, Trailer},
     report::{ProbeReport, ProbeStatus, Report, RunInfo},
     threshold,
 };
@@ -588,18 +589,75 @@ fn drain(
     ring: &mut RingBuf<MapData>,
     analyzer: &mut Analyzer,
     maps: &mut ProcMaps,
+    mut recorder: Option<&mut Recorder>,
     limit: usize,
 ) -> usize {
     let mut n = 0;
     while n < limit {
         let Some(item) = ring.next() else { break };
         match FaultRecord::from_bytes(&item) {
-            Some(rec) => analyzer.ingest(&rec, maps),
+            Some(rec) => {
+                if let Some(r) = recorder.as_deref_mut() {
+                    r.record(&rec);
+                }
+                let mut resolver = Recording {
+                    inner: maps,
+                    rec: recorder.as_deref_mut(),
+                };
+                analyzer.ingest(&rec, &mut resolver);
+            }
             None => analyzer.malformed += 1,
         }
         n += 1;
     }
     n
+}
+
+/// Prints the report (tables or JSON) and judges the thresholds on its JSON form.
+/// Returns whether a threshold failed.
+pub fn print_and_judge(args: &Args, report: &Report) -> Result<bool, Fatal> {
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render(args.top, None));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&report.to_json()).map_err(|e| Fatal(format!("report: {e}")))?;
+    let verdicts = threshold::evaluate(&args.fail_if, &json);
+    for v in &verdicts {
+        eprintln!("huge-fault: {}", v.line);
+    }
+    Ok(verdicts.iter().any(|v| v.failed))
+}
+
+/// `huge-fault report FILE`: the tables, JSON and thresholds of a recording, offline.
+/// A damaged file still reports everything before the damage, then fails with the offset.
+pub fn report_file(args: &Args, path: &Path) -> Result<i32, Fatal> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?;
+    let r = crate::record::replay(&bytes, args.max_vmas);
+    let run = match &r.trailer {
+        Some(t) => t.run.clone(),
+        None => RunInfo {
+            kernel_release: String::new(),
+            mode: Mode::TracepointOnly,
+            filter_pid: None,
+            duration_s: 0.0,
+            ended_by: "truncated".into(),
+            probes: vec![],
+            counters: vec![0; huge_fault_common::counter::COUNT as usize],
+        },
+    };
+    let report = Report::build(&r.analyzer, &run);
+    let failed = print_and_judge(args, &report)?;
+    if let Some(e) = r.error {
+        return fatal(format!(
+            "{}: {e}; reported the {} records before it",
+            path.display(),
+            r.records
+        ));
+    }
+    Ok(i32::from(failed))
 }
 
 /// A command started by `huge-fault run`, held before `exec` until tracing is attached.
@@ -649,11 +707,12 @@ fn spawn_held(argv: &[String]) -> Result<Traced, Fatal> {
 /// The whole live run: load, attach, trace until the duration, a signal or the traced
 /// command's exit, report, and judge the thresholds. Returns the exit status.
 pub fn run(args: &Args) -> Result<i32, Fatal> {
+    let run_argv = match &args.command {
+        Some(Command::Run { argv }) => Some(argv.clone()),
+        Some(Command::Report { file }) => return report_file(args, file),
+        None => None,
+    };
     check_privileges()?;
-    let run_argv = args
-        .command
-        .as_ref()
-        .map(|Command::Run { argv }| argv.clone());
     let tracefs = ensure_tracefs();
     let mut filter = Filter {
         target_tgid: args.pid.unwrap_or(0),
@@ -749,6 +808,10 @@ async fn event_loop(
     };
     let mut analyzer = Analyzer::new(args.max_vmas);
     let mut maps = ProcMaps::new();
+    let mut recorder = match &args.record {
+        Some(path) => Some(Recorder::create(path).map_err(Fatal)?),
+        None => None,
+    };
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
     let interactive = std::io::stderr().is_terminal();
@@ -782,7 +845,7 @@ async fn event_loop(
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(|e| Fatal(format!("ring buffer poll failed: {e}")))?;
                 let inner = guard.get_inner_mut();
-                drain(inner, &mut analyzer, &mut maps, 65536);
+                drain(inner, &mut analyzer, &mut maps, recorder.as_mut(), 65536);
                 guard.clear_ready();
             }
             guard = async {
@@ -848,7 +911,13 @@ async fn event_loop(
     for (_, prog) in session.ebpf.programs_mut() {
         unload_program(prog);
     }
-    drain(ring.get_mut(), &mut analyzer, &mut maps, usize::MAX);
+    drain(
+        ring.get_mut(),
+        &mut analyzer,
+        &mut maps,
+        recorder.as_mut(),
+        usize::MAX,
+    );
     if let Some(l) = logger.as_mut() {
         l.get_mut().flush();
     }
@@ -858,19 +927,14 @@ async fn event_loop(
         run.counters = counters_before_detach;
     }
     let report = Report::build(&analyzer, &run);
-    if args.json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{}", report.render(args.top, None));
+    if let Some(r) = recorder.take() {
+        r.finish(&Trailer {
+            run: run.clone(),
+            max_vmas: args.max_vmas,
+        })
+        .map_err(Fatal)?;
     }
-    // Thresholds are judged on the JSON form, as a replay would be.
-    let json: serde_json::Value =
-        serde_json::from_str(&report.to_json()).map_err(|e| Fatal(format!("report: {e}")))?;
-    let verdicts = threshold::evaluate(&args.fail_if, &json);
-    for v in &verdicts {
-        eprintln!("huge-fault: {}", v.line);
-    }
-    let thresholds_failed = verdicts.iter().any(|v| v.failed);
+    let thresholds_failed = print_and_judge(args, &report)?;
     // A command still running (the duration ended first, or a signal) is left running.
     let command_code = match (command_status, traced.as_ref()) {
         (Some(st), Some(t)) => {

@@ -2,7 +2,7 @@
 //! (schema `huge-fault.report`, version 1) and as terminal tables.
 
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     analysis::{Analyzer, Stats, VmaKey, VmaStats},
@@ -14,7 +14,7 @@ pub const SCHEMA: &str = "huge-fault.report";
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The state of one probe after attaching.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbeStatus {
     Attached,
@@ -24,7 +24,7 @@ pub enum ProbeStatus {
     Failed,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeReport {
     pub program: String,
     pub target: String,
@@ -216,7 +216,7 @@ pub struct Report {
 }
 
 /// Run-level facts the analyzer does not know.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunInfo {
     pub kernel_release: String,
     pub mode: Mode,

@@ -364,3 +364,66 @@ fn run_returns_the_commands_failure_and_threshold_verdicts() {
         "{err}"
     );
 }
+
+#[test]
+fn a_recording_replays_to_the_same_report() {
+    if !root_or_skip("a_recording_replays_to_the_same_report") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hf-live-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("run.hfrec");
+    let out = Command::new(HF)
+        .args(["run", "--json", "--record"])
+        .arg(&file)
+        .args(["--", WORKLOAD, "anon", "--size", "2M", "--thp", "never"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, live) = report_after_command_output(&out.stdout);
+    // Replaying needs no privileges and no kernel.
+    let replay = Command::new(HF)
+        .args(["report", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let replayed: Value = serde_json::from_slice(&replay.stdout).unwrap();
+    assert_eq!(
+        replayed, live,
+        "the replay must give the live report exactly"
+    );
+    assert!(live["totals"]["faults"].as_u64().unwrap() >= 512);
+
+    // Cut the file: what came before is still reported, the error names the offset.
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = dir.join("cut.hfrec");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = Command::new(HF)
+        .args(["report", "--json"])
+        .arg(&cut)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("at offset") && err.contains("reported the"),
+        "{err}"
+    );
+    let partial: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (p, l) = (
+        partial["totals"]["faults"].as_u64().unwrap(),
+        live["totals"]["faults"].as_u64().unwrap(),
+    );
+    assert!(p > 0 && p < l, "partial {p} of {l}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
