@@ -109,6 +109,16 @@ pub enum Command {
         )]
         argv: Vec<String>,
     },
+    /// List the kernel functions a name or pattern resolves to (Rust paths when it
+    /// contains `::`, e.g. 'kernel::mm::*::insert_range'; C names otherwise, e.g.
+    /// '*_huge_fault'), from /proc/kallsyms or FILE.
+    Symbols {
+        #[arg(value_name = "PATTERN")]
+        pattern: String,
+        /// A kallsyms listing to read instead of /proc/kallsyms.
+        #[arg(long, value_name = "FILE")]
+        kallsyms: Option<PathBuf>,
+    },
     /// Report a recording made with --record: the same tables, JSON and thresholds.
     Report {
         /// The recording.

@@ -14,4 +14,5 @@ pub mod live;
 pub mod procmaps;
 pub mod record;
 pub mod report;
+pub mod symbols;
 pub mod threshold;

@@ -630,6 +630,36 @@ pub fn print_and_judge(args: &Args, report: &Report) -> Result<bool, Fatal> {
     Ok(verdicts.iter().any(|v| v.failed))
 }
 
+/// `huge-fault symbols PATTERN`: what a pattern resolves to, one function per line
+/// (`name<TAB>demangled path<TAB>[module]`). No match is an error.
+fn list_symbols(pattern: &str, file: Option<&Path>) -> Result<i32, Fatal> {
+    let path = file.unwrap_or(Path::new("/proc/kallsyms"));
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?;
+    let syms = crate::symbols::parse_kallsyms(&text);
+    if syms.iter().all(|s| s.name.is_empty()) {
+        return fatal(format!("{} lists no text symbols", path.display()));
+    }
+    let found = crate::symbols::resolve(&syms, pattern);
+    if found.is_empty() {
+        return fatal(format!(
+            "no kernel function matches `{pattern}` in {}",
+            path.display()
+        ));
+    }
+    for s in found {
+        println!(
+            "{}\t{}\t{}",
+            s.name,
+            s.demangled.as_deref().unwrap_or("-"),
+            s.module
+                .as_deref()
+                .map_or(String::new(), |m| format!("[{m}]"))
+        );
+    }
+    Ok(0)
+}
+
 /// `huge-fault report FILE`: the tables, JSON and thresholds of a recording, offline.
 /// A damaged file still reports everything before the damage, then fails with the offset.
 pub fn report_file(args: &Args, path: &Path) -> Result<i32, Fatal> {
@@ -710,6 +740,9 @@ pub fn run(args: &Args) -> Result<i32, Fatal> {
     let run_argv = match &args.command {
         Some(Command::Run { argv }) => Some(argv.clone()),
         Some(Command::Report { file }) => return report_file(args, file),
+        Some(Command::Symbols { pattern, kallsyms }) => {
+            return list_symbols(pattern, kallsyms.as_deref());
+        }
         None => None,
     };
     check_privileges()?;

@@ -125,21 +125,7 @@ impl std::str::FromStr for Threshold {
     }
 }
 
-/// `*` and `?` glob match.
-fn glob(pattern: &str, s: &str) -> bool {
-    fn rec(p: &[char], s: &[char]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some('*'), _) => rec(&p[1..], s) || (!s.is_empty() && rec(p, &s[1..])),
-            (Some('?'), Some(_)) => rec(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = s.chars().collect();
-    rec(&p, &s)
-}
+use crate::symbols::glob;
 
 fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key)?.as_f64()

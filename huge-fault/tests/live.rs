@@ -427,3 +427,36 @@ fn a_recording_replays_to_the_same_report() {
     assert!(p > 0 && p < l, "partial {p} of {l}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn symbols_resolves_rust_paths_from_a_kallsyms_listing() {
+    // No privileges needed: a real kernel's Rust symbols, from a file.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/kallsyms-rust-debian-7.2.13.txt"
+    );
+    let out = Command::new(HF)
+        .args([
+            "symbols",
+            "core::str::slice_error_fail",
+            "--kallsyms",
+            fixture,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "_RNvNtCsbZfwWpAStWS_4core3str16slice_error_fail\tcore::str::slice_error_fail\t\n"
+    );
+    let out = Command::new(HF)
+        .args(["symbols", "kernel::nothing::*", "--kallsyms", fixture])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no kernel function matches"));
+}
