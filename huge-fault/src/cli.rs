@@ -54,6 +54,11 @@ pub struct Args {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Print one JSON report per line (NDJSON): every interval (-i, default 1 s) with
+    /// `ended_by: running`, and the final one last.
+    #[arg(long, global = true, conflicts_with = "json")]
+    pub json_stream: bool,
+
     /// How to observe the fault lifecycle.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto, global = true)]
     pub mode: ModeArg,

@@ -616,7 +616,12 @@ fn drain(
 /// Prints the report (tables or JSON) and judges the thresholds on its JSON form.
 /// Returns whether a threshold failed.
 pub fn print_and_judge(args: &Args, report: &Report) -> Result<bool, Fatal> {
-    if args.json {
+    if args.json_stream {
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("a report serializes")
+        );
+    } else if args.json {
         println!("{}", report.to_json());
     } else {
         print!("{}", report.render(args.top, None));
@@ -870,6 +875,7 @@ async fn event_loop(
             .map_err(|e| Fatal(format!("cannot start the command: {e}")))?;
     }
     let mut command_status: Option<std::process::ExitStatus> = None;
+    let mut last_records = 0u64;
     let mut last_counts: std::collections::HashMap<u32, u64> = Default::default();
     let mut last_tick = Instant::now();
     let ended_by;
@@ -895,15 +901,26 @@ async fn event_loop(
             _ = ticker.tick() => {
                 let elapsed = last_tick.elapsed().as_secs_f64();
                 last_tick = Instant::now();
-                if args.interval.is_some() && !args.json {
+                let records_per_s = (analyzer.records - last_records) as f64 / elapsed.max(1e-9);
+                last_records = analyzer.records;
+                if args.json_stream {
                     let run = run_info(session, args, started, "running");
+                    let rep = Report::build(&analyzer, &run);
+                    println!("{}", serde_json::to_string(&rep).expect("a report serializes"));
+                } else if args.interval.is_some() && !args.json {
+                    let run = run_info(session, args, started, "running");
+                    let drops = run.counters.get(counter::RINGBUF_DROPS as usize).copied().unwrap_or(0);
+                    let header = format!(
+                        "huge-fault: {} mode, {records_per_s:.0} records/s, {drops} ring-buffer drops\n",
+                        session.mode.name()
+                    );
                     let rep = Report::build(&analyzer, &run);
                     let rates = |pid: u32| {
                         let now = analyzer.processes.get(&pid).map_or(0, |p| p.stats.faults);
                         let before = last_counts.get(&pid).copied().unwrap_or(0);
                         Some((now - before.min(now)) as f64 / elapsed.max(1e-9))
                     };
-                    let text = rep.render(args.top, Some(&rates));
+                    let text = format!("{header}{}", rep.render(args.top, Some(&rates)));
                     if stdout_tty {
                         print!("\x1b[H\x1b[2J{text}");
                     } else {

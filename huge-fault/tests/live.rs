@@ -460,3 +460,47 @@ fn symbols_resolves_rust_paths_from_a_kallsyms_listing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no kernel function matches"));
 }
+
+#[test]
+fn json_stream_prints_one_report_per_interval_then_the_final_one() {
+    if !root_or_skip("json_stream_prints_one_report_per_interval_then_the_final_one") {
+        return;
+    }
+    let script = format!("sleep 1.2; {WORKLOAD} anon --size 1M --thp never");
+    let out = Command::new(HF)
+        .args([
+            "run",
+            "--json-stream",
+            "-i",
+            "0.3",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON line"))
+        .collect();
+    let reports: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["schema"] == "huge-fault.report")
+        .collect();
+    assert!(reports.len() >= 3, "{} reports", reports.len());
+    let (last, earlier) = reports.split_last().unwrap();
+    assert!(earlier.iter().all(|r| r["ended_by"] == "running"));
+    assert_eq!(last["ended_by"], "command-exit");
+    let truth = lines
+        .iter()
+        .find(|v| v.get("vma_start").is_some())
+        .expect("workload line");
+    assert_eq!(vma_row(last, truth)["faults"], 256);
+}
