@@ -263,6 +263,10 @@ pub struct Filter {
     pub follow: u32,
     /// Offset of `child_pid` in the `sched_process_fork` record (from its format file).
     pub fork_child_pid_offset: u32,
+    /// Only tasks in this cgroup (v2 id, the inode number of its directory); 0: any.
+    pub cgroup_id: u64,
+    /// Only tasks with this exact comm (NUL-padded, at most 15 bytes); all zero: any.
+    pub comm: [u8; 16],
 }
 
 #[cfg(feature = "user")]

@@ -80,6 +80,8 @@ static FILTER: Filter = Filter {
     self_tgid: 0,
     follow: 0,
     fork_child_pid_offset: 0,
+    cgroup_id: 0,
+    comm: [0; 16],
 };
 
 /// The thread groups traced when `FILTER.follow` is set: the command `huge-fault run`
@@ -119,6 +121,29 @@ fn wanted() -> Option<(u32, u32)> {
     // SAFETY: a lookup in our own map; the value is not kept.
     if filter.follow != 0 && unsafe { TRACED.get(tgid) }.is_none() {
         return None;
+    }
+    // SAFETY: helper without preconditions.
+    if filter.cgroup_id != 0 && unsafe { bpf_get_current_cgroup_id() } != filter.cgroup_id {
+        return None;
+    }
+    if filter.comm[0] != 0 {
+        // Compared as two words: the BPF target has no memcmp.
+        let c = bpf_get_current_comm().unwrap_or([0; 16]);
+        let word = |b: &[u8; 16], i: usize| {
+            u64::from_ne_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
+        if word(&c, 0) != word(&filter.comm, 0) || word(&c, 8) != word(&filter.comm, 8) {
+            return None;
+        }
     }
     Some((tgid, tid))
 }

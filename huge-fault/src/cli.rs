@@ -42,6 +42,14 @@ pub struct Args {
     #[arg(short, long, value_name = "PID", global = true)]
     pub pid: Option<u32>,
 
+    /// Trace only tasks with this command name (exact, as in /proc/PID/comm).
+    #[arg(long, value_name = "NAME", global = true, value_parser = parse_comm)]
+    pub comm: Option<String>,
+
+    /// Trace only tasks in this cgroup v2 directory (e.g. /sys/fs/cgroup/my.slice).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub cgroup: Option<PathBuf>,
+
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(short, long, value_name = "SECS", value_parser = parse_secs, global = true)]
     pub duration: Option<f64>,
@@ -130,6 +138,15 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+fn parse_comm(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 15 {
+        return Err(format!(
+            "`{s}`: a command name has 1 to 15 bytes (the kernel's comm)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_threshold(s: &str) -> Result<Threshold, String> {

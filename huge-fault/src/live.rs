@@ -757,7 +757,23 @@ pub fn run(args: &Args) -> Result<i32, Fatal> {
         self_tgid: std::process::id(),
         follow: 0,
         fork_child_pid_offset: 0,
+        cgroup_id: 0,
+        comm: [0; 16],
     };
+    if let Some(name) = &args.comm {
+        filter.comm[..name.len()].copy_from_slice(name.as_bytes());
+    }
+    if let Some(path) = &args.cgroup {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Fatal(format!("cgroup {}: {e}", path.display())))?;
+        let cgroup_controllers = path.join("cgroup.controllers");
+        if !meta.is_dir() || !cgroup_controllers.exists() {
+            return fatal(format!("{} is not a cgroup v2 directory", path.display()));
+        }
+        // A cgroup v2 directory's inode number is the cgroup id BPF sees.
+        filter.cgroup_id = meta.ino();
+    }
     if run_argv.is_some() {
         let tracefs = tracefs.as_ref().map_err(|e| Fatal(e.clone()))?;
         let format =

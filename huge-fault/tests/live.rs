@@ -504,3 +504,77 @@ fn json_stream_prints_one_report_per_interval_then_the_final_one() {
         .expect("workload line");
     assert_eq!(vma_row(last, truth)["faults"], 256);
 }
+
+#[test]
+fn comm_and_cgroup_filters_keep_only_their_tasks() {
+    if !root_or_skip("comm_and_cgroup_filters_keep_only_their_tasks") {
+        return;
+    }
+    // --comm: the workload is kept, the shell around it is not.
+    let script = format!("{WORKLOAD} anon --size 1M --thp never");
+    let out = Command::new(HF)
+        .args([
+            "run",
+            "--json",
+            "--comm",
+            "hf-workload",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (truths, report) = report_after_command_output(&out.stdout);
+    let procs = report["processes"].as_array().unwrap();
+    assert!(
+        !procs.is_empty() && procs.iter().all(|p| p["comm"] == "hf-workload"),
+        "{procs:?}"
+    );
+    assert_eq!(vma_row(&report, &truths[0])["faults"], 256);
+
+    // --cgroup: a process moved into a fresh cgroup v2 directory is the only one seen.
+    let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .find(|r| std::path::Path::new(r).join("cgroup.controllers").exists());
+    let Some(root) = root else {
+        eprintln!("cgroup part skipped: no cgroup v2 hierarchy mounted");
+        return;
+    };
+    let cg = std::path::Path::new(root).join(format!("hf-test-{}", std::process::id()));
+    std::fs::create_dir(&cg).unwrap();
+    let mut target = Command::new("sh")
+        .args([
+            "-c",
+            &format!("read x; exec {WORKLOAD} anon --size 2M --thp never"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(cg.join("cgroup.procs"), target.id().to_string()).unwrap();
+    let (child, _) = start(&["--json", "--cgroup", cg.to_str().unwrap()]);
+    let other = workload(&["anon", "--size", "1M", "--thp", "never"]);
+    use std::io::Write as _;
+    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let truth: Value = serde_json::from_slice(&target.wait_with_output().unwrap().stdout).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    sigint(&child);
+    let (report, _) = finish(child);
+    let _ = std::fs::remove_dir(&cg);
+    let procs = report["processes"].as_array().unwrap();
+    assert!(procs.iter().all(|p| p["pid"] == truth["pid"]), "{procs:?}");
+    assert_eq!(vma_row(&report, &truth)["faults"], 512);
+    assert!(
+        !report["vmas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["pid"] == other["pid"])
+    );
+}
