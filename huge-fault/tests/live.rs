@@ -92,6 +92,38 @@ fn workload(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("workload JSON")
 }
 
+/// `hf-workload ARGS` behind a shell that waits for a line on stdin before exec'ing it (same
+/// pid), so that the tool can attach to the pid, or the pid be moved, first.
+fn held_workload(args: &str) -> std::process::Child {
+    Command::new("sh")
+        .args(["-c", &format!("read x; exec {WORKLOAD} {args}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh runs")
+}
+
+/// Lets a held workload run; returns its ground truth.
+fn release(mut held: std::process::Child) -> Value {
+    use std::io::Write as _;
+    held.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    serde_json::from_slice(&held.wait_with_output().unwrap().stdout).expect("workload JSON")
+}
+
+/// Runs huge-fault to completion and requires success.
+fn hf_ok(args: &[&str]) -> std::process::Output {
+    let out = Command::new(HF)
+        .args(args)
+        .output()
+        .expect("huge-fault runs");
+    assert!(
+        out.status.success(),
+        "huge-fault {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn vma_row<'a>(report: &'a Value, truth: &Value) -> &'a Value {
     let pid = truth["pid"].as_u64().unwrap();
     report["vmas"]
@@ -152,22 +184,11 @@ fn pid_filter_keeps_only_that_process() {
     }
     // A process that waits for a line on stdin before touching memory, so that the tool can
     // attach to its pid first.
-    let mut target = Command::new("sh")
-        .args([
-            "-c",
-            &format!("read x; exec {WORKLOAD} anon --size 2M --thp never"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sh runs");
+    let target = held_workload("anon --size 2M --thp never");
     let pid = target.id().to_string();
     let (child, _) = start(&["--json", "-p", &pid]);
     let other = workload(&["anon", "--size", "1M", "--thp", "never"]);
-    use std::io::Write as _;
-    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let out = target.wait_with_output().unwrap();
-    let truth: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let truth = release(target);
     assert_eq!(truth["pid"].to_string(), pid, "exec keeps the pid");
     std::thread::sleep(Duration::from_millis(200));
     sigint(&child);
@@ -290,15 +311,7 @@ fn run_traces_a_command_and_its_children_exactly() {
     let script = format!(
         "{WORKLOAD} anon --size 4M --thp never && {WORKLOAD} anon --size 2M --stride 8K --thp never"
     );
-    let out = Command::new(HF)
-        .args(["run", "--json", "--", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = hf_ok(&["run", "--json", "--", "sh", "-c", &script]);
     let (truths, report) = report_after_command_output(&out.stdout);
     assert_eq!(report["ended_by"], "command-exit");
     assert_eq!(truths.len(), 2);
@@ -435,20 +448,12 @@ fn symbols_resolves_rust_paths_from_a_kallsyms_listing() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/kallsyms-rust-debian-7.2.13.txt"
     );
-    let out = Command::new(HF)
-        .args([
-            "symbols",
-            "core::str::slice_error_fail",
-            "--kallsyms",
-            fixture,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = hf_ok(&[
+        "symbols",
+        "core::str::slice_error_fail",
+        "--kallsyms",
+        fixture,
+    ]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "_RNvNtCsbZfwWpAStWS_4core3str16slice_error_fail\tcore::str::slice_error_fail\t\n"
@@ -467,24 +472,16 @@ fn json_stream_prints_one_report_per_interval_then_the_final_one() {
         return;
     }
     let script = format!("sleep 1.2; {WORKLOAD} anon --size 1M --thp never");
-    let out = Command::new(HF)
-        .args([
-            "run",
-            "--json-stream",
-            "-i",
-            "0.3",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = hf_ok(&[
+        "run",
+        "--json-stream",
+        "-i",
+        "0.3",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<Value> = text
         .lines()
@@ -512,24 +509,16 @@ fn comm_and_cgroup_filters_keep_only_their_tasks() {
     }
     // --comm: the workload is kept, the shell around it is not.
     let script = format!("{WORKLOAD} anon --size 1M --thp never");
-    let out = Command::new(HF)
-        .args([
-            "run",
-            "--json",
-            "--comm",
-            "hf-workload",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = hf_ok(&[
+        "run",
+        "--json",
+        "--comm",
+        "hf-workload",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
     let (truths, report) = report_after_command_output(&out.stdout);
     let procs = report["processes"].as_array().unwrap();
     assert!(
@@ -548,21 +537,11 @@ fn comm_and_cgroup_filters_keep_only_their_tasks() {
     };
     let cg = std::path::Path::new(root).join(format!("hf-test-{}", std::process::id()));
     std::fs::create_dir(&cg).unwrap();
-    let mut target = Command::new("sh")
-        .args([
-            "-c",
-            &format!("read x; exec {WORKLOAD} anon --size 2M --thp never"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let target = held_workload("anon --size 2M --thp never");
     std::fs::write(cg.join("cgroup.procs"), target.id().to_string()).unwrap();
     let (child, _) = start(&["--json", "--cgroup", cg.to_str().unwrap()]);
     let other = workload(&["anon", "--size", "1M", "--thp", "never"]);
-    use std::io::Write as _;
-    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let truth: Value = serde_json::from_slice(&target.wait_with_output().unwrap().stdout).unwrap();
+    let truth = release(target);
     std::thread::sleep(Duration::from_millis(200));
     sigint(&child);
     let (report, _) = finish(child);
