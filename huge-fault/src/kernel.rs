@@ -349,6 +349,11 @@ const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
     },
 ];
 
+/// The generic huge-page paths whose probes must all be attached for the report to claim
+/// levels and sizes (the driver paths add to them where a kernel has them).
+pub const GENERIC_SIZE_FUNCTIONS: [&str; 3] =
+    ["do_huge_pmd_anonymous_page", "do_set_pmd", "hugetlb_fault"];
+
 /// Every probe of one mode, in attach order.
 pub fn probes(mode: Mode) -> Vec<ProbeSpec> {
     let mut v: Vec<ProbeSpec> = LIFECYCLE
@@ -471,13 +476,8 @@ pub fn functions_with_suffix<'a>(
     let mut v: Vec<&str> = functions
         .iter()
         .map(String::as_str)
-        // `__pfx_*` are the padding symbols in front of functions (6.2+), not functions.
-        .filter(|f| {
-            f.ends_with(suffix)
-                && f.len() > suffix.len()
-                && !f.contains('.')
-                && !f.starts_with("__pfx_")
-        })
+        // `__pfx_*` padding symbols are already left out by the kallsyms parser.
+        .filter(|f| f.ends_with(suffix) && f.len() > suffix.len() && !f.contains('.'))
         .collect();
     v.sort_unstable();
     v.dedup();
@@ -510,20 +510,8 @@ pub const EXCEPTION_FIELDS: &[(&str, u32)] = &[("address", 8), ("ip", 16), ("err
 /// Checks a tracepoint `format` file against the offsets the programs assume.
 pub fn check_tracepoint_format(format: &str, fields: &[(&str, u32)]) -> Result<(), String> {
     for &(name, want) in fields {
-        let line = format
-            .lines()
-            .find(|l| {
-                l.trim_start().starts_with("field:")
-                    && l.split(';')
-                        .next()
-                        .is_some_and(|d| d.trim_end().rsplit([' ', '*']).next() == Some(name))
-            })
+        let offset = tracepoint_field_offset(format, name)
             .ok_or_else(|| format!("field `{name}` missing"))?;
-        let offset = line
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("offset:"))
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            .ok_or_else(|| format!("field `{name}` has no offset"))?;
         if offset != want {
             return Err(format!(
                 "field `{name}` at offset {offset}, programs expect {want}"
@@ -573,12 +561,9 @@ pub fn kprobes_unavailable(sysfs: &Path, tracefs: Option<&Path>) -> Option<Strin
 /// Function names in /proc/kallsyms (text symbols, modules included), to tell a probe on a
 /// function this kernel does not have from one that failed.
 pub fn kallsyms_functions(text: &str) -> std::collections::HashSet<String> {
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let (_addr, kind, name) = (it.next()?, it.next()?, it.next()?);
-            matches!(kind, "t" | "T").then(|| name.to_string())
-        })
+    crate::symbols::parse_kallsyms(text)
+        .into_iter()
+        .map(|s| s.name)
         .collect()
 }
 
@@ -656,6 +641,18 @@ mod tests {
         );
         let missing = format.replace("error_code", "err");
         assert!(check_tracepoint_format(&missing, EXCEPTION_FIELDS).is_err());
+    }
+
+    #[test]
+    fn the_generic_size_paths_are_probed_in_both_call_modes() {
+        for mode in [Mode::Fentry, Mode::Kprobe] {
+            for f in GENERIC_SIZE_FUNCTIONS {
+                assert!(
+                    probes(mode).iter().any(|p| p.target == Target::Function(f)),
+                    "{mode:?} lacks {f}"
+                );
+            }
+        }
     }
 
     #[test]

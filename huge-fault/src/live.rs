@@ -327,31 +327,54 @@ fn unload(ebpf: &mut Ebpf, mode: Mode, loaded: &mut HashSet<&'static str>) {
 /// kernel version's name for the same job).
 pub const NOT_IN_KERNEL: &str = "not in this kernel";
 
+/// What the running kernel offers, found once before the modes are tried.
+struct KernelProbing<'a> {
+    tracefs: Result<&'a Path, &'a String>,
+    /// Why kprobes cannot be used, or `None` when they can.
+    kprobe_why: Option<String>,
+    /// Text symbols of /proc/kallsyms (empty when it cannot be read).
+    functions: HashSet<String>,
+}
+
+impl<'a> KernelProbing<'a> {
+    fn new(tracefs: Result<&'a Path, &'a String>) -> Self {
+        KernelProbing {
+            tracefs,
+            kprobe_why: kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok()),
+            functions: std::fs::read_to_string("/proc/kallsyms")
+                .map(|t| kernel::kallsyms_functions(&t))
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// Tries one mode: every required probe must load and attach; optional ones may fail.
 fn try_mode(
     ebpf: &mut Ebpf,
     mode: Mode,
     btf: &aya::Btf,
-    tracefs: Result<&Path, &String>,
+    kernel_probing: &KernelProbing<'_>,
     loaded: &mut HashSet<&'static str>,
     reports: &mut Vec<ProbeReport>,
 ) -> bool {
+    let KernelProbing {
+        tracefs,
+        kprobe_why,
+        functions,
+    } = kernel_probing;
+    let tracefs = *tracefs;
     if mode == Mode::Kprobe
-        && let Some(why) = kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok())
+        && let Some(why) = kprobe_why
     {
         for p in &kernel::probes(mode) {
             reports.push(probe_report(p, ProbeStatus::Skipped, Some(why.clone())));
         }
         return false;
     }
-    let kprobe_why = kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok());
-    let functions = std::fs::read_to_string("/proc/kallsyms")
-        .map(|t| kernel::kallsyms_functions(&t))
-        .unwrap_or_default();
     let mut these = Vec::new();
     let mut ok = true;
     for p in &kernel::probes(mode) {
-        if let (Some(why), ProgKind::KProbe | ProgKind::KRetProbe) = (&kprobe_why, p.kind) {
+        if let (Some(why), ProgKind::KProbe | ProgKind::KRetProbe) = (kprobe_why, p.kind) {
             these.push(probe_report(p, ProbeStatus::Skipped, Some(why.clone())));
             ok &= !p.required;
             continue;
@@ -386,7 +409,7 @@ fn try_mode(
                 }
                 _ => short_error(&e),
             })
-            .and_then(|()| attach(ebpf, p, tracefs, &functions));
+            .and_then(|()| attach(ebpf, p, tracefs, functions));
         match result {
             Ok(detail) => {
                 let mut r = probe_report(p, ProbeStatus::Attached, None);
@@ -492,10 +515,17 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
     };
     let mut loaded = HashSet::new();
     let mut reports = Vec::new();
-    let tf = tracefs.as_ref().map(|p| *p);
+    let kernel_probing = KernelProbing::new(tracefs.as_ref().map(|p| *p));
     let mut chosen = None;
     for &mode in order {
-        if try_mode(&mut ebpf, mode, &btf, tf, &mut loaded, &mut reports) {
+        if try_mode(
+            &mut ebpf,
+            mode,
+            &btf,
+            &kernel_probing,
+            &mut loaded,
+            &mut reports,
+        ) {
             chosen = Some(mode);
             break;
         }

@@ -232,15 +232,13 @@ impl RunInfo {
     /// Levels and entries are seen when the mode sees returns and the nested probes attached.
     pub fn sizes_visible(&self) -> bool {
         self.mode != Mode::TracepointOnly
-            && ["do_huge_pmd_anonymous_page", "do_set_pmd", "hugetlb_fault"]
-                .iter()
-                .all(|f| {
-                    self.probes.iter().any(|p| {
-                        p.target == *f
-                            && p.status == ProbeStatus::Attached
-                            && p.mode == self.mode.name()
-                    })
+            && crate::kernel::GENERIC_SIZE_FUNCTIONS.iter().all(|f| {
+                self.probes.iter().any(|p| {
+                    p.target == *f
+                        && p.status == ProbeStatus::Attached
+                        && p.mode == self.mode.name()
                 })
+            })
     }
 }
 

@@ -27,22 +27,26 @@ pub fn demangle(name: &str) -> Option<String> {
         .map(|d| format!("{d:#}"))
 }
 
-/// The text symbols (`t`/`T`) of a /proc/kallsyms listing.
+/// `(name, module)` of each text symbol (`t`/`T`) of a /proc/kallsyms listing.
+pub fn text_symbols(text: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    text.lines().filter_map(|l| {
+        let mut it = l.split_whitespace();
+        let (_addr, kind, name) = (it.next()?, it.next()?, it.next()?);
+        // `__pfx_*` are the padding in front of functions (6.2+), not functions.
+        if !matches!(kind, "t" | "T") || name.starts_with("__pfx_") {
+            return None;
+        }
+        Some((name, it.next().map(|m| m.trim_matches(['[', ']']))))
+    })
+}
+
+/// The text symbols of a /proc/kallsyms listing, Rust names demangled.
 pub fn parse_kallsyms(text: &str) -> Vec<Symbol> {
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let (_addr, kind, name) = (it.next()?, it.next()?, it.next()?);
-            // `__pfx_*` are the padding in front of functions (6.2+), not functions.
-            if !matches!(kind, "t" | "T") || name.starts_with("__pfx_") {
-                return None;
-            }
-            let module = it.next().map(|m| m.trim_matches(['[', ']']).to_string());
-            Some(Symbol {
-                name: name.to_string(),
-                demangled: demangle(name),
-                module,
-            })
+    text_symbols(text)
+        .map(|(name, module)| Symbol {
+            name: name.to_string(),
+            demangled: demangle(name),
+            module: module.map(str::to_string),
         })
         .collect()
 }

@@ -15,27 +15,38 @@ use std::{
 use huge_fault::lab::{self, SCENARIOS, Scenario, ScenarioResult, Status};
 use serde_json::Value;
 
-fn mount(src: &str, target: &str, fstype: &str, data: Option<&str>) {
+/// mount(2), creating the mount point; the error names what was mounted where.
+fn mount(src: &str, target: &str, fstype: &str, data: Option<&str>) -> Result<(), String> {
     let _ = std::fs::create_dir_all(target);
     let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
-    let (src, target_c, fstype_c) = (c(src), c(target), c(fstype));
-    let data = data.map(c);
+    let (src_c, target_c, fstype_c) = (c(src), c(target), c(fstype));
+    let data_c = data.map(c);
     // SAFETY: valid NUL-terminated strings that outlive the call.
     let rc = unsafe {
         libc::mount(
-            src.as_ptr(),
+            src_c.as_ptr(),
             target_c.as_ptr(),
             fstype_c.as_ptr(),
             0,
-            data.as_ref()
+            data_c
+                .as_ref()
                 .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
         )
     };
     if rc != 0 {
-        println!(
-            "init: mount {fstype} on {target}: {}",
+        return Err(format!(
+            "mount {fstype} {src} on {target}{}: {}",
+            data.map_or(String::new(), |d| format!(" -o {d}")),
             std::io::Error::last_os_error()
-        );
+        ));
+    }
+    Ok(())
+}
+
+/// Mounts what the init needs to go on; a failure is printed, not fatal.
+fn mount_or_say(src: &str, target: &str, fstype: &str, data: Option<&str>) {
+    if let Err(e) = mount(src, target, fstype, data) {
+        println!("init: {e}");
     }
 }
 
@@ -223,25 +234,7 @@ fn setup_dax() -> Result<(), String> {
                     String::from_utf8_lossy(&out.stderr).trim()
                 ));
             }
-            let _ = std::fs::create_dir_all(target);
-            let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
-            let (src, tgt, fs, opts) = (c(&dev), c(target), c("ext4"), c("dax"));
-            // SAFETY: valid NUL-terminated strings that outlive the call.
-            let rc = unsafe {
-                libc::mount(
-                    src.as_ptr(),
-                    tgt.as_ptr(),
-                    fs.as_ptr(),
-                    0,
-                    opts.as_ptr().cast(),
-                )
-            };
-            if rc != 0 {
-                return Err(format!(
-                    "mount -o dax {dev} {target}: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
+            mount(&dev, target, "ext4", Some("dax"))?;
             println!(
                 "init: {dev} mkfs.ext4 {} mounted -o dax on {target}",
                 extra.join(" ")
@@ -315,7 +308,7 @@ fn run_workload(s: &Scenario, keys: &[&str]) -> Result<Outcome, String> {
             .lines()
             .any(|l| l.split_whitespace().nth(1) == Some(target));
         if !mounted {
-            mount(fstype, target, fstype, Some(options));
+            mount_or_say(fstype, target, fstype, Some(options));
         }
     }
     let restore = apply_sysfs(s.sysfs)?;
@@ -477,12 +470,12 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
 }
 
 fn main() {
-    mount("proc", "/proc", "proc", None);
-    mount("sysfs", "/sys", "sysfs", None);
-    mount("devtmpfs", "/dev", "devtmpfs", None);
-    mount("tmpfs", "/tmp", "tmpfs", None);
-    mount("bpf", "/sys/fs/bpf", "bpf", None);
-    mount("nodev", "/sys/kernel/tracing", "tracefs", None);
+    mount_or_say("proc", "/proc", "proc", None);
+    mount_or_say("sysfs", "/sys", "sysfs", None);
+    mount_or_say("devtmpfs", "/dev", "devtmpfs", None);
+    mount_or_say("tmpfs", "/tmp", "tmpfs", None);
+    mount_or_say("bpf", "/sys/fs/bpf", "bpf", None);
+    mount_or_say("nodev", "/sys/kernel/tracing", "tracefs", None);
     load_modules();
     std::panic::set_hook(Box::new(|info| {
         println!("init: failure: panic: {info}");
