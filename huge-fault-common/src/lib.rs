@@ -51,6 +51,10 @@ pub mod level {
 /// Most chain steps kept per fault; further steps are counted in [`Mapping::overflow`].
 pub const MAX_CHAIN: usize = 6;
 
+/// Set in a chain step's result when the level's answer came from a range-insert helper
+/// (above every `vm_fault_t` bit, inside the 24 bits a step keeps).
+pub const STEP_VIA_RANGE: u32 = 1 << 23;
+
 /// What one fault mapped, as the nested probes saw it: the levels tried with their results,
 /// and the entries inserted per level with the first and last address of each level.
 #[repr(C)]
@@ -183,6 +187,12 @@ pub struct InFlight {
     pub hf_level: u32,
     /// `huge_fault` handlers in flight on this thread (entered, not yet returned).
     pub in_hf: u32,
+    /// PTE inserts in flight (`vmf_insert_pfn` may call `vmf_insert_pfn_prot`).
+    pub in_pte: u32,
+    /// Range-insert helpers in flight.
+    pub in_range: u32,
+    /// Address argument of the outermost PTE insert in flight.
+    pub pte_addr: u64,
 }
 
 /// Indices into the per-CPU `COUNTERS` array.
@@ -293,7 +303,7 @@ mod tests {
         assert_eq!(core::mem::offset_of!(FaultRecord, source), 104);
         assert_eq!(core::mem::offset_of!(FaultRecord, flags), 106);
         assert_eq!(core::mem::offset_of!(FaultRecord, comm), 112);
-        assert_eq!(core::mem::size_of::<InFlight>(), 168);
+        assert_eq!(core::mem::size_of::<InFlight>(), 184);
     }
 
     #[test]

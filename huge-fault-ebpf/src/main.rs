@@ -31,8 +31,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use huge_fault_common::{
-    FaultRecord, Filter, InFlight, KernelOffsets, MAX_CHAIN, Mapping, counter, level, rflags,
-    source,
+    FaultRecord, Filter, InFlight, KernelOffsets, MAX_CHAIN, Mapping, STEP_VIA_RANGE, counter,
+    level, rflags, source,
 };
 
 /// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
@@ -289,6 +289,9 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, vma: u64, address: u64, fault_flags: u32) 
         mapping: Mapping::default(),
         hf_level: 0,
         in_hf: 0,
+        in_pte: 0,
+        in_range: 0,
+        pte_addr: 0,
     };
     // The exception that led here, when the tracepoints are attached and it is this page.
     // SAFETY: this thread's own map value, copied out.
@@ -377,6 +380,7 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
 
 /// VM_FAULT_ERROR | VM_FAULT_RETRY: a step with none of these bits mapped its entry.
 const NOT_MAPPED: u32 = 0x0001 | 0x0002 | 0x0040 | 0x0010 | 0x0020 | 0x0800 | 0x0400;
+const VM_FAULT_NOPAGE: u32 = 0x0100;
 
 /// Records one step of the fault in flight on this thread: `level` tried, `ret` returned.
 /// `chain` adds it to the chain of levels tried; `entry` counts one entry of that level at
@@ -424,7 +428,7 @@ fn in_huge_fault() -> bool {
         return false;
     };
     // SAFETY: this thread's own map value, copied out.
-    unsafe { INFLIGHT.get(tid) }.is_some_and(|st| st.in_hf > 0)
+    unsafe { INFLIGHT.get(tid) }.is_some_and(|st| st.in_hf > 0 || st.in_range > 0)
 }
 
 /// Entry of a `huge_fault` handler (`dev_dax_huge_fault`, `ext4_dax_huge_fault`, a
@@ -462,10 +466,11 @@ pub fn hf_kprobe_huge_fault(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Return of a `huge_fault` handler: one chain step at the level it was asked for.
+/// Return of a `huge_fault` handler: one chain step at the level it was asked for, marked
+/// [`STEP_VIA_RANGE`] when a range-insert helper answered inside it.
 #[kretprobe]
 pub fn hf_kret_huge_fault(ctx: RetProbeContext) -> u32 {
-    let ret: u32 = ctx.ret();
+    let mut ret: u32 = ctx.ret();
     let Some((_tgid, tid)) = wanted() else {
         return 0;
     };
@@ -477,9 +482,128 @@ pub fn hf_kret_huge_fault(ctx: RetProbeContext) -> u32 {
     let lvl = unsafe {
         let st = &mut *state;
         st.in_hf = st.in_hf.saturating_sub(1);
-        st.hf_level as u8
+        if st.hf_level & HF_RANGED != 0 {
+            ret |= STEP_VIA_RANGE;
+        }
+        let l = (st.hf_level & 0xff) as u8;
+        st.hf_level = 0;
+        l
     };
     note_step(lvl, ret, 4096, true, false);
+    0
+}
+
+/// In `InFlight::hf_level`: a range-insert helper ran inside the `huge_fault` in flight.
+const HF_RANGED: u32 = 1 << 8;
+
+/// Entry of a range-insert helper (the lab driver's Rust `hf_range::kernel::insert_range`,
+/// or a C helper the user names): the inserts inside it only count entries.
+#[kprobe]
+pub fn hf_kprobe_range(_ctx: ProbeContext) -> u32 {
+    let Some((_tgid, tid)) = wanted() else {
+        return 0;
+    };
+    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
+        bump(counter::ORPHAN_STEPS);
+        return 0;
+    };
+    // SAFETY: this thread's own map value.
+    unsafe { (*state).in_range += 1 };
+    0
+}
+
+/// Return of a range-insert helper: returns 0 or `VM_FAULT_NOPAGE` on success, else the
+/// error bits. Inside a `huge_fault` handler it marks that handler's step; from the PTE
+/// `fault` handler it is a PTE step of its own.
+#[kretprobe]
+pub fn hf_kret_range(ctx: RetProbeContext) -> u32 {
+    let ret: u32 = ctx.ret();
+    let ret = if ret == 0 { VM_FAULT_NOPAGE } else { ret };
+    let Some((_tgid, tid)) = wanted() else {
+        return 0;
+    };
+    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
+        bump(counter::ORPHAN_STEPS);
+        return 0;
+    };
+    // SAFETY: this thread's own map value.
+    let inside_hf = unsafe {
+        let st = &mut *state;
+        st.in_range = st.in_range.saturating_sub(1);
+        if st.in_hf > 0 {
+            st.hf_level |= HF_RANGED;
+        }
+        st.in_hf > 0
+    };
+    if !inside_hf {
+        note_step(level::PTE, ret | STEP_VIA_RANGE, 4096, true, false);
+    }
+    0
+}
+
+/// Entry of a PTE insert (`vmf_insert_pfn`, `vmf_insert_pfn_prot`): remembers the address
+/// of the outermost one (the first may call the second).
+#[kprobe]
+pub fn hf_kprobe_insert_pte(ctx: ProbeContext) -> u32 {
+    let addr: u64 = ctx.arg(1).unwrap_or(0);
+    let Some((_tgid, tid)) = wanted() else {
+        return 0;
+    };
+    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
+        return 0;
+    };
+    // SAFETY: this thread's own map value.
+    unsafe {
+        let st = &mut *state;
+        if st.in_pte == 0 {
+            st.pte_addr = addr;
+        }
+        st.in_pte += 1;
+    }
+    0
+}
+
+/// Return of a PTE insert: one PTE entry (at its own address) when the outermost insert
+/// returns; a chain step when no `huge_fault` handler or range helper is in flight.
+#[kretprobe]
+pub fn hf_kret_insert_pte(ctx: RetProbeContext) -> u32 {
+    let ret: u32 = ctx.ret();
+    let Some((_tgid, tid)) = wanted() else {
+        return 0;
+    };
+    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
+        bump(counter::ORPHAN_STEPS);
+        return 0;
+    };
+    // SAFETY: this thread's own map value.
+    let st = unsafe { &mut *state };
+    if st.in_pte == 0 {
+        return 0;
+    }
+    st.in_pte -= 1;
+    if st.in_pte > 0 || st.depth > 0 {
+        return 0;
+    }
+    let step = st.in_hf == 0 && st.in_range == 0;
+    let m = &mut st.mapping;
+    if step {
+        let n = m.chain_len as usize;
+        if n < MAX_CHAIN {
+            m.chain[n] = ((level::PTE as u32) << 24) | (ret & 0x00ff_ffff);
+            m.chain_len += 1;
+        } else {
+            m.overflow += 1;
+        }
+    }
+    if ret & NOT_MAPPED == 0 {
+        let l = level::PTE as usize;
+        let addr = st.pte_addr & !0xfff;
+        m.entries[l] += 1;
+        if m.first_addr[l] == 0 {
+            m.first_addr[l] = addr;
+        }
+        m.last_addr[l] = addr;
+    }
     0
 }
 
@@ -630,6 +754,9 @@ fn exception_entry(ctx: &TracePointContext, which: u32) {
         mapping: Mapping::default(),
         hf_level: 0,
         in_hf: 0,
+        in_pte: 0,
+        in_range: 0,
+        pte_addr: 0,
     };
     // Overwrites a stale entry of an exception that never completed (SIGSEGV, a spurious
     // fault, a fault fixed up by the kernel): those show as exceptions without completion.

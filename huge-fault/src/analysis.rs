@@ -79,7 +79,10 @@ pub struct Mapped {
 /// `OK` for a result that mapped its entry, else the names of its failure bits.
 fn step_result(ret: u32) -> String {
     const NOT_MAPPED: u32 = kernel::VM_FAULT_ERROR | kernel::VM_FAULT_RETRY;
-    if ret & NOT_MAPPED == 0 {
+    if ret & NOT_MAPPED == 0 && ret & huge_fault_common::STEP_VIA_RANGE != 0 {
+        // The level's handler answered with a range insert.
+        "RANGE".into()
+    } else if ret & NOT_MAPPED == 0 {
         "OK".into()
     } else {
         kernel::bit_names(ret & NOT_MAPPED, kernel::VM_FAULT_BITS)
@@ -106,7 +109,9 @@ pub fn mapped(r: &FaultRecord) -> Mapped {
         steps.push(format!("+{}", m.overflow));
     }
     let mut entries = m.entries;
-    let huge = entries[2] + entries[3] + entries[0] > 0;
+    // Huge entries, or PTEs seen by the PTE-insert probes (drivers, range helpers): the
+    // record has the entries, nothing is inferred.
+    let huge = entries[2] + entries[3] + entries[0] + entries[1] > 0;
     let final_ok = r.ret & (kernel::VM_FAULT_ERROR | kernel::VM_FAULT_RETRY) == 0;
     // A huge_fault handler asked for a PTE (DAX, drivers) already made the PTE step.
     let last = (0..huge_fault_common::MAX_CHAIN)

@@ -80,6 +80,17 @@ pub struct Args {
     )]
     pub btf: PathBuf,
 
+    /// The range-insert helper to probe: a C function name or a Rust path (`::`), `*`
+    /// globs allowed, resolved in /proc/kallsyms (modules included). Its calls show as
+    /// `LEVEL:RANGE` chain steps; the entries it inserts count at their own sizes.
+    #[arg(
+        long,
+        value_name = "SYMBOL",
+        default_value = crate::kernel::DEFAULT_RANGE_HELPER,
+        global = true
+    )]
+    pub range_helper: String,
+
     /// Show the programs' own anomaly reports (nesting, lost entries) as they happen.
     #[arg(short, long, global = true)]
     pub verbose: bool,

@@ -129,7 +129,12 @@ pub enum Target {
     /// Every function in /proc/kallsyms whose name ends with this suffix (modules
     /// included): the `huge_fault` handlers of DAX, file systems and drivers.
     Suffix(&'static str),
+    /// The range-insert helper named by `--range-helper` (C name or Rust path).
+    RangeHelper,
 }
+
+/// The range-insert helper probed by default: the lab driver's Rust helper.
+pub const DEFAULT_RANGE_HELPER: &str = "hf_range::kernel::insert_range";
 
 impl Target {
     pub fn describe(&self) -> String {
@@ -138,6 +143,7 @@ impl Target {
             Target::Tracepoint(c, n) => format!("{c}:{n}"),
             Target::SoftwareEvent(e) => format!("perf:{e}"),
             Target::Suffix(s) => format!("*{s}"),
+            Target::RangeHelper => "range-insert helper".into(),
         }
     }
 }
@@ -338,6 +344,54 @@ const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         mode: Mode::Fentry,
         required: false,
         role: "huge_fault handlers: FALLBACK or mapped, per level",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_insert_pte",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_pfn"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver PTE insert: its address",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pte",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver PTE insert",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_insert_pte",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_pfn_prot"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver PTE insert with a pgprot: its address",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pte",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_pfn_prot"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver PTE insert with a pgprot",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_range",
+        kind: ProgKind::KProbe,
+        target: Target::RangeHelper,
+        mode: Mode::Fentry,
+        required: false,
+        role: "range-insert helper: entry",
+    },
+    ProbeSpec {
+        program: "hf_kret_range",
+        kind: ProgKind::KRetProbe,
+        target: Target::RangeHelper,
+        mode: Mode::Fentry,
+        required: false,
+        role: "range-insert helper: result",
     },
     ProbeSpec {
         program: "hf_kret_hugetlb_fault",

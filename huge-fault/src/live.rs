@@ -217,6 +217,7 @@ fn attach(
     p: &ProbeSpec,
     tracefs: Result<&Path, &String>,
     functions: &HashSet<String>,
+    range_helper: &Result<Vec<String>, String>,
 ) -> Result<Option<String>, String> {
     let prog = ebpf
         .program_mut(p.program)
@@ -255,11 +256,22 @@ fn attach(
                 .attach(cat, name)
                 .map_err(e)?;
         }
-        Target::Suffix(suffix) => {
-            let names = kernel::functions_with_suffix(functions, suffix);
-            if names.is_empty() {
-                return Err(format!("no *{suffix} function in this kernel"));
-            }
+        Target::Suffix(_) | Target::RangeHelper => {
+            let names: Vec<&str> = match p.target {
+                Target::Suffix(suffix) => {
+                    let v = kernel::functions_with_suffix(functions, suffix);
+                    if v.is_empty() {
+                        return Err(format!("no *{suffix} function in this kernel"));
+                    }
+                    v
+                }
+                _ => range_helper
+                    .as_ref()
+                    .map_err(Clone::clone)?
+                    .iter()
+                    .map(String::as_str)
+                    .collect(),
+            };
             let kp = <&mut KProbe>::try_from(prog).map_err(e)?;
             let mut attached = Vec::new();
             let mut failed = Vec::new();
@@ -334,16 +346,30 @@ struct KernelProbing<'a> {
     kprobe_why: Option<String>,
     /// Text symbols of /proc/kallsyms (empty when it cannot be read).
     functions: HashSet<String>,
+    /// The symbols `--range-helper` resolved to, or why there are none.
+    range_helper: Result<Vec<String>, String>,
 }
 
 impl<'a> KernelProbing<'a> {
-    fn new(tracefs: Result<&'a Path, &'a String>) -> Self {
+    fn new(tracefs: Result<&'a Path, &'a String>, range_helper: &str) -> Self {
+        let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        let symbols = crate::symbols::parse_kallsyms(&kallsyms);
+        let found: Vec<String> = crate::symbols::resolve(&symbols, range_helper)
+            .into_iter()
+            .map(|s| s.name.clone())
+            .collect();
+        let range_helper = if found.is_empty() {
+            Err(format!(
+                "no function matches --range-helper {range_helper} in /proc/kallsyms (is its module loaded?)"
+            ))
+        } else {
+            Ok(found)
+        };
         KernelProbing {
             tracefs,
             kprobe_why: kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok()),
-            functions: std::fs::read_to_string("/proc/kallsyms")
-                .map(|t| kernel::kallsyms_functions(&t))
-                .unwrap_or_default(),
+            functions: kernel::kallsyms_functions(&kallsyms),
+            range_helper,
         }
     }
 }
@@ -361,6 +387,7 @@ fn try_mode(
         tracefs,
         kprobe_why,
         functions,
+        range_helper,
     } = kernel_probing;
     let tracefs = *tracefs;
     if mode == Mode::Kprobe
@@ -409,7 +436,7 @@ fn try_mode(
                 }
                 _ => short_error(&e),
             })
-            .and_then(|()| attach(ebpf, p, tracefs, functions));
+            .and_then(|()| attach(ebpf, p, tracefs, functions, range_helper));
         match result {
             Ok(detail) => {
                 let mut r = probe_report(p, ProbeStatus::Attached, None);
@@ -445,6 +472,7 @@ pub struct LoadOptions<'a> {
     pub filter: Filter,
     pub ring_buffer_bytes: u32,
     pub verbose: bool,
+    pub range_helper: &'a str,
 }
 
 /// Loads the object, starts the log reader and attaches in the best available mode.
@@ -515,7 +543,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
     };
     let mut loaded = HashSet::new();
     let mut reports = Vec::new();
-    let kernel_probing = KernelProbing::new(tracefs.as_ref().map(|p| *p));
+    let kernel_probing = KernelProbing::new(tracefs.as_ref().map(|p| *p), opts.range_helper);
     let mut chosen = None;
     for &mode in order {
         if try_mode(
@@ -830,6 +858,7 @@ pub fn run(args: &Args) -> Result<i32, Fatal> {
         filter,
         ring_buffer_bytes: args.ring_buffer_kib * 1024,
         verbose: args.verbose,
+        range_helper: &args.range_helper,
     };
     let (mut session, logger) = start(&opts)?;
     let mut traced = None;

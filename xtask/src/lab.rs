@@ -33,6 +33,8 @@ pub struct KernelSpec {
     /// Modules ship in their own package: (prefix of the kernel package, prefix of the
     /// modules package) to derive its name from the kernel package's.
     pub modules_package: Option<(&'static str, &'static str)>,
+    /// Where the lab driver is built for this kernel.
+    pub driver_builder: fn() -> crate::driver::Builder,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +58,7 @@ pub const KERNELS: &[KernelSpec] = &[
         how: Resolve::Meta,
         pending: None,
         modules_package: None,
+        driver_builder: || crate::driver::Builder::Host,
     },
     KernelSpec {
         name: "6.12",
@@ -63,6 +66,7 @@ pub const KERNELS: &[KernelSpec] = &[
         how: Resolve::Newest("linux-image-6.12.", "+deb12-amd64-unsigned"),
         pending: None,
         modules_package: None,
+        driver_builder: || crate::driver::Builder::Host,
     },
     KernelSpec {
         name: "7.2",
@@ -70,6 +74,7 @@ pub const KERNELS: &[KernelSpec] = &[
         how: Resolve::Newest("linux-binary-unsigned-", "-amd64"),
         pending: None,
         modules_package: Some(("linux-binary-unsigned-", "linux-modules-")),
+        driver_builder: || crate::driver::Builder::SidChroot,
     },
 ];
 
@@ -96,7 +101,7 @@ fn cache() -> PathBuf {
     root().join("lab-cache")
 }
 
-fn apt_opts(suite: Suite) -> Vec<String> {
+pub(crate) fn apt_opts(suite: Suite) -> Vec<String> {
     let dir = cache().join(match suite {
         Suite::Bookworm => "apt-bookworm",
         Suite::Sid => "apt-sid",
@@ -191,7 +196,7 @@ struct Kernel {
     root: PathBuf,
 }
 
-fn download_unpack(suite: Suite, package: &str, dir: &Path, into: &Path) -> Result<()> {
+pub(crate) fn download_unpack(suite: Suite, package: &str, dir: &Path, into: &Path) -> Result<()> {
     let t = Instant::now();
     progress(&format!("lab: downloading {package}"));
     std::fs::create_dir_all(dir)?;
@@ -546,6 +551,13 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
         .args(["-accel", "tcg", "-cpu", "max", "-smp", "2"])
         .args(["-machine", "pc,nvdimm=on", "-m", "3G,slots=4,maxmem=12G"])
         .args(&nv)
+        // The GPU-like device: a 4 GiB BAR of host RAM (only what is touched is allocated).
+        .args([
+            "-object",
+            "memory-backend-ram,id=vram,size=4G",
+            "-device",
+            "ivshmem-plain,memdev=vram",
+        ])
         .args([
             "-display",
             "none",
@@ -710,6 +722,7 @@ pub fn lab(args: &LabArgs) -> Result<()> {
     stage_times.push(("qemu".into(), t.elapsed()));
     let t = Instant::now();
     let bins = build_guest_binaries()?;
+    let rust_obj = crate::driver::rust_object()?;
     let out_dir = root().join("target/lab-out");
     std::fs::create_dir_all(&out_dir)?;
     stage_times.push(("build".into(), t.elapsed()));
@@ -724,8 +737,18 @@ pub fn lab(args: &LabArgs) -> Result<()> {
         }
         let t = Instant::now();
         let kernel = fetch_kernel(spec).with_context(|| format!("kernel {}", spec.name))?;
-        let modules = dax_modules(&kernel.root)
+        let mut modules = dax_modules(&kernel.root)
             .with_context(|| format!("DAX modules of kernel {}", spec.name))?;
+        // The lab's GPU-like driver, built against this kernel's headers, loaded last.
+        modules.push(
+            crate::driver::build(
+                spec.suite,
+                &kernel.package,
+                (spec.driver_builder)(),
+                &rust_obj,
+            )
+            .with_context(|| format!("lab driver for kernel {}", spec.name))?,
+        );
         let initramfs = out_dir.join(format!("initramfs-{}.cpio", spec.name));
         build_initramfs(&bins, &modules, &initramfs)?;
         stage_times.push((format!("fetch {}", spec.name), t.elapsed()));

@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
+mod driver;
 mod lab;
 use clap::{Parser, Subcommand};
 
@@ -102,7 +103,7 @@ pub(crate) fn root() -> PathBuf {
 }
 
 /// A `key = "value"` line from `[package.metadata.huge-fault]` of the eBPF crate's manifest.
-fn pinned(key: &str) -> Result<String> {
+pub(crate) fn pinned(key: &str) -> Result<String> {
     let manifest = root().join("huge-fault-ebpf/Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
         .with_context(|| format!("reading {}", manifest.display()))?;

@@ -543,6 +543,39 @@ fn main() {
             }
         }
     }
+    emit(&kernel_log_check(&kernel));
     println!("{}", lab::DONE_MARK);
     power_off();
+}
+
+/// The kernel log after every run: a warning, BUG, oops or stack trace anywhere (the lab
+/// driver's bad requests included) fails the boot.
+fn kernel_log_check(kernel: &str) -> ScenarioResult {
+    const SYSLOG_ACTION_READ_ALL: i32 = 3;
+    const SYSLOG_ACTION_SIZE_BUFFER: i32 = 10;
+    // SAFETY: klogctl with a buffer of the size it reports.
+    let text = unsafe {
+        let size = libc::klogctl(SYSLOG_ACTION_SIZE_BUFFER, std::ptr::null_mut(), 0).max(1 << 16);
+        let mut buf = vec![0u8; size as usize];
+        let n = libc::klogctl(SYSLOG_ACTION_READ_ALL, buf.as_mut_ptr().cast(), size);
+        buf.truncate(n.max(0) as usize);
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| lab::KERNEL_LOG_ALARMS.iter().any(|m| l.contains(m)))
+        .take(5)
+        .collect();
+    ScenarioResult {
+        scenario: "kernel-log".into(),
+        kernel: kernel.into(),
+        mode: "-".into(),
+        status: if bad.is_empty() {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+        reason: (!bad.is_empty()).then(|| format!("kernel log: {}", bad.join(" | "))),
+        checks: vec![],
+    }
 }

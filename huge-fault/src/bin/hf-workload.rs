@@ -29,6 +29,88 @@ enum Kind {
     File,
     /// A shared mapping of an existing device or file at `--path` (devdax), not resized.
     Dev,
+    /// A buffer object of the lab's GPU-like device (/dev/hfgpu) at `--bo-offset`, placed
+    /// by the driver, or at `--align`/`--offset` with MAP_FIXED_NOREPLACE.
+    Gpu,
+}
+
+/// The hfgpu ioctls (lab-driver/hfgpu.h).
+const HFGPU_SET_POLICY: libc::c_ulong = 0x4004_4801;
+const HFGPU_POLICIES: [&str; 4] = ["pud", "pmd-only", "pte-only", "range"];
+
+fn set_policy(fd: i32, name: &str) -> Result<(), String> {
+    let p = HFGPU_POLICIES
+        .iter()
+        .position(|n| *n == name)
+        .map_or(u32::MAX, |i| i as u32);
+    // SAFETY: the ioctl reads one u32 from the pointer.
+    if unsafe { libc::ioctl(fd, HFGPU_SET_POLICY, &p as *const u32) } != 0 {
+        return Err(format!(
+            "HFGPU_SET_POLICY {name}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Bad requests to /dev/hfgpu: prints the errno each one got (0 if it was accepted).
+fn gpu_errors(path: &str) -> ExitCode {
+    use std::os::fd::AsRawFd as _;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("hf-workload: {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let fd = file.as_raw_fd();
+    let try_map = |len: usize, off: i64, flags: i32| -> i32 {
+        // SAFETY: a fresh mapping wherever the kernel puts it, unmapped at once.
+        let m = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                off,
+            )
+        };
+        if m == libc::MAP_FAILED {
+            return std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+        }
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(m, len) };
+        0
+    };
+    let shared = libc::MAP_SHARED;
+    let policy = |p: u32| -> i32 {
+        // SAFETY: the ioctl reads one u32 from the pointer.
+        if unsafe { libc::ioctl(fd, HFGPU_SET_POLICY, &p as *const u32) } != 0 {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+        } else {
+            0
+        }
+    };
+    println!(
+        "{{\"ok_map\":{},\"unaligned_offset\":{},\"length_past_bar\":{},\"offset_past_bar\":{},\"private\":{},\"unknown_policy\":{},\"unknown_ioctl\":{}}}",
+        try_map(64 << 10, 0, shared),
+        try_map(64 << 10, 4096, shared),
+        try_map(8 << 30, 0, shared),
+        try_map(4096, 8 << 30, shared),
+        try_map(64 << 10, 0, libc::MAP_PRIVATE),
+        policy(99),
+        // SAFETY: an ioctl number the driver does not know.
+        unsafe { libc::ioctl(fd, 0x4004_48ff, 0usize) }
+            .eq(&0)
+            .then_some(0)
+            .unwrap_or_else(|| std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)),
+    );
+    ExitCode::SUCCESS
 }
 
 struct Opts {
@@ -46,14 +128,23 @@ struct Opts {
     /// Write the file with write(2) in 4 KiB pieces (and fsync) before mapping it, so its
     /// blocks are allocated by the file system's write path, not by the faults.
     prewrite: bool,
+    /// gpu: mmap offset of the buffer object in the BAR.
+    bo_offset: usize,
+    /// gpu: fault policy for the mapping.
+    policy: Option<String>,
+    /// gpu: after the touch loop, switch to this policy and touch every page again.
+    then_policy: Option<String>,
 }
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: hf-workload anon|hugetlb|file|dev [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
+        "usage: hf-workload anon|hugetlb|file|dev|gpu [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
          \x20      [--align N] [--offset N] [--page-size 2M|1G] [--path FILE] [--hold-ms MS]\n\
          \x20      [--counter SYSFS-FILE]   (or vmstat:KEY; its delta around the touch loop: counter_delta)\n\
          \x20      [--prewrite]   (file: write(2) it in 4 KiB pieces before mapping)\n\
+         \x20      gpu: [--path /dev/hfgpu] [--bo-offset N] [--policy pud|pmd-only|pte-only|range]\n\
+         \x20           [--then-policy P]   (then switch and touch every page again)\n\
+         \x20      hf-workload gpu-errors [DEVICE]   (bad requests: the errno of each)\n\
          Writes every stride of a fresh private mapping once and prints JSON ground truth.\n\
          --align/--offset place the mapping at OFFSET past an ALIGN boundary.\n\
          --thp always|never: MADV_HUGEPAGE or MADV_NOHUGEPAGE on the region (anon)."
@@ -85,6 +176,7 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         "hugetlb" => Kind::Hugetlb,
         "file" => Kind::File,
         "dev" => Kind::Dev,
+        "gpu" => Kind::Gpu,
         _ => return None,
     };
     let mut o = Opts {
@@ -99,6 +191,9 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         path: None,
         counter: None,
         prewrite: false,
+        bo_offset: 0,
+        policy: None,
+        then_policy: None,
     };
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
@@ -116,6 +211,9 @@ fn parse_args(args: &[String]) -> Option<Opts> {
             "--hold-ms" => o.hold_ms = v.parse().ok()?,
             "--path" => o.path = Some(v.clone()),
             "--counter" => o.counter = Some(v.clone()),
+            "--bo-offset" => o.bo_offset = parse_size(v)?,
+            "--policy" => o.policy = Some(v.clone()),
+            "--then-policy" => o.then_policy = Some(v.clone()),
             "--thp" if v == "always" => o.thp = Some(true),
             "--thp" if v == "never" => o.thp = Some(false),
             _ => return None,
@@ -126,11 +224,17 @@ fn parse_args(args: &[String]) -> Option<Opts> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("gpu-errors") {
+        return gpu_errors(args.get(1).map_or("/dev/hfgpu", String::as_str));
+    }
     let Some(o) = parse_args(&args) else {
         return usage();
     };
+    if o.kind == Kind::Gpu {
+        return gpu(&o);
+    }
     let stride = o.stride.unwrap_or(match o.kind {
-        Kind::Anon | Kind::File | Kind::Dev => 4096,
+        Kind::Anon | Kind::File | Kind::Dev | Kind::Gpu => 4096,
         Kind::Hugetlb => o.page_size,
     });
     let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
@@ -314,6 +418,123 @@ fn main() -> ExitCode {
         touched,
         after.0 - before.0,
         after.1 - before.1
+    );
+    if o.hold_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(o.hold_ms));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The touch loop: writes one byte every `stride` bytes of `[start, start + size)`.
+fn touch(start: usize, size: usize, stride: usize) -> u64 {
+    let mut touched = 0;
+    let mut off = 0;
+    while off < size {
+        // SAFETY: inside a mapping of ours; volatile so that every write happens.
+        unsafe { std::ptr::write_volatile((start + off) as *mut u8, 1) };
+        touched += 1;
+        off += stride;
+    }
+    touched
+}
+
+/// A buffer object of /dev/hfgpu: mapped where the driver places it (its
+/// get_unmapped_area aligns it like its BAR address) or, with `--align`/`--offset`, at a
+/// chosen address with MAP_FIXED_NOREPLACE; then touched, and touched in full again after
+/// `--then-policy`.
+fn gpu(o: &Opts) -> ExitCode {
+    use std::os::fd::AsRawFd as _;
+    let path = o.path.as_deref().unwrap_or("/dev/hfgpu");
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("hf-workload: {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let fd = file.as_raw_fd();
+    if let Some(p) = &o.policy
+        && let Err(e) = set_policy(fd, p)
+    {
+        eprintln!("hf-workload: {e}");
+        return ExitCode::FAILURE;
+    }
+    let (hint, flags) = if o.align > 0 || o.offset > 0 {
+        // Find a free range, give it back, and ask for the chosen address in it.
+        let len = o.size + o.align + o.offset;
+        // SAFETY: a fresh reservation, unmapped at once.
+        let r = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            eprintln!("hf-workload: reserving {len} bytes failed");
+            return ExitCode::FAILURE;
+        }
+        // SAFETY: our own reservation.
+        unsafe { libc::munmap(r, len) };
+        let at = (r as usize).next_multiple_of(o.align.max(4096)) + o.offset;
+        (at, libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE)
+    } else {
+        (0, libc::MAP_SHARED)
+    };
+    // SAFETY: a new shared mapping of the device, at a free address.
+    let m = unsafe {
+        libc::mmap(
+            hint as *mut _,
+            o.size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            fd,
+            o.bo_offset as i64,
+        )
+    };
+    if m == libc::MAP_FAILED {
+        eprintln!(
+            "hf-workload: mmap {path} at offset {:#x}: {}",
+            o.bo_offset,
+            std::io::Error::last_os_error()
+        );
+        return ExitCode::FAILURE;
+    }
+    let start = m as usize;
+    if hint != 0 && start != hint {
+        eprintln!("hf-workload: asked for {hint:#x}, got {start:#x}");
+        return ExitCode::FAILURE;
+    }
+    let stride = o.stride.unwrap_or(4096);
+    let before = rusage();
+    let mut touched = touch(start, o.size, stride);
+    let first = rusage();
+    if let Some(p) = &o.then_policy {
+        if let Err(e) = set_policy(fd, p) {
+            eprintln!("hf-workload: {e}");
+            return ExitCode::FAILURE;
+        }
+        touched += touch(start, o.size, 4096);
+    }
+    let after = rusage();
+    println!(
+        "{{\"pid\":{},\"vma_start\":\"{:#x}\",\"vma_end\":\"{:#x}\",\"size\":{},\"bo_offset\":{},\"touches\":{},\"minflt\":{},\"majflt\":{},\"minflt_first\":{}}}",
+        std::process::id(),
+        start,
+        start + o.size,
+        o.size,
+        o.bo_offset,
+        touched,
+        after.0 - before.0,
+        after.1 - before.1,
+        first.0 - before.0,
     );
     if o.hold_ms > 0 {
         std::thread::sleep(std::time::Duration::from_millis(o.hold_ms));
