@@ -15,6 +15,7 @@ unsafe extern "C" {
     /// `vm_fault_t` error bits otherwise.
     fn hf_range_insert_entry(ctx: *mut c_void, addr: u64, pfn: u64, level: u32) -> u32;
     /// Never returns (`BUG()`): the plan has no panicking path, this is the backstop.
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))]
     fn hf_range_bug() -> !;
 }
 
@@ -78,8 +79,11 @@ extern "C" fn insert_range_impl(
 
 /// `u32 hf_range_insert(void *ctx, u64 addr, u64 pfn, u64 nr_pages, struct hf_range_summary *out)`:
 /// maps the range, fills `out` and returns the error that stopped it, or 0.
+///
+/// # Safety
+/// `out` is NULL or valid for a write; `ctx` is the driver's.
 #[unsafe(no_mangle)]
-pub extern "C" fn hf_range_insert(
+pub unsafe extern "C" fn hf_range_insert(
     ctx: *mut c_void,
     addr: u64,
     pfn: u64,

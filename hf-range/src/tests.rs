@@ -38,7 +38,7 @@ fn case(r: &mut Rng) -> (u64, u64, u64) {
         _ => G / PAGE_SIZE + r.below(1024),
     };
     // Where nothing huge can fit, keep it short: every page is an entry.
-    let pages = if (addr.wrapping_sub(pa)) % (2 * M) != 0 {
+    let pages = if !addr.wrapping_sub(pa).is_multiple_of(2 * M) {
         pages % 8192 + 1
     } else {
         pages

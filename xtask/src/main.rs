@@ -279,6 +279,17 @@ fn test(only: Option<&str>) -> Result<()> {
                     "-D",
                     "warnings",
                 ]))?;
+                // The range insert's kernel glue (the lab driver's), checked on the host.
+                status(cargo().args([
+                    "clippy",
+                    "--package",
+                    "hf-range",
+                    "--features",
+                    "kernel",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))?;
                 clippy_ebpf()
             },
         },

@@ -96,6 +96,12 @@ fn gpu_errors(path: &str) -> ExitCode {
             0
         }
     };
+    // SAFETY: an ioctl number the driver does not know; the argument is not read.
+    let unknown_ioctl = if unsafe { libc::ioctl(fd, 0x4004_48ff, 0usize) } == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    };
     println!(
         "{{\"ok_map\":{},\"unaligned_offset\":{},\"length_past_bar\":{},\"offset_past_bar\":{},\"private\":{},\"unknown_policy\":{},\"unknown_ioctl\":{}}}",
         try_map(64 << 10, 0, shared),
@@ -104,11 +110,7 @@ fn gpu_errors(path: &str) -> ExitCode {
         try_map(4096, 8 << 30, shared),
         try_map(64 << 10, 0, libc::MAP_PRIVATE),
         policy(99),
-        // SAFETY: an ioctl number the driver does not know.
-        unsafe { libc::ioctl(fd, 0x4004_48ff, 0usize) }
-            .eq(&0)
-            .then_some(0)
-            .unwrap_or_else(|| std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)),
+        unknown_ioctl,
     );
     ExitCode::SUCCESS
 }
