@@ -192,19 +192,7 @@ fn ensure_debootstrap() -> Result<()> {
     if output(Command::new("debootstrap").arg("--version")).is_some() {
         return Ok(());
     }
-    progress("lab: installing debootstrap (once)");
-    status(
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "debootstrap",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .context("installing debootstrap (needs root and Debian's archive)")
+    crate::lab::apt_install("debootstrap", "a few seconds")
 }
 
 /// Runs `sh -c script` in the chroot with /proc mounted.

@@ -359,26 +359,27 @@ fn ensure_qemu() -> Result<()> {
     if output(Command::new("qemu-system-x86_64").arg("--version")).is_some() {
         return Ok(());
     }
+    apt_install("qemu-system-x86", "about 15 s")
+}
+
+/// Installs a Debian package on this machine, once (refreshing the system's package lists
+/// if the first try fails), with progress lines.
+pub(crate) fn apt_install(package: &str, takes: &str) -> Result<()> {
     let t = Instant::now();
-    progress("lab: installing qemu-system-x86 (once; about 15 s)");
+    progress(&format!("lab: installing {package} (once; {takes})"));
     let install = || {
         status(
             Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "-qq",
-                    "--no-install-recommends",
-                    "qemu-system-x86",
-                ])
+                .args(["install", "-y", "-qq", "--no-install-recommends", package])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
     };
     if install().is_err() {
         status(Command::new("apt-get").args(["update", "-qq"]))?;
-        install().context("installing qemu-system-x86 (needs root and Debian's archive)")?;
+        install()
+            .with_context(|| format!("installing {package} (needs root and Debian's archive)"))?;
     }
-    progress(&format!("lab: qemu installed in {:.0?}", t.elapsed()));
+    progress(&format!("lab: {package} installed in {:.0?}", t.elapsed()));
     Ok(())
 }
 
