@@ -536,14 +536,9 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pmd", 1),
             sized("entries.pte", 2),
             sized("bytes_mapped", (1 << 30) + (2 << 20) + (8 << 10)),
-            // Measured: 6.12 asks huge_fault for a PMD in a 2 MiB range that does not fit
-            // the VMA (the handler must check, and answers FALLBACK), but not for a PUD in
-            // the 1 GiB range after the first one.
-            sized("fallback_faults", 1),
-            sized_s("chains.0.chain", "PMD:FALLBACK PTE:OK"),
-            sized_s("chains.1.chain", "PMD:OK"),
-            sized_s("chains.2.chain", "PTE:OK"),
-            sized_s("chains.3.chain", "PUD:OK"),
+            // Which chains the fault at the second 1 GiB gets is not checked: measured on
+            // 6.12, the core VM asks huge_fault for a PUD there in some runs (`PUD:FALLBACK
+            // PMD:OK`) and not in others (`PMD:OK`).
         ],
     },
     Scenario {
@@ -572,8 +567,7 @@ pub const SCENARIOS: &[Scenario] = &[
         todo: None,
         sysfs: &[],
         mount: None,
-        // FALLBACK at PUD once (then the PUD slot holds a PMD table and is not asked
-        // again), 513 PMD faults, 2 PTE faults, the first of them after a PMD FALLBACK.
+        // FALLBACK at PUD, then PMDs: 513 PMD faults, 2 PTE faults.
         workload: &["gpu", "--size", GIB_2M_8K, "--policy", "pmd-only"],
         checks: &[
             truth("minflt", 515),
@@ -581,13 +575,10 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pud", 0),
             sized("entries.pmd", 513),
             sized("entries.pte", 2),
-            sized("fallback_faults", 2),
+            // Not checked: whether the first fault of the second 1 GiB is asked for a PUD
+            // too (measured on 6.12: in some runs, not in others), so `PMD:OK` counts 511
+            // or 512 and `fallback_faults` 2 or 3.
             sized_s("chains.0.chain", "PMD:OK"),
-            sized("chains.0.count", 512),
-            sized_s("chains.1.chain", "PMD:FALLBACK PTE:OK"),
-            sized_s("chains.2.chain", "PTE:OK"),
-            sized_s("chains.3.chain", "PUD:FALLBACK PMD:OK"),
-            sized("chains.3.count", 1),
         ],
     },
     Scenario {
@@ -689,7 +680,6 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("fallback_faults", 2),
             sized_s("chains.0.chain", "PTE:OK"),
             sized("chains.0.count", 30),
-            sized_s("chains.3.chain", "PUD:OK"),
         ],
     },
     Scenario {

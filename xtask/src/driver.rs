@@ -221,7 +221,10 @@ fn build_in_chroot(headers: &str, rust_obj: &Path) -> Result<PathBuf> {
         let t = Instant::now();
         progress("lab: debootstrap of a Debian unstable build chroot (once; about 40 s)");
         // A half-made chroot may still have /proc mounted: never delete through it.
-        let _ = Command::new("umount").arg(chroot.join("proc")).status();
+        let _ = Command::new("umount")
+            .arg(chroot.join("proc"))
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&chroot);
         status(
             Command::new("debootstrap")
