@@ -382,18 +382,26 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
 const NOT_MAPPED: u32 = 0x0001 | 0x0002 | 0x0040 | 0x0010 | 0x0020 | 0x0800 | 0x0400;
 const VM_FAULT_NOPAGE: u32 = 0x0100;
 
+/// The fault in flight on this thread, when its process is traced. With `orphan`, a
+/// nested probe that finds no fault in flight is counted in `ORPHAN_STEPS`.
+#[inline(always)]
+fn fault_state(orphan: bool) -> Option<&'static mut InFlight> {
+    let (_tgid, tid) = wanted()?;
+    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
+        if orphan {
+            bump(counter::ORPHAN_STEPS);
+        }
+        return None;
+    };
+    // SAFETY: this thread's own map value; a thread runs one probe at a time.
+    Some(unsafe { &mut *state })
+}
+
 /// Records one step of the fault in flight on this thread: `level` tried, `ret` returned.
 /// `chain` adds it to the chain of levels tried; `entry` counts one entry of that level at
-/// the fault address aligned to `size` when `ret` says it mapped. Returns the state.
+/// `addr` when `ret` says it mapped.
 #[inline(always)]
-fn note_step(level: u8, ret: u32, size: u64, chain: bool, entry: bool) {
-    let Some((_tgid, tid)) = wanted() else { return };
-    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
-        bump(counter::ORPHAN_STEPS);
-        return;
-    };
-    // SAFETY: this thread's own map value.
-    let st = unsafe { &mut *state };
+fn note_step(st: &mut InFlight, level: u8, ret: u32, addr: u64, chain: bool, entry: bool) {
     if st.depth > 0 {
         // Inside a nested handle_mm_fault: it belongs to neither call for certain.
         st.mapping.overflow += 1;
@@ -411,7 +419,6 @@ fn note_step(level: u8, ret: u32, size: u64, chain: bool, entry: bool) {
     }
     if entry && ret & NOT_MAPPED == 0 && (level as usize) < m.entries.len() {
         let l = level as usize;
-        let addr = st.address & !(size - 1);
         m.entries[l] += 1;
         if m.first_addr[l] == 0 {
             m.first_addr[l] = addr;
@@ -420,15 +427,14 @@ fn note_step(level: u8, ret: u32, size: u64, chain: bool, entry: bool) {
     }
 }
 
-/// Whether a `huge_fault` handler is in flight on this thread: its return records the
-/// step, so the inserts inside it only count entries.
+/// [`note_step`] for the probe of a function that maps at the fault address: its entry is
+/// the `size`-aligned block around it.
 #[inline(always)]
-fn in_huge_fault() -> bool {
-    let Some((_tgid, tid)) = wanted() else {
-        return false;
-    };
-    // SAFETY: this thread's own map value, copied out.
-    unsafe { INFLIGHT.get(tid) }.is_some_and(|st| st.in_hf > 0 || st.in_range > 0)
+fn note_fault_step(level: u8, ret: u32, size: u64, chain: bool, entry: bool) {
+    if let Some(st) = fault_state(true) {
+        let addr = st.address & !(size - 1);
+        note_step(st, level, ret, addr, chain, entry);
+    }
 }
 
 /// Entry of a `huge_fault` handler (`dev_dax_huge_fault`, `ext4_dax_huge_fault`, a
@@ -436,11 +442,7 @@ fn in_huge_fault() -> bool {
 #[kprobe]
 pub fn hf_kprobe_huge_fault(ctx: ProbeContext) -> u32 {
     let arg: u32 = ctx.arg(1).unwrap_or(0);
-    let Some((_tgid, tid)) = wanted() else {
-        return 0;
-    };
-    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
-        bump(counter::ORPHAN_STEPS);
+    let Some(st) = fault_state(true) else {
         return 0;
     };
     let lvl = if offsets().huge_fault_order != 0 {
@@ -458,11 +460,8 @@ pub fn hf_kprobe_huge_fault(ctx: ProbeContext) -> u32 {
             _ => 0,
         }
     };
-    // SAFETY: this thread's own map value.
-    unsafe {
-        (*state).hf_level = lvl as u32;
-        (*state).in_hf += 1;
-    }
+    st.hf_level = lvl as u32;
+    st.in_hf += 1;
     0
 }
 
@@ -471,25 +470,16 @@ pub fn hf_kprobe_huge_fault(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kret_huge_fault(ctx: RetProbeContext) -> u32 {
     let mut ret: u32 = ctx.ret();
-    let Some((_tgid, tid)) = wanted() else {
+    let Some(st) = fault_state(true) else {
         return 0;
     };
-    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
-        bump(counter::ORPHAN_STEPS);
-        return 0;
-    };
-    // SAFETY: this thread's own map value.
-    let lvl = unsafe {
-        let st = &mut *state;
-        st.in_hf = st.in_hf.saturating_sub(1);
-        if st.hf_level & HF_RANGED != 0 {
-            ret |= STEP_VIA_RANGE;
-        }
-        let l = (st.hf_level & 0xff) as u8;
-        st.hf_level = 0;
-        l
-    };
-    note_step(lvl, ret, 4096, true, false);
+    st.in_hf = st.in_hf.saturating_sub(1);
+    if st.hf_level & HF_RANGED != 0 {
+        ret |= STEP_VIA_RANGE;
+    }
+    let lvl = (st.hf_level & 0xff) as u8;
+    st.hf_level = 0;
+    note_step(st, lvl, ret, 0, true, false);
     0
 }
 
@@ -500,15 +490,9 @@ const HF_RANGED: u32 = 1 << 8;
 /// or a C helper the user names): the inserts inside it only count entries.
 #[kprobe]
 pub fn hf_kprobe_range(_ctx: ProbeContext) -> u32 {
-    let Some((_tgid, tid)) = wanted() else {
-        return 0;
-    };
-    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
-        bump(counter::ORPHAN_STEPS);
-        return 0;
-    };
-    // SAFETY: this thread's own map value.
-    unsafe { (*state).in_range += 1 };
+    if let Some(st) = fault_state(true) {
+        st.in_range += 1;
+    }
     0
 }
 
@@ -519,42 +503,24 @@ pub fn hf_kprobe_range(_ctx: ProbeContext) -> u32 {
 pub fn hf_kret_range(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
     let ret = if ret == 0 { VM_FAULT_NOPAGE } else { ret };
-    let Some((_tgid, tid)) = wanted() else {
+    let Some(st) = fault_state(true) else {
         return 0;
     };
-    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
-        bump(counter::ORPHAN_STEPS);
-        return 0;
-    };
-    // SAFETY: this thread's own map value.
-    let inside_hf = unsafe {
-        let st = &mut *state;
-        st.in_range = st.in_range.saturating_sub(1);
-        if st.in_hf > 0 {
-            st.hf_level |= HF_RANGED;
-        }
-        st.in_hf > 0
-    };
-    if !inside_hf {
-        note_step(level::PTE, ret | STEP_VIA_RANGE, 4096, true, false);
+    st.in_range = st.in_range.saturating_sub(1);
+    if st.in_hf > 0 {
+        st.hf_level |= HF_RANGED;
+    } else {
+        note_step(st, level::PTE, ret | STEP_VIA_RANGE, 0, true, false);
     }
     0
 }
 
 /// Entry of a PTE insert (`vmf_insert_pfn`, `vmf_insert_pfn_prot`): remembers the address
-/// of the outermost one (the first may call the second).
+/// of the outermost one (the first may call the second). Its return counts a missing fault.
 #[kprobe]
 pub fn hf_kprobe_insert_pte(ctx: ProbeContext) -> u32 {
     let addr: u64 = ctx.arg(1).unwrap_or(0);
-    let Some((_tgid, tid)) = wanted() else {
-        return 0;
-    };
-    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
-        return 0;
-    };
-    // SAFETY: this thread's own map value.
-    unsafe {
-        let st = &mut *state;
+    if let Some(st) = fault_state(false) {
         if st.in_pte == 0 {
             st.pte_addr = addr;
         }
@@ -568,42 +534,19 @@ pub fn hf_kprobe_insert_pte(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kret_insert_pte(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    let Some((_tgid, tid)) = wanted() else {
+    let Some(st) = fault_state(true) else {
         return 0;
     };
-    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
-        bump(counter::ORPHAN_STEPS);
-        return 0;
-    };
-    // SAFETY: this thread's own map value.
-    let st = unsafe { &mut *state };
     if st.in_pte == 0 {
         return 0;
     }
     st.in_pte -= 1;
-    if st.in_pte > 0 || st.depth > 0 {
+    if st.in_pte > 0 {
         return 0;
     }
     let step = st.in_hf == 0 && st.in_range == 0;
-    let m = &mut st.mapping;
-    if step {
-        let n = m.chain_len as usize;
-        if n < MAX_CHAIN {
-            m.chain[n] = ((level::PTE as u32) << 24) | (ret & 0x00ff_ffff);
-            m.chain_len += 1;
-        } else {
-            m.overflow += 1;
-        }
-    }
-    if ret & NOT_MAPPED == 0 {
-        let l = level::PTE as usize;
-        let addr = st.pte_addr & !0xfff;
-        m.entries[l] += 1;
-        if m.first_addr[l] == 0 {
-            m.first_addr[l] = addr;
-        }
-        m.last_addr[l] = addr;
-    }
+    let addr = st.pte_addr & !0xfff;
+    note_step(st, level::PTE, ret, addr, step, true);
     0
 }
 
@@ -611,7 +554,7 @@ pub fn hf_kret_insert_pte(ctx: RetProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kret_do_huge_pmd_anonymous_page(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    note_step(level::PMD, ret, 2 << 20, true, true);
+    note_fault_step(level::PMD, ret, 2 << 20, true, true);
     0
 }
 
@@ -619,7 +562,7 @@ pub fn hf_kret_do_huge_pmd_anonymous_page(ctx: RetProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kret_do_set_pmd(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    note_step(level::PMD, ret, 2 << 20, true, true);
+    note_fault_step(level::PMD, ret, 2 << 20, true, true);
     0
 }
 
@@ -629,8 +572,13 @@ pub fn hf_kret_do_set_pmd(ctx: RetProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kret_insert_pmd(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    let step = !in_huge_fault();
-    note_step(level::PMD, ret, 2 << 20, step, true);
+    let Some(st) = fault_state(true) else {
+        return 0;
+    };
+    // Inside a huge_fault handler or a range helper, their return makes the step.
+    let step = st.in_hf == 0 && st.in_range == 0;
+    let addr = st.address & !((2 << 20) - 1);
+    note_step(st, level::PMD, ret, addr, step, true);
     0
 }
 
@@ -638,8 +586,13 @@ pub fn hf_kret_insert_pmd(ctx: RetProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kret_insert_pud(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    let step = !in_huge_fault();
-    note_step(level::PUD, ret, 1 << 30, step, true);
+    let Some(st) = fault_state(true) else {
+        return 0;
+    };
+    // Inside a huge_fault handler or a range helper, their return makes the step.
+    let step = st.in_hf == 0 && st.in_range == 0;
+    let addr = st.address & !((1 << 30) - 1);
+    note_step(st, level::PUD, ret, addr, step, true);
     0
 }
 
@@ -647,11 +600,10 @@ pub fn hf_kret_insert_pud(ctx: RetProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kret_hugetlb_fault(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    let Some((_tgid, tid)) = wanted() else {
+    let Some(st) = fault_state(true) else {
         return 0;
     };
-    // SAFETY: this thread's own map value, copied out.
-    let vma = unsafe { INFLIGHT.get(tid) }.map_or(0, |st| st.vma);
+    let vma = st.vma;
     let o = offsets();
     let mut order = 0;
     if o.hstate_valid != 0 && vma != 0 {
@@ -680,12 +632,14 @@ pub fn hf_kret_hugetlb_fault(ctx: RetProbeContext) -> u32 {
             order = read_u32(hstate, o.hstate_order);
         }
     }
-    match order {
-        18 => note_step(level::PUD, ret, 1 << 30, true, true),
-        9 => note_step(level::PMD, ret, 2 << 20, true, true),
+    let (lvl, size) = match order {
+        18 => (level::PUD, 1u64 << 30),
+        9 => (level::PMD, 2 << 20),
         // Another size (or unknown): a step with level 0 keeps the chain honest.
-        _ => note_step(0, ret, 4096, true, true),
-    }
+        _ => (0, 4096),
+    };
+    let addr = st.address & !(size - 1);
+    note_step(st, lvl, ret, addr, true, true);
     0
 }
 

@@ -90,7 +90,7 @@ fn step_result(ret: u32) -> String {
 }
 
 /// The chain and entries of a completed call from its record: the nested probes' steps,
-/// then the PTE path when no huge entry was mapped and the call succeeded. A PTE fault on
+/// then the PTE path when the probes saw no entry mapped and the call succeeded. A PTE fault on
 /// a present entry (x86 PROT bit: write-protect, COW) inserts nothing.
 pub fn mapped(r: &FaultRecord) -> Mapped {
     let m = &r.mapping;
@@ -111,18 +111,18 @@ pub fn mapped(r: &FaultRecord) -> Mapped {
     let mut entries = m.entries;
     // Huge entries, or PTEs seen by the PTE-insert probes (drivers, range helpers): the
     // record has the entries, nothing is inferred.
-    let huge = entries[2] + entries[3] + entries[0] + entries[1] > 0;
+    let seen = entries.iter().any(|&n| n > 0);
     let final_ok = r.ret & (kernel::VM_FAULT_ERROR | kernel::VM_FAULT_RETRY) == 0;
     // A huge_fault handler asked for a PTE (DAX, drivers) already made the PTE step.
     let last = (0..huge_fault_common::MAX_CHAIN)
         .rev()
         .find_map(|i| m.step(i));
     let pte_step = last.is_some_and(|(lvl, _)| lvl == huge_fault_common::level::PTE);
-    if !huge && pte_step {
+    if !seen && pte_step {
         if final_ok && last.is_some_and(|(_, ret)| step_result(ret) == "OK") {
             entries[1] += 1;
         }
-    } else if !huge {
+    } else if !seen {
         if !final_ok {
             steps.push(format!("PTE:{}", step_result(r.ret)));
         } else if r.has(rflags::HAS_EXCEPTION) && r.error_code & kernel::X86_PF_PROT != 0 {

@@ -614,11 +614,8 @@ pub fn kprobes_unavailable(sysfs: &Path, tracefs: Option<&Path>) -> Option<Strin
 
 /// Function names in /proc/kallsyms (text symbols, modules included), to tell a probe on a
 /// function this kernel does not have from one that failed.
-pub fn kallsyms_functions(text: &str) -> std::collections::HashSet<String> {
-    crate::symbols::parse_kallsyms(text)
-        .into_iter()
-        .map(|s| s.name)
-        .collect()
+pub fn kallsyms_functions(symbols: &[crate::symbols::Symbol]) -> std::collections::HashSet<String> {
+    symbols.iter().map(|s| s.name.clone()).collect()
 }
 
 /// Explains a failure to load an fentry/fexit program, from the errno.
@@ -715,7 +712,7 @@ mod tests {
                     0000000000000000 t do_set_pmd\n\
                     0000000000000000 D some_data\n\
                     0000000000000000 t dev_dax_huge_fault\t[device_dax]\n";
-        let f = kallsyms_functions(text);
+        let f = kallsyms_functions(&crate::symbols::parse_kallsyms(text));
         assert!(f.contains("vmf_insert_pfn_pmd_prot") && f.contains("do_set_pmd"));
         assert!(f.contains("dev_dax_huge_fault"));
         assert!(!f.contains("some_data"));
@@ -723,11 +720,11 @@ mod tests {
 
     #[test]
     fn suffix_targets_expand_from_kallsyms() {
-        let f = kallsyms_functions(
+        let f = kallsyms_functions(&crate::symbols::parse_kallsyms(
             "0 t dev_dax_huge_fault\t[device_dax]\n0 t ext4_dax_huge_fault\t[ext4]\n\
              0 T handle_mm_fault\n0 t foo_huge_fault.cold\n0 t _huge_fault\n\
              0 t __pfx_dev_dax_huge_fault\n",
-        );
+        ));
         assert_eq!(
             functions_with_suffix(&f, "_huge_fault"),
             ["dev_dax_huge_fault", "ext4_dax_huge_fault"]

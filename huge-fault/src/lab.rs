@@ -49,20 +49,20 @@ pub struct Check {
     pub pending: Option<&'static str>,
     /// Only in modes that see every `handle_mm_fault` call and its return (not tracepoint-only).
     pub needs_return: bool,
-    /// Only on these kernels (the expectation differs elsewhere, see the scenario's twin
+    /// The kernels it holds on (the expectation differs elsewhere, see the scenario's twin
     /// check).
-    pub kernels: Option<Needs>,
+    pub kernels: Needs,
 }
 
 /// A check that holds on kernels at least (major, minor) only.
 const fn since(mut c: Check, major: u32, minor: u32) -> Check {
-    c.kernels = Some(Needs::Kernel(major, minor, ""));
+    c.kernels = Needs::Kernel(major, minor, "");
     c
 }
 
 /// A check that holds on kernels older than (major, minor) only.
 const fn before(mut c: Check, major: u32, minor: u32) -> Check {
-    c.kernels = Some(Needs::Below(major, minor, ""));
+    c.kernels = Needs::Below(major, minor, "");
     c
 }
 
@@ -72,7 +72,7 @@ const fn tool(key: &'static str, n: u64) -> Check {
         expect: Expected::N(n),
         pending: None,
         needs_return: false,
-        kernels: None,
+        kernels: Needs::Always,
     }
 }
 const fn tool_s(key: &'static str, s: &'static str) -> Check {
@@ -81,7 +81,7 @@ const fn tool_s(key: &'static str, s: &'static str) -> Check {
         expect: Expected::S(s),
         pending: None,
         needs_return: false,
-        kernels: None,
+        kernels: Needs::Always,
     }
 }
 const fn truth(key: &'static str, n: u64) -> Check {
@@ -90,7 +90,7 @@ const fn truth(key: &'static str, n: u64) -> Check {
         expect: Expected::N(n),
         pending: None,
         needs_return: false,
-        kernels: None,
+        kernels: Needs::Always,
     }
 }
 const fn vmstat(key: &'static str, n: u64) -> Check {
@@ -99,7 +99,7 @@ const fn vmstat(key: &'static str, n: u64) -> Check {
         expect: Expected::N(n),
         pending: None,
         needs_return: false,
-        kernels: None,
+        kernels: Needs::Always,
     }
 }
 const CORE: &str = "not probed yet: multi-size THP folio sizes, huge_fault handler fallbacks";
@@ -110,7 +110,7 @@ const fn sized(key: &'static str, n: u64) -> Check {
         expect: Expected::N(n),
         pending: None,
         needs_return: true,
-        kernels: None,
+        kernels: Needs::Always,
     }
 }
 const fn sized_s(key: &'static str, s: &'static str) -> Check {
@@ -119,7 +119,7 @@ const fn sized_s(key: &'static str, s: &'static str) -> Check {
         expect: Expected::S(s),
         pending: None,
         needs_return: true,
-        kernels: None,
+        kernels: Needs::Always,
     }
 }
 /// An expectation on per-size entries, chains or bytes: pending until the tool reports them.
@@ -129,7 +129,7 @@ const fn later(key: &'static str, n: u64) -> Check {
         expect: Expected::N(n),
         pending: Some(CORE),
         needs_return: true,
-        kernels: None,
+        kernels: Needs::Always,
     }
 }
 
@@ -863,12 +863,17 @@ pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
 
 /// Whether a scenario applies to this kernel: `Err(reason)` for `n/a`.
 pub fn applies(s: &Scenario, version: (u32, u32)) -> Result<(), String> {
-    match s.needs {
-        Needs::Always => Ok(()),
-        Needs::Kernel(maj, min, why) if version < (maj, min) => Err(why.to_string()),
-        Needs::Kernel(..) => Ok(()),
-        Needs::Below(maj, min, why) if version >= (maj, min) => Err(why.to_string()),
-        Needs::Below(..) => Ok(()),
+    s.needs.met(version).map_err(str::to_string)
+}
+
+impl Needs {
+    /// Whether a kernel of this (major, minor) qualifies: `Err(reason)` if not.
+    pub fn met(self, version: (u32, u32)) -> Result<(), &'static str> {
+        match self {
+            Needs::Kernel(maj, min, why) if version < (maj, min) => Err(why),
+            Needs::Below(maj, min, why) if version >= (maj, min) => Err(why),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -933,15 +938,8 @@ pub fn evaluate(
     let mut failed = false;
     let version = kernel_version(kernel).unwrap_or((0, 0));
     for c in s.checks {
-        if let Some(n) = c.kernels {
-            let applies = match n {
-                Needs::Always => true,
-                Needs::Kernel(maj, min, _) => version >= (maj, min),
-                Needs::Below(maj, min, _) => version < (maj, min),
-            };
-            if !applies {
-                continue;
-            }
+        if c.kernels.met(version).is_err() {
+            continue;
         }
         let (what, got) = match c.source {
             Source::Tool(k) => (format!("tool {k}"), row.and_then(|r| lookup(r, k)).cloned()),

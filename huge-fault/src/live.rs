@@ -368,7 +368,7 @@ impl<'a> KernelProbing<'a> {
         KernelProbing {
             tracefs,
             kprobe_why: kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok()),
-            functions: kernel::kallsyms_functions(&kallsyms),
+            functions: kernel::kallsyms_functions(&symbols),
             range_helper,
         }
     }

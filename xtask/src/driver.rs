@@ -67,6 +67,7 @@ pub fn rust_object() -> Result<PathBuf> {
 }
 
 /// Where a kernel's module is built.
+#[derive(Clone, Copy, Debug)]
 pub enum Builder {
     /// This machine, with the headers unpacked under lab-cache/headers.
     Host,
@@ -91,10 +92,20 @@ fn stage(dir: &Path, rust_obj: &Path) -> Result<()> {
     Ok(())
 }
 
-fn make_args() -> [&'static str; 2] {
-    // No pahole here: the module goes without BTF (huge-fault finds its functions in
-    // /proc/kallsyms, and kprobes need no BTF).
-    ["CONFIG_DEBUG_INFO_BTF_MODULES=", "modules"]
+/// kbuild's target and overrides. No pahole here: the module goes without BTF (huge-fault
+/// finds its functions in /proc/kallsyms, and kprobes need no BTF).
+const MAKE_ARGS: [&str; 2] = ["CONFIG_DEBUG_INFO_BTF_MODULES=", "modules"];
+
+/// Fails with the command's output when it did not succeed.
+fn succeeded(out: std::process::Output, what: &str) -> Result<()> {
+    if !out.status.success() {
+        bail!(
+            "{what} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// Builds hfgpu.ko for the kernel of `image_package` (a `linux-image-*` or
@@ -163,20 +174,14 @@ fn build_on_host(suite: Suite, headers: &str, rust_obj: &Path) -> Result<PathBuf
     )?;
     let dir = root().join("target/lab/hfgpu").join(headers);
     stage(&dir, rust_obj)?;
-    let log = Command::new("make")
+    let out = Command::new("make")
         .arg("-C")
         .arg(&src)
         .arg(format!("M={}", dir.display()))
-        .args(make_args())
+        .args(MAKE_ARGS)
         .output()
         .context("make (kbuild)")?;
-    if !log.status.success() {
-        bail!(
-            "building hfgpu.ko against {headers} failed:\n{}{}",
-            String::from_utf8_lossy(&log.stdout),
-            String::from_utf8_lossy(&log.stderr)
-        );
-    }
+    succeeded(out, &format!("building hfgpu.ko against {headers}"))?;
     Ok(dir.join("hfgpu.ko"))
 }
 
@@ -252,27 +257,21 @@ fn build_in_chroot(headers: &str, rust_obj: &Path) -> Result<PathBuf> {
                  --no-install-recommends {headers}"
             ),
         )?;
-        if !out.status.success() {
-            bail!(
-                "installing {headers} in the build chroot failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        succeeded(out, &format!("installing {headers} in the build chroot"))?;
     }
     let inside = format!("/build/{headers}");
     let dir = chroot.join(inside.trim_start_matches('/'));
     stage(&dir, rust_obj)?;
-    let [a, b] = make_args();
     let out = in_chroot(
         &chroot,
-        &format!("make -C /usr/src/{headers} M={inside} {a} {b}"),
+        &format!(
+            "make -C /usr/src/{headers} M={inside} {}",
+            MAKE_ARGS.join(" ")
+        ),
     )?;
-    if !out.status.success() {
-        bail!(
-            "building hfgpu.ko against {headers} in the chroot failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    succeeded(
+        out,
+        &format!("building hfgpu.ko against {headers} in the chroot"),
+    )?;
     Ok(dir.join("hfgpu.ko"))
 }

@@ -34,7 +34,7 @@ pub struct KernelSpec {
     /// modules package) to derive its name from the kernel package's.
     pub modules_package: Option<(&'static str, &'static str)>,
     /// Where the lab driver is built for this kernel.
-    pub driver_builder: fn() -> crate::driver::Builder,
+    pub driver_builder: crate::driver::Builder,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub const KERNELS: &[KernelSpec] = &[
         how: Resolve::Meta,
         pending: None,
         modules_package: None,
-        driver_builder: || crate::driver::Builder::Host,
+        driver_builder: crate::driver::Builder::Host,
     },
     KernelSpec {
         name: "6.12",
@@ -66,7 +66,7 @@ pub const KERNELS: &[KernelSpec] = &[
         how: Resolve::Newest("linux-image-6.12.", "+deb12-amd64-unsigned"),
         pending: None,
         modules_package: None,
-        driver_builder: || crate::driver::Builder::Host,
+        driver_builder: crate::driver::Builder::Host,
     },
     KernelSpec {
         name: "7.2",
@@ -74,7 +74,7 @@ pub const KERNELS: &[KernelSpec] = &[
         how: Resolve::Newest("linux-binary-unsigned-", "-amd64"),
         pending: None,
         modules_package: Some(("linux-binary-unsigned-", "linux-modules-")),
-        driver_builder: || crate::driver::Builder::SidChroot,
+        driver_builder: crate::driver::Builder::SidChroot,
     },
 ];
 
@@ -742,13 +742,8 @@ pub fn lab(args: &LabArgs) -> Result<()> {
             .with_context(|| format!("DAX modules of kernel {}", spec.name))?;
         // The lab's GPU-like driver, built against this kernel's headers, loaded last.
         modules.push(
-            crate::driver::build(
-                spec.suite,
-                &kernel.package,
-                (spec.driver_builder)(),
-                &rust_obj,
-            )
-            .with_context(|| format!("lab driver for kernel {}", spec.name))?,
+            crate::driver::build(spec.suite, &kernel.package, spec.driver_builder, &rust_obj)
+                .with_context(|| format!("lab driver for kernel {}", spec.name))?,
         );
         let initramfs = out_dir.join(format!("initramfs-{}.cpio", spec.name));
         build_initramfs(&bins, &modules, &initramfs)?;

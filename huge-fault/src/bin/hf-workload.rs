@@ -38,34 +38,50 @@ enum Kind {
 const HFGPU_SET_POLICY: libc::c_ulong = 0x4004_4801;
 const HFGPU_POLICIES: [&str; 4] = ["pud", "pmd-only", "pte-only", "range"];
 
+/// The errno of the call that just failed.
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+}
+
+/// HFGPU_SET_POLICY with a policy number: 0, or the errno.
+fn ioctl_policy(fd: i32, p: u32) -> i32 {
+    // SAFETY: the ioctl reads one u32 from the pointer.
+    if unsafe { libc::ioctl(fd, HFGPU_SET_POLICY, &p as *const u32) } == 0 {
+        0
+    } else {
+        last_errno()
+    }
+}
+
 fn set_policy(fd: i32, name: &str) -> Result<(), String> {
     let p = HFGPU_POLICIES
         .iter()
         .position(|n| *n == name)
         .map_or(u32::MAX, |i| i as u32);
-    // SAFETY: the ioctl reads one u32 from the pointer.
-    if unsafe { libc::ioctl(fd, HFGPU_SET_POLICY, &p as *const u32) } != 0 {
-        return Err(format!(
+    match ioctl_policy(fd, p) {
+        0 => Ok(()),
+        e => Err(format!(
             "HFGPU_SET_POLICY {name}: {}",
-            std::io::Error::last_os_error()
-        ));
+            std::io::Error::from_raw_os_error(e)
+        )),
     }
-    Ok(())
+}
+
+/// Opens a device for reading and writing, or says why not.
+fn open_device(path: &str) -> Option<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| eprintln!("hf-workload: {path}: {e}"))
+        .ok()
 }
 
 /// Bad requests to /dev/hfgpu: prints the errno each one got (0 if it was accepted).
 fn gpu_errors(path: &str) -> ExitCode {
     use std::os::fd::AsRawFd as _;
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("hf-workload: {path}: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(file) = open_device(path) else {
+        return ExitCode::FAILURE;
     };
     let fd = file.as_raw_fd();
     let try_map = |len: usize, off: i64, flags: i32| -> i32 {
@@ -81,26 +97,18 @@ fn gpu_errors(path: &str) -> ExitCode {
             )
         };
         if m == libc::MAP_FAILED {
-            return std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+            return last_errno();
         }
         // SAFETY: our own mapping.
         unsafe { libc::munmap(m, len) };
         0
     };
     let shared = libc::MAP_SHARED;
-    let policy = |p: u32| -> i32 {
-        // SAFETY: the ioctl reads one u32 from the pointer.
-        if unsafe { libc::ioctl(fd, HFGPU_SET_POLICY, &p as *const u32) } != 0 {
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
-        } else {
-            0
-        }
-    };
     // SAFETY: an ioctl number the driver does not know; the argument is not read.
     let unknown_ioctl = if unsafe { libc::ioctl(fd, 0x4004_48ff, 0usize) } == 0 {
         0
     } else {
-        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+        last_errno()
     };
     println!(
         "{{\"ok_map\":{},\"unaligned_offset\":{},\"length_past_bar\":{},\"offset_past_bar\":{},\"private\":{},\"unknown_policy\":{},\"unknown_ioctl\":{}}}",
@@ -109,7 +117,7 @@ fn gpu_errors(path: &str) -> ExitCode {
         try_map(8 << 30, 0, shared),
         try_map(4096, 8 << 30, shared),
         try_map(64 << 10, 0, libc::MAP_PRIVATE),
-        policy(99),
+        ioctl_policy(fd, 99),
         unknown_ioctl,
     );
     ExitCode::SUCCESS
@@ -390,14 +398,7 @@ fn main() -> ExitCode {
     };
     let counter_before = read_counter();
     let before = rusage();
-    let mut touched = 0u64;
-    let mut off = 0;
-    while off < o.size {
-        // SAFETY: inside our mapping; volatile so that every write happens.
-        unsafe { std::ptr::write_volatile((start + off) as *mut u8, 1) };
-        touched += 1;
-        off += stride;
-    }
+    let touched = touch(start, o.size, stride);
     let after = rusage();
     let counter_after = read_counter();
     let counter = match (counter_before, counter_after) {
@@ -447,16 +448,8 @@ fn touch(start: usize, size: usize, stride: usize) -> u64 {
 fn gpu(o: &Opts) -> ExitCode {
     use std::os::fd::AsRawFd as _;
     let path = o.path.as_deref().unwrap_or("/dev/hfgpu");
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("hf-workload: {path}: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(file) = open_device(path) else {
+        return ExitCode::FAILURE;
     };
     let fd = file.as_raw_fd();
     if let Some(p) = &o.policy
