@@ -459,8 +459,11 @@ fn gpu(o: &Opts) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let (hint, flags) = if o.align > 0 || o.offset > 0 {
-        // Find a free range, give it back, and ask for the chosen address in it.
-        let len = o.size + o.align + o.offset;
+        // Find a free range, give it back, and ask for the chosen address in it. The range
+        // holds the whole ALIGN-sized block the mapping starts in, so no other mapping
+        // shares its page tables: whether the kernel finds the PUD slot empty at the first
+        // fault does not depend on where the process's other mappings happen to be.
+        let len = o.size + o.offset + 2 * o.align.max(4096);
         // SAFETY: a fresh reservation, unmapped at once.
         let r = unsafe {
             libc::mmap(
