@@ -55,8 +55,16 @@ pub const MAX_CHAIN: usize = 6;
 /// (above every `vm_fault_t` bit, inside the 24 bits a step keeps).
 pub const STEP_VIA_RANGE: u32 = 1 << 23;
 
+/// A pfn the probes could not read (a folio insert, or a path that maps without a pfn
+/// argument: anonymous THP, `do_set_pmd`, hugetlb).
+pub const NO_PFN: u64 = u64::MAX;
+
+/// Mask of the page frame number in a `pfn_t` (up to 6.16 its top 12 bits are `PFN_*` flags);
+/// a plain `unsigned long` pfn passes it unchanged.
+pub const PFN_MASK: u64 = (1 << 52) - 1;
+
 /// What one fault mapped, as the nested probes saw it: the levels tried with their results,
-/// and the entries inserted per level with the first and last address of each level.
+/// and the entries inserted per level with the first and last address and pfn of each level.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mapping {
@@ -70,6 +78,12 @@ pub struct Mapping {
     /// First and last mapped virtual address per level (aligned to the entry's size).
     pub first_addr: [u64; 4],
     pub last_addr: [u64; 4],
+    /// Pfn of the first and last entry per level, [`NO_PFN`] where unknown.
+    pub first_pfn: [u64; 4],
+    pub last_pfn: [u64; 4],
+    /// Bit `level` set when an entry of that level had no readable pfn.
+    pub pfn_missing: u32,
+    pub _pad: u32,
 }
 
 impl Mapping {
@@ -81,7 +95,7 @@ impl Mapping {
 }
 
 /// One record per `handle_mm_fault` call (kprobe/fentry modes) or per completed fault
-/// (tracepoint-only mode). 240 bytes, 8-byte aligned.
+/// (tracepoint-only mode). 312 bytes, 8-byte aligned.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultRecord {
@@ -193,6 +207,12 @@ pub struct InFlight {
     pub in_range: u32,
     /// Address argument of the outermost PTE insert in flight.
     pub pte_addr: u64,
+    /// Pfn argument of the outermost PTE insert in flight (masked), or [`NO_PFN`].
+    pub pte_pfn: u64,
+    /// `vmf->address` of the PMD/PUD insert in flight (0: use the fault address).
+    pub huge_addr: u64,
+    /// Pfn of the PMD/PUD insert in flight, or [`NO_PFN`].
+    pub huge_pfn: u64,
 }
 
 /// Indices into the per-CPU `COUNTERS` array.
@@ -257,7 +277,9 @@ pub struct KernelOffsets {
     /// How `vm_operations_struct.huge_fault` gives the size: 1 = page order (6.6+),
     /// 0 = `enum page_entry_size` (PTE 0, PMD 1, PUD 2; up to 6.5).
     pub huge_fault_order: u32,
-    pub _pad: u32,
+    /// `struct vm_fault.address` (never 0: `vma` comes first); 0 when unknown, and then a
+    /// huge insert is taken to map at the fault address.
+    pub vmf_address: u32,
 }
 
 /// Filters applied in the kernel before any other work.
@@ -295,15 +317,15 @@ mod tests {
 
     #[test]
     fn record_layout_is_fixed() {
-        assert_eq!(FaultRecord::SIZE, 240);
-        assert_eq!(core::mem::size_of::<Mapping>(), 112);
+        assert_eq!(FaultRecord::SIZE, 312);
+        assert_eq!(core::mem::size_of::<Mapping>(), 184);
         assert_eq!(core::mem::align_of::<FaultRecord>(), 8);
         assert_eq!(core::mem::offset_of!(FaultRecord, address), 16);
         assert_eq!(core::mem::offset_of!(FaultRecord, dev), 80);
         assert_eq!(core::mem::offset_of!(FaultRecord, source), 104);
         assert_eq!(core::mem::offset_of!(FaultRecord, flags), 106);
         assert_eq!(core::mem::offset_of!(FaultRecord, comm), 112);
-        assert_eq!(core::mem::size_of::<InFlight>(), 184);
+        assert_eq!(core::mem::size_of::<InFlight>(), 280);
     }
 
     #[test]

@@ -31,8 +31,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use huge_fault_common::{
-    FaultRecord, Filter, InFlight, KernelOffsets, MAX_CHAIN, Mapping, STEP_VIA_RANGE, counter,
-    level, rflags, source,
+    FaultRecord, Filter, InFlight, KernelOffsets, MAX_CHAIN, Mapping, NO_PFN, PFN_MASK,
+    STEP_VIA_RANGE, counter, level, rflags, source,
 };
 
 /// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
@@ -70,7 +70,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     hugetlbfs_hstate: 0,
     hstate_order: 0,
     huge_fault_order: 0,
-    _pad: 0,
+    vmf_address: 0,
 };
 
 /// Process filter, set by the tool before load.
@@ -292,6 +292,9 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, vma: u64, address: u64, fault_flags: u32) 
         in_pte: 0,
         in_range: 0,
         pte_addr: 0,
+        pte_pfn: NO_PFN,
+        huge_addr: 0,
+        huge_pfn: NO_PFN,
     };
     // The exception that led here, when the tracepoints are attached and it is this page.
     // SAFETY: this thread's own map value, copied out.
@@ -399,9 +402,17 @@ fn fault_state(orphan: bool) -> Option<&'static mut InFlight> {
 
 /// Records one step of the fault in flight on this thread: `level` tried, `ret` returned.
 /// `chain` adds it to the chain of levels tried; `entry` counts one entry of that level at
-/// `addr` when `ret` says it mapped.
+/// `addr` (mapping `pfn`, [`NO_PFN`] when unknown) when `ret` says it mapped.
 #[inline(always)]
-fn note_step(st: &mut InFlight, level: u8, ret: u32, addr: u64, chain: bool, entry: bool) {
+fn note_step(
+    st: &mut InFlight,
+    level: u8,
+    ret: u32,
+    addr: u64,
+    pfn: u64,
+    chain: bool,
+    entry: bool,
+) {
     if st.depth > 0 {
         // Inside a nested handle_mm_fault: it belongs to neither call for certain.
         st.mapping.overflow += 1;
@@ -422,8 +433,13 @@ fn note_step(st: &mut InFlight, level: u8, ret: u32, addr: u64, chain: bool, ent
         m.entries[l] += 1;
         if m.first_addr[l] == 0 {
             m.first_addr[l] = addr;
+            m.first_pfn[l] = pfn;
         }
         m.last_addr[l] = addr;
+        m.last_pfn[l] = pfn;
+        if pfn == NO_PFN {
+            m.pfn_missing |= 1 << l;
+        }
     }
 }
 
@@ -433,7 +449,7 @@ fn note_step(st: &mut InFlight, level: u8, ret: u32, addr: u64, chain: bool, ent
 fn note_fault_step(level: u8, ret: u32, size: u64, chain: bool, entry: bool) {
     if let Some(st) = fault_state(true) {
         let addr = st.address & !(size - 1);
-        note_step(st, level, ret, addr, chain, entry);
+        note_step(st, level, ret, addr, NO_PFN, chain, entry);
     }
 }
 
@@ -479,7 +495,7 @@ pub fn hf_kret_huge_fault(ctx: RetProbeContext) -> u32 {
     }
     let lvl = (st.hf_level & 0xff) as u8;
     st.hf_level = 0;
-    note_step(st, lvl, ret, 0, true, false);
+    note_step(st, lvl, ret, 0, NO_PFN, true, false);
     0
 }
 
@@ -510,7 +526,7 @@ pub fn hf_kret_range(ctx: RetProbeContext) -> u32 {
     if st.in_hf > 0 {
         st.hf_level |= HF_RANGED;
     } else {
-        note_step(st, level::PTE, ret | STEP_VIA_RANGE, 0, true, false);
+        note_step(st, level::PTE, ret | STEP_VIA_RANGE, 0, NO_PFN, true, false);
     }
     0
 }
@@ -520,9 +536,11 @@ pub fn hf_kret_range(ctx: RetProbeContext) -> u32 {
 #[kprobe]
 pub fn hf_kprobe_insert_pte(ctx: ProbeContext) -> u32 {
     let addr: u64 = ctx.arg(1).unwrap_or(0);
+    let pfn: u64 = ctx.arg(2).unwrap_or(NO_PFN);
     if let Some(st) = fault_state(false) {
         if st.in_pte == 0 {
             st.pte_addr = addr;
+            st.pte_pfn = pfn & PFN_MASK;
         }
         st.in_pte += 1;
     }
@@ -546,7 +564,8 @@ pub fn hf_kret_insert_pte(ctx: RetProbeContext) -> u32 {
     }
     let step = st.in_hf == 0 && st.in_range == 0;
     let addr = st.pte_addr & !0xfff;
-    note_step(st, level::PTE, ret, addr, step, true);
+    let pfn = st.pte_pfn;
+    note_step(st, level::PTE, ret, addr, pfn, step, true);
     0
 }
 
@@ -577,8 +596,8 @@ pub fn hf_kret_insert_pmd(ctx: RetProbeContext) -> u32 {
     };
     // Inside a huge_fault handler or a range helper, their return makes the step.
     let step = st.in_hf == 0 && st.in_range == 0;
-    let addr = st.address & !((2 << 20) - 1);
-    note_step(st, level::PMD, ret, addr, step, true);
+    let (addr, pfn) = huge_insert_target(st, 2 << 20);
+    note_step(st, level::PMD, ret, addr, pfn, step, true);
     0
 }
 
@@ -591,8 +610,60 @@ pub fn hf_kret_insert_pud(ctx: RetProbeContext) -> u32 {
     };
     // Inside a huge_fault handler or a range helper, their return makes the step.
     let step = st.in_hf == 0 && st.in_range == 0;
-    let addr = st.address & !((1 << 30) - 1);
-    note_step(st, level::PUD, ret, addr, step, true);
+    let (addr, pfn) = huge_insert_target(st, 1 << 30);
+    note_step(st, level::PUD, ret, addr, pfn, step, true);
+    0
+}
+
+/// The entry a PMD/PUD insert made: `vmf->address` and the pfn its entry probe read (a range
+/// helper hands each insert a copy of the fault pointing at the entry's slot), else the
+/// fault address and no pfn. Clears both for the next insert.
+#[inline(always)]
+fn huge_insert_target(st: &mut InFlight, size: u64) -> (u64, u64) {
+    let addr = if st.huge_addr != 0 {
+        st.huge_addr
+    } else {
+        st.address
+    };
+    let pfn = st.huge_pfn;
+    st.huge_addr = 0;
+    st.huge_pfn = NO_PFN;
+    (addr & !(size - 1), pfn)
+}
+
+/// Entry of a PMD/PUD pfn insert (`vmf_insert_pfn_{pmd,pud}[_prot]`): `vmf->address` and the
+/// pfn, a `pfn_t` (flag bits masked off) up to 6.16, an `unsigned long` since.
+#[kprobe]
+pub fn hf_kprobe_insert_huge(ctx: ProbeContext) -> u32 {
+    let vmf: u64 = ctx.arg(0).unwrap_or(0);
+    let pfn: u64 = ctx.arg(1).unwrap_or(NO_PFN);
+    if let Some(st) = fault_state(false) {
+        let off = offsets().vmf_address;
+        st.huge_addr = if off != 0 && vmf != 0 {
+            read_u64(vmf, off)
+        } else {
+            0
+        };
+        st.huge_pfn = pfn & PFN_MASK;
+    }
+    0
+}
+
+/// Entry of a PMD/PUD folio insert (`vmf_insert_folio_{pmd,pud}`, 6.15+): `vmf->address`;
+/// the pfn stays unknown (deriving it from the `struct folio *` needs `vmemmap_base`,
+/// which the programs do not read).
+#[kprobe]
+pub fn hf_kprobe_insert_folio_huge(ctx: ProbeContext) -> u32 {
+    let vmf: u64 = ctx.arg(0).unwrap_or(0);
+    if let Some(st) = fault_state(false) {
+        let off = offsets().vmf_address;
+        st.huge_addr = if off != 0 && vmf != 0 {
+            read_u64(vmf, off)
+        } else {
+            0
+        };
+        st.huge_pfn = NO_PFN;
+    }
     0
 }
 
@@ -639,7 +710,7 @@ pub fn hf_kret_hugetlb_fault(ctx: RetProbeContext) -> u32 {
         _ => (0, 4096),
     };
     let addr = st.address & !(size - 1);
-    note_step(st, lvl, ret, addr, true, true);
+    note_step(st, lvl, ret, addr, NO_PFN, true, true);
     0
 }
 
@@ -711,6 +782,9 @@ fn exception_entry(ctx: &TracePointContext, which: u32) {
         in_pte: 0,
         in_range: 0,
         pte_addr: 0,
+        pte_pfn: NO_PFN,
+        huge_addr: 0,
+        huge_pfn: NO_PFN,
     };
     // Overwrites a stale entry of an exception that never completed (SIGSEGV, a spurious
     // fault, a fault fixed up by the kernel): those show as exceptions without completion.

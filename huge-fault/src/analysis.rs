@@ -269,6 +269,8 @@ pub struct Analyzer {
     pub unlinked_retries: u64,
     /// The nested probes that report levels and entries are attached.
     pub sizes_visible: bool,
+    /// What the what-if replay needs (addresses in order, pfn runs, levels asked).
+    pub whatif: crate::whatif::Observer,
     pending: HashMap<u32, PendingRetry>,
 }
 
@@ -286,6 +288,7 @@ impl Analyzer {
             nested: 0,
             unlinked_retries: 0,
             sizes_visible: true,
+            whatif: crate::whatif::Observer::default(),
             pending: HashMap::new(),
         }
     }
@@ -434,6 +437,10 @@ impl Analyzer {
         }
         if let Some(v) = self.vmas.get_mut(&key) {
             v.stats.add(&c);
+            if self.sizes_visible {
+                let entries = c.mapped.as_ref().map_or([0; 4], |m| m.entries);
+                self.whatif.observe(key, r, c.retry, &entries);
+            }
         }
     }
 

@@ -330,6 +330,54 @@ const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "DAX PUD folio insert (6.15+)",
     },
     ProbeSpec {
+        program: "hf_kprobe_insert_huge",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_pfn_pmd_prot"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "address and pfn of a PMD insert (5.15 ... 6.3)",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_insert_huge",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_pfn_pmd"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "address and pfn of a PMD insert (6.4+)",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_insert_folio_huge",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_folio_pmd"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "address of a PMD folio insert (6.15+)",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_insert_huge",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_pfn_pud_prot"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "address and pfn of a PUD insert (5.15 ... 6.3)",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_insert_huge",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_pfn_pud"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "address and pfn of a PUD insert (6.4+)",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_insert_folio_huge",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_folio_pud"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "address of a PUD folio insert (6.15+)",
+    },
+    ProbeSpec {
         program: "hf_kprobe_huge_fault",
         kind: ProgKind::KProbe,
         target: Target::Suffix("_huge_fault"),
@@ -518,6 +566,7 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
             btf.find(crate::btf::kind::ENUM, "page_entry_size")
                 .is_none(),
         ),
+        vmf_address: btf.member_offset("vm_fault", "address").unwrap_or(0),
         ..hugetlb_offsets(btf)
     })
 }

@@ -16,3 +16,4 @@ pub mod record;
 pub mod report;
 pub mod symbols;
 pub mod threshold;
+pub mod whatif;

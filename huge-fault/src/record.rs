@@ -1,8 +1,8 @@
 //! Recordings: every per-fault record of a live run, with what the run needs to be
 //! reported again offline to the same numbers (`huge-fault report FILE`).
 //!
-//! Layout: the magic `HFREC001`, then tagged entries:
-//! - `R` + one 240-byte [`FaultRecord`], as the kernel wrote it;
+//! Layout: the magic `HFREC002`, then tagged entries:
+//! - `R` + one 312-byte [`FaultRecord`], as the kernel wrote it;
 //! - `V` + u32 length + JSON: an answer of the VMA resolver (/proc/PID/maps) during the
 //!   ingest of the record before it, so that the replay names VMAs as the live run did;
 //! - `E` + u32 length + JSON: the run's [`RunInfo`] and the analyzer's settings, last.
@@ -19,7 +19,7 @@ use crate::{
     report::RunInfo,
 };
 
-pub const MAGIC: &[u8; 8] = b"HFREC001";
+pub const MAGIC: &[u8; 8] = b"HFREC002";
 
 /// The last entry of a recording.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,6 +150,19 @@ pub fn replay(bytes: &[u8], default_max_vmas: usize) -> Replay {
         records,
         error: Some(error),
     };
+    if bytes.len() >= MAGIC.len()
+        && bytes[..MAGIC.len() - 3] == MAGIC[..MAGIC.len() - 3]
+        && bytes[..MAGIC.len()] != *MAGIC
+    {
+        let v = String::from_utf8_lossy(&bytes[MAGIC.len() - 3..MAGIC.len()]).into_owned();
+        return fail(
+            Analyzer::new(default_max_vmas),
+            0,
+            format!(
+                "recording format {v} is not the format this huge-fault reads (002): record it again"
+            ),
+        );
+    }
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return fail(
             Analyzer::new(default_max_vmas),
@@ -396,6 +409,9 @@ mod tests {
         assert!(r.error.unwrap().contains("without its trailer"));
         // Not a recording at all.
         assert!(replay(b"hello", 64).error.unwrap().contains("bad magic"));
+        // An older format is named as such.
+        let old = replay(b"HFREC001R", 64).error.unwrap();
+        assert!(old.contains("recording format 001"), "{old}");
         std::fs::remove_dir_all(d).unwrap();
     }
 }

@@ -11,7 +11,7 @@ use crate::{
 };
 
 pub const SCHEMA: &str = "huge-fault.report";
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The state of one probe after attaching.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +191,8 @@ pub struct VmaReport {
     pub vma_source: String,
     #[serde(flatten)]
     pub stats: StatsReport,
+    /// What a range insert would have done here (VMAs whose inserts carried pfns).
+    pub what_if: Option<crate::whatif::VmaWhatIf>,
 }
 
 /// Everything one run produced.
@@ -213,6 +215,8 @@ pub struct Report {
     pub totals: StatsReport,
     pub processes: Vec<ProcessReport>,
     pub vmas: Vec<VmaReport>,
+    /// What every `what_if` section assumes.
+    pub what_if_assumptions: &'static [&'static str],
 }
 
 /// Run-level facts the analyzer does not know.
@@ -264,10 +268,18 @@ impl Report {
                 faults_in_overflowed_vmas: p.vma_overflow,
             })
             .collect();
+        let mut what_if = if sizes {
+            a.whatif.compute()
+        } else {
+            Default::default()
+        };
         let vmas = a
             .vmas_sorted()
             .into_iter()
-            .map(|(k, v)| vma_report(k, v, &vis, sizes))
+            .map(|(k, v)| VmaReport {
+                what_if: what_if.remove(k),
+                ..vma_report(k, v, &vis, sizes)
+            })
             .collect();
         Report {
             schema: SCHEMA,
@@ -301,6 +313,7 @@ impl Report {
             totals: StatsReport::new(&a.totals, &vis, sizes),
             processes,
             vmas,
+            what_if_assumptions: crate::whatif::ASSUMPTIONS,
         }
     }
 
@@ -324,6 +337,7 @@ fn vma_report(k: &VmaKey, v: &VmaStats, vis: &Visibility, sizes: bool) -> VmaRep
         vm_flags: format!("{:#x}", v.flags),
         vma_source: if v.from_proc { "proc" } else { "kernel" }.into(),
         stats: StatsReport::new(&v.stats, vis, sizes),
+        what_if: None,
     }
 }
 
@@ -522,7 +536,59 @@ impl Report {
                 self.vmas.len() - top
             ));
         }
+        out.push_str(&self.render_what_if(top));
         out
+    }
+
+    /// The what-if section: per VMA with pfn inserts, what happened and what a range insert
+    /// would have done, by a module's helper and by a core-mm helper.
+    fn render_what_if(&self, top: usize) -> String {
+        let rows: Vec<_> = self
+            .vmas
+            .iter()
+            .filter_map(|v| v.what_if.as_ref().map(|w| (v, w)))
+            .take(top)
+            .collect();
+        if rows.is_empty() {
+            return String::new();
+        }
+        let mut t = new_table(&[
+            "PID",
+            "VMA",
+            "OBSERVED",
+            "RANGE INSERT (MODULE)",
+            "RANGE INSERT (CORE MM)",
+        ]);
+        for (v, w) in rows {
+            let vma = format!(
+                "{}-{}",
+                v.start.trim_start_matches("0x"),
+                v.end.trim_start_matches("0x")
+            );
+            let c = |x: &Option<crate::whatif::Counts>| {
+                x.as_ref().map_or_else(|| "-".into(), |c| c.describe())
+            };
+            if let Some(reason) = &w.skipped {
+                t.add_row(vec![
+                    v.pid.to_string(),
+                    vma,
+                    format!("not computed: {reason}"),
+                    String::new(),
+                    String::new(),
+                ]);
+            } else {
+                t.add_row(vec![
+                    v.pid.to_string(),
+                    vma,
+                    c(&w.observed),
+                    c(&w.module_helper),
+                    c(&w.core_helper),
+                ]);
+            }
+        }
+        format!(
+            "what-if: a range insert of each VMA's contiguous pfn run (assumptions in --json)\n{t}\n"
+        )
     }
 }
 
@@ -574,11 +640,11 @@ mod tests {
     }
 
     #[test]
-    fn json_schema_v1_has_versions_visibility_and_ranges() {
+    fn json_schema_v2_has_versions_visibility_and_ranges() {
         let rep = Report::build(&analyzer(), &run(Mode::TracepointOnly));
         let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
         assert_eq!(v["schema"], "huge-fault.report");
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], 2);
         assert_eq!(v["mode"], "tracepoint-only");
         assert_eq!(v["visibility"]["return_codes"], false);
         assert_eq!(v["loss"]["ringbuf_drops"], 4);
