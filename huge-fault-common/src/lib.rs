@@ -280,6 +280,11 @@ pub struct KernelOffsets {
     /// `struct vm_fault.address` (never 0: `vma` comes first); 0 when unknown, and then a
     /// huge insert is taken to map at the fault address.
     pub vmf_address: u32,
+    /// `struct folio._flags_1`, whose low byte is a large folio's order (never 0); 0 when
+    /// unknown, and then multi-size THP folios are not sized.
+    pub folio_flags_1: u32,
+    /// Bit number of `PG_head` in `struct folio.flags` (offset 0): set for a large folio.
+    pub pg_head: u32,
 }
 
 /// Filters applied in the kernel before any other work.

@@ -71,6 +71,8 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     hstate_order: 0,
     huge_fault_order: 0,
     vmf_address: 0,
+    folio_flags_1: 0,
+    pg_head: 0,
 };
 
 /// Process filter, set by the tool before load.
@@ -523,6 +525,10 @@ pub fn hf_kret_range(ctx: RetProbeContext) -> u32 {
         return 0;
     };
     st.in_range = st.in_range.saturating_sub(1);
+    if st.in_range > 0 {
+        // A helper called by another helper: the outermost one makes the step.
+        return 0;
+    }
     if st.in_hf > 0 {
         st.hf_level |= HF_RANGED;
     } else {
@@ -543,6 +549,73 @@ pub fn hf_kprobe_insert_pte(ctx: ProbeContext) -> u32 {
             st.pte_pfn = pfn & PFN_MASK;
         }
         st.in_pte += 1;
+    }
+    0
+}
+
+/// Entry of a PTE insert that takes a `struct page *` (`vm_insert_page`): the address; no
+/// pfn (the page pointer is not translated).
+#[kprobe]
+pub fn hf_kprobe_insert_pte_page(ctx: ProbeContext) -> u32 {
+    let addr: u64 = ctx.arg(1).unwrap_or(0);
+    if let Some(st) = fault_state(false) {
+        if st.in_pte == 0 {
+            st.pte_addr = addr;
+            st.pte_pfn = NO_PFN;
+        }
+        st.in_pte += 1;
+    }
+    0
+}
+
+/// Entry of a PTE insert that takes the fault (`vmf_insert_page_mkwrite`, DAX on 6.15+): the
+/// address from `vmf->address`; no pfn.
+#[kprobe]
+pub fn hf_kprobe_insert_pte_vmf(ctx: ProbeContext) -> u32 {
+    let vmf: u64 = ctx.arg(0).unwrap_or(0);
+    if let Some(st) = fault_state(false) {
+        if st.in_pte == 0 {
+            let off = offsets().vmf_address;
+            st.pte_addr = if off != 0 && vmf != 0 {
+                read_u64(vmf, off)
+            } else {
+                st.address
+            };
+            st.pte_pfn = NO_PFN;
+        }
+        st.in_pte += 1;
+    }
+    0
+}
+
+/// A new anonymous folio mapped by a fault (`folio_add_new_anon_rmap`): a multi-size THP
+/// folio (order 1 to 8, 6.8+) maps `1 << order` PTEs at once. Order 0 is left to the PTE
+/// path's inference and PMD-size folios to `do_huge_pmd_anonymous_page`.
+#[kprobe]
+pub fn hf_kprobe_anon_rmap(ctx: ProbeContext) -> u32 {
+    let folio: u64 = ctx.arg(0).unwrap_or(0);
+    let addr: u64 = ctx.arg(2).unwrap_or(0);
+    let o = offsets();
+    if o.folio_flags_1 == 0 || folio == 0 {
+        return 0;
+    }
+    let Some(st) = fault_state(false) else {
+        return 0;
+    };
+    if read_u64(folio, 0) & (1u64 << (o.pg_head & 63)) == 0 {
+        return 0;
+    }
+    let order = read_u64(folio, o.folio_flags_1) & 0xff;
+    if order == 0 || order >= 9 {
+        return 0;
+    }
+    let nr = 1u64 << order;
+    let start = addr & !((nr << 12) - 1);
+    note_step(st, level::PTE, 0, start, NO_PFN, true, true);
+    if st.depth == 0 {
+        let m = &mut st.mapping;
+        m.entries[level::PTE as usize] += (nr - 1) as u32;
+        m.last_addr[level::PTE as usize] = start + ((nr - 1) << 12);
     }
     0
 }

@@ -166,8 +166,21 @@ impl Btf {
                         p += 12;
                     }
                 }
-                kind::ENUM => p += 8 * vlen,
-                kind::ENUM64 => p += 12 * vlen,
+                kind::ENUM | kind::ENUM64 => {
+                    // Enumerators keep their value (the low 32 bits) in `bit_offset`.
+                    let step = if k == kind::ENUM { 8 } else { 12 };
+                    for _ in 0..vlen {
+                        let e_name = u32_at(types_bytes, p, "enumerator")?;
+                        let e_val = u32_at(types_bytes, p + 4, "enumerator")?;
+                        members.push(Member {
+                            name: name(e_name),
+                            type_id: 0,
+                            bit_offset: e_val,
+                            bitfield_size: 0,
+                        });
+                        p += step;
+                    }
+                }
                 kind::FUNC_PROTO => {
                     for _ in 0..vlen {
                         let a_name = u32_at(types_bytes, p, "param")?;
@@ -275,6 +288,18 @@ impl Btf {
         id
     }
 
+    /// The value of enumerator `member` of `enum name` (low 32 bits).
+    pub fn enum_value(&self, name: &str, member: &str) -> Option<u32> {
+        let e = self
+            .find(kind::ENUM, name)
+            .or_else(|| self.find(kind::ENUM64, name))?;
+        self.type_by_id(e)?
+            .members
+            .iter()
+            .find(|m| m.name == member)
+            .map(|m| m.bit_offset)
+    }
+
     /// Parameters of kernel function `func` as (name, type id), if BTF describes it.
     pub fn func_params(&self, func: &str) -> Option<Vec<(String, u32)>> {
         let f = self.type_by_id(self.find(kind::FUNC, func)?)?;
@@ -356,6 +381,16 @@ pub(crate) mod build {
             }
             id
         }
+        pub fn enumeration(&mut self, name: &str, values: &[(&str, u32)]) -> u32 {
+            let id = self.head(name, super::kind::ENUM, values.len() as u32, false, 4);
+            for &(vname, v) in values {
+                let n = self.s(vname);
+                for x in [n, v] {
+                    self.types.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+            id
+        }
         pub fn func(&mut self, name: &str, ret: u32, params: &[(&str, u32)]) -> u32 {
             let proto = self.head("", super::kind::FUNC_PROTO, params.len() as u32, false, ret);
             for &(pname, ty) in params {
@@ -432,6 +467,7 @@ mod tests {
             ],
         );
         let pvma = b.ptr(vma);
+        b.enumeration("pageflags", &[("PG_locked", 0), ("PG_head", 6)]);
         b.func("handle_mm_fault", ul, &[("vma", pvma), ("address", ul)]);
         b.finish()
     }
@@ -445,6 +481,9 @@ mod tests {
         assert_eq!(btf.member_offset("vm_area_struct", "vm_pgoff"), Ok(80));
         assert_eq!(btf.member_offset("vm_area_struct", "vm_file"), Ok(88));
         assert_eq!(btf.member_offset("file", "f_inode"), Ok(0));
+        assert_eq!(btf.enum_value("pageflags", "PG_head"), Some(6));
+        assert_eq!(btf.enum_value("pageflags", "PG_nope"), None);
+        assert_eq!(btf.enum_value("nope", "PG_head"), None);
     }
 
     #[test]
@@ -500,5 +539,8 @@ mod tests {
         assert_eq!(btf.member_offset("vm_area_struct", "vm_end"), Ok(8));
         assert!(btf.member_offset("vm_area_struct", "vm_flags").is_ok());
         assert_eq!(btf.func_params("handle_mm_fault").map(|p| p.len()), Some(4));
+        assert_eq!(btf.member_offset("vm_fault", "address"), Ok(24));
+        assert!(btf.enum_value("pageflags", "PG_head").is_some());
+        assert!(btf.member_offset("folio", "_flags_1").is_ok());
     }
 }

@@ -80,16 +80,19 @@ pub struct Args {
     )]
     pub btf: PathBuf,
 
-    /// The range-insert helper to probe: a C function name or a Rust path (`::`), `*`
-    /// globs allowed, resolved in /proc/kallsyms (modules included). Its calls show as
-    /// `LEVEL:RANGE` chain steps; the entries it inserts count at their own sizes.
+    /// Range-insert helpers to probe, comma-separated: C function names or Rust paths
+    /// (`::`), `*` globs allowed, resolved in /proc/kallsyms (modules included). Their calls
+    /// show as `LEVEL:RANGE` chain steps; the entries they insert count at their own sizes
+    /// (a helper called by another counts once).
     #[arg(
         long,
-        value_name = "SYMBOL",
+        visible_alias = "insert-helper",
+        value_name = "SYMBOL,...",
+        value_delimiter = ',',
         default_value = crate::kernel::DEFAULT_RANGE_HELPER,
         global = true
     )]
-    pub range_helper: String,
+    pub range_helper: Vec<String>,
 
     /// Show the programs' own anomaly reports (nesting, lost entries) as they happen.
     #[arg(short, long, global = true)]
@@ -102,6 +105,11 @@ pub struct Args {
     /// Rows per table.
     #[arg(long, value_name = "N", default_value_t = 20, global = true)]
     pub top: usize,
+
+    /// Add log2 latency histograms: for all faults and each VMA shown in the tables, and
+    /// as `latency_log2` (`from_ns`, `to_ns`, `count`) in the final JSON.
+    #[arg(long, global = true)]
+    pub histogram: bool,
 
     /// Most VMA rows kept; faults in further VMAs are counted as overflow, not dropped.
     #[arg(long, value_name = "N", default_value_t = 20_000, global = true)]
@@ -221,6 +229,19 @@ mod tests {
             Some(Command::Run { argv }) => assert_eq!(argv, ["ls", "-l"]),
             other => panic!("{other:?}"),
         }
+        // Range helpers: the lab driver's by default, a list or the alias otherwise.
+        let a = Args::try_parse_from(["huge-fault"]).unwrap();
+        assert_eq!(
+            a.range_helper,
+            ["hf_range::kernel::insert_range", "hf_vmf_insert_range"]
+        );
+        let a = Args::try_parse_from([
+            "huge-fault",
+            "--insert-helper",
+            "kernel::mm::*::insert_range,my_insert",
+        ])
+        .unwrap();
+        assert_eq!(a.range_helper, ["kernel::mm::*::insert_range", "my_insert"]);
     }
 
     #[test]

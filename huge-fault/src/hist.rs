@@ -105,6 +105,57 @@ impl Histogram {
     }
 }
 
+/// One power-of-two bucket: `[from_ns, to_ns)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Log2Bucket {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    /// The counts per power of two (`[0, 1)`, `[1, 2)`, `[2, 4)`, ...), from the first
+    /// non-empty bucket to the last, empty ones between included. Exact: every log-linear
+    /// bucket lies inside one power of two.
+    pub fn log2(&self) -> Vec<Log2Bucket> {
+        let mut by_pow = [0u64; 65];
+        for (i, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                // The bucket's values share the bit length of its upper bound.
+                let up = upper(i);
+                by_pow[(64 - up.leading_zeros()) as usize] += c;
+            }
+        }
+        let Some(first) = by_pow.iter().position(|&c| c > 0) else {
+            return Vec::new();
+        };
+        let last = by_pow.iter().rposition(|&c| c > 0).unwrap_or(first);
+        (first..=last)
+            .map(|k| Log2Bucket {
+                from_ns: if k == 0 { 0 } else { 1u64 << (k - 1) },
+                to_ns: if k == 64 { u64::MAX } else { 1u64 << k },
+                count: by_pow[k],
+            })
+            .collect()
+    }
+}
+
+/// A bpftrace-style text rendering of [`Histogram::log2`] buckets.
+pub fn render_log2(buckets: &[Log2Bucket]) -> String {
+    let max = buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1);
+    let mut out = String::new();
+    for b in buckets {
+        let bar = (b.count * 40).div_ceil(max) as usize;
+        let range = format!("[{}, {})", fmt_ns(b.from_ns), fmt_ns(b.to_ns));
+        out.push_str(&format!(
+            "{range:<20} {:>9} |{:<40}|\n",
+            b.count,
+            "@".repeat(bar)
+        ));
+    }
+    out
+}
+
 /// `1.2µs`-style rendering of nanoseconds.
 pub fn fmt_ns(ns: u64) -> String {
     match ns {
@@ -159,6 +210,33 @@ mod tests {
         }
         assert_eq!(h.quantile(0.5), Some(3));
         assert_eq!(h.quantile(1.0), Some(7));
+    }
+
+    #[test]
+    fn log2_buckets_are_exact_powers_of_two() {
+        let mut h = Histogram::default();
+        assert!(h.log2().is_empty());
+        for v in [0, 1, 3, 3, 1000, 1023, 1024, 5000] {
+            h.record(v);
+        }
+        let b = h.log2();
+        let count = |from: u64| b.iter().find(|x| x.from_ns == from).map(|x| x.count);
+        assert_eq!(b.first().map(|x| (x.from_ns, x.to_ns)), Some((0, 1)));
+        assert_eq!(count(0), Some(1));
+        assert_eq!(count(1), Some(1));
+        assert_eq!(count(2), Some(2));
+        assert_eq!(count(4), Some(0), "empty buckets between are kept");
+        assert_eq!(count(512), Some(2));
+        assert_eq!(count(1024), Some(1));
+        assert_eq!(count(4096), Some(1));
+        assert_eq!(b.last().map(|x| x.to_ns), Some(8192));
+        assert_eq!(b.iter().map(|x| x.count).sum::<u64>(), 8);
+        let text = render_log2(&b);
+        assert!(text.contains("[512ns, 1.0µs)"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains(" 2 |") && l.contains(&"@".repeat(40)))
+        );
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub enum Target {
 }
 
 /// The range-insert helper probed by default: the lab driver's Rust helper.
-pub const DEFAULT_RANGE_HELPER: &str = "hf_range::kernel::insert_range";
+pub const DEFAULT_RANGE_HELPER: &str = "hf_range::kernel::insert_range,hf_vmf_insert_range";
 
 impl Target {
     pub fn describe(&self) -> String {
@@ -426,6 +426,78 @@ const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver PTE insert with a pgprot",
     },
     ProbeSpec {
+        program: "hf_kprobe_insert_pte",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_mixed"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "DAX/driver PTE insert (address, pfn)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pte",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_mixed"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "DAX/driver PTE insert (result)",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_insert_pte",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_mixed_mkwrite"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "DAX write PTE insert, up to 6.14 (address, pfn)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pte",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_mixed_mkwrite"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "DAX write PTE insert, up to 6.14 (result)",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_insert_pte_vmf",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vmf_insert_page_mkwrite"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "DAX PTE insert, 6.15+ (address; no pfn)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pte",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vmf_insert_page_mkwrite"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "DAX PTE insert, 6.15+ (result)",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_insert_pte_page",
+        kind: ProgKind::KProbe,
+        target: Target::Function("vm_insert_page"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver page insert (address; no pfn)",
+    },
+    ProbeSpec {
+        program: "hf_kret_insert_pte",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function("vm_insert_page"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "driver page insert (result)",
+    },
+    ProbeSpec {
+        program: "hf_kprobe_anon_rmap",
+        kind: ProgKind::KProbe,
+        target: Target::Function("folio_add_new_anon_rmap"),
+        mode: Mode::Fentry,
+        required: false,
+        role: "multi-size THP: PTEs per new anonymous folio (6.8+)",
+    },
+    ProbeSpec {
         program: "hf_kprobe_range",
         kind: ProgKind::KProbe,
         target: Target::RangeHelper,
@@ -567,6 +639,11 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
                 .is_none(),
         ),
         vmf_address: btf.member_offset("vm_fault", "address").unwrap_or(0),
+        folio_flags_1: btf
+            .enum_value("pageflags", "PG_head")
+            .and(btf.member_offset("folio", "_flags_1").ok())
+            .unwrap_or(0),
+        pg_head: btf.enum_value("pageflags", "PG_head").unwrap_or(0),
         ..hugetlb_offsets(btf)
     })
 }

@@ -351,16 +351,20 @@ struct KernelProbing<'a> {
 }
 
 impl<'a> KernelProbing<'a> {
-    fn new(tracefs: Result<&'a Path, &'a String>, range_helper: &str) -> Self {
+    fn new(tracefs: Result<&'a Path, &'a String>, range_helper: &[String]) -> Self {
         let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
         let symbols = crate::symbols::parse_kallsyms(&kallsyms);
-        let found: Vec<String> = crate::symbols::resolve(&symbols, range_helper)
-            .into_iter()
+        let mut found: Vec<String> = range_helper
+            .iter()
+            .flat_map(|p| crate::symbols::resolve(&symbols, p))
             .map(|s| s.name.clone())
             .collect();
+        found.sort_unstable();
+        found.dedup();
         let range_helper = if found.is_empty() {
             Err(format!(
-                "no function matches --range-helper {range_helper} in /proc/kallsyms (is its module loaded?)"
+                "no function matches --range-helper {} in /proc/kallsyms (is its module loaded?)",
+                range_helper.join(",")
             ))
         } else {
             Ok(found)
@@ -472,7 +476,7 @@ pub struct LoadOptions<'a> {
     pub filter: Filter,
     pub ring_buffer_bytes: u32,
     pub verbose: bool,
-    pub range_helper: &'a str,
+    pub range_helper: &'a [String],
 }
 
 /// Loads the object, starts the log reader and attaches in the best available mode.
@@ -741,7 +745,10 @@ pub fn report_file(args: &Args, path: &Path) -> Result<i32, Fatal> {
             counters: vec![0; huge_fault_common::counter::COUNT as usize],
         },
     };
-    let report = Report::build(&r.analyzer, &run);
+    let mut report = Report::build(&r.analyzer, &run);
+    if args.histogram {
+        report = report.with_histograms(&r.analyzer);
+    }
     let failed = print_and_judge(args, &report)?;
     if let Some(e) = r.error {
         return fatal(format!(
@@ -1051,7 +1058,10 @@ async fn event_loop(
     if run.counters.iter().all(|&c| c == 0) {
         run.counters = counters_before_detach;
     }
-    let report = Report::build(&analyzer, &run);
+    let mut report = Report::build(&analyzer, &run);
+    if args.histogram {
+        report = report.with_histograms(&analyzer);
+    }
     if let Some(r) = recorder.take() {
         r.finish(&Trailer {
             run: run.clone(),

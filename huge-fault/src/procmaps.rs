@@ -69,7 +69,13 @@ impl ProcMaps {
     fn read(&mut self, tgid: u32) -> Option<&Entry> {
         let text = std::fs::read_to_string(self.root.join(tgid.to_string()).join("maps")).ok();
         self.reads += 1;
-        let vmas = text.as_deref().map(parse).unwrap_or_default();
+        // A process that has exited keeps the VMAs last read: its late records still name
+        // them.
+        let vmas = match (text, self.cache.remove(&tgid)) {
+            (Some(t), _) => parse(&t),
+            (None, Some(old)) => old.vmas,
+            (None, None) => Vec::new(),
+        };
         self.cache.insert(
             tgid,
             Entry {
@@ -153,6 +159,13 @@ mod tests {
         assert!(pm.lookup(77, 0x7f20_0000_0010).is_some());
         assert_eq!(pm.reads, reads + 1);
         assert_eq!(pm.lookup(78, 0x1000), None, "no such process");
+        // The process exits: what was read stays known.
+        std::fs::remove_dir_all(dir.join("77")).unwrap();
+        assert_eq!(pm.lookup(77, 0x7f30_0000_0000), None);
+        assert_eq!(
+            pm.lookup(77, 0x7f20_0000_0010).map(|v| v.start),
+            Some(0x7f20_0000_0000)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

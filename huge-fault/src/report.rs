@@ -81,6 +81,9 @@ pub struct StatsReport {
     pub major: u64,
     pub writes: u64,
     pub latency_ns: Option<LatencySummary>,
+    /// Log2 latency buckets, with `--histogram` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_log2: Option<Vec<crate::hist::Log2Bucket>>,
     /// Entries inserted per page-table level; `null` where the probes cannot see them.
     pub entries: Option<Entries>,
     pub bytes_mapped: Option<u64>,
@@ -125,6 +128,7 @@ impl StatsReport {
             major: s.major,
             writes: s.writes,
             latency_ns: s.latency.summary(),
+            latency_log2: None,
             entries: sizes.then(|| Entries {
                 pte: s.entries[1],
                 pmd: s.entries[2],
@@ -315,6 +319,23 @@ impl Report {
             vmas,
             what_if_assumptions: crate::whatif::ASSUMPTIONS,
         }
+    }
+
+    /// Adds the log2 latency histograms of the totals, every process and every VMA.
+    pub fn with_histograms(mut self, a: &Analyzer) -> Self {
+        self.totals.latency_log2 = Some(a.totals.latency.log2());
+        for p in &mut self.processes {
+            p.stats.latency_log2 = a.processes.get(&p.pid).map(|s| s.stats.latency.log2());
+        }
+        for v in &mut self.vmas {
+            let key = VmaKey {
+                tgid: v.pid,
+                start: u64::from_str_radix(v.start.trim_start_matches("0x"), 16).unwrap_or(0),
+                end: u64::from_str_radix(v.end.trim_start_matches("0x"), 16).unwrap_or(0),
+            };
+            v.stats.latency_log2 = a.vmas.get(&key).map(|s| s.stats.latency.log2());
+        }
+        self
     }
 
     pub fn to_json(&self) -> String {
@@ -537,6 +558,28 @@ impl Report {
             ));
         }
         out.push_str(&self.render_what_if(top));
+        out.push_str(&self.render_histograms(top));
+        out
+    }
+
+    /// With `--histogram`: log2 latency histograms of all faults and the top VMAs.
+    fn render_histograms(&self, top: usize) -> String {
+        let mut out = String::new();
+        if let Some(b) = &self.totals.latency_log2 {
+            out.push_str("latency, all faults:\n");
+            out.push_str(&crate::hist::render_log2(b));
+        }
+        for v in self.vmas.iter().take(top) {
+            if let Some(b) = v.stats.latency_log2.as_ref().filter(|b| !b.is_empty()) {
+                out.push_str(&format!(
+                    "latency, pid {} VMA {}-{}:\n",
+                    v.pid,
+                    v.start.trim_start_matches("0x"),
+                    v.end.trim_start_matches("0x")
+                ));
+                out.push_str(&crate::hist::render_log2(b));
+            }
+        }
         out
     }
 
@@ -688,6 +731,24 @@ mod tests {
         let summary = Report::attach_summary(&r.probes, Mode::TracepointOnly);
         assert!(summary.contains("kprobes unavailable: kernel built without CONFIG_KPROBES"));
         assert!(summary.contains("cannot see:"));
+        // No histograms unless asked for, in the text or the JSON.
+        assert!(!text.contains("latency, all faults"));
+        assert!(!rep.to_json().contains("latency_log2"));
+        // Asked for: latencies 500 ns .. 5 µs fall into [256ns, 512ns) .. [4.1µs, 8.2µs).
+        let a = analyzer();
+        let rep = Report::build(&a, &r).with_histograms(&a);
+        let text = rep.render(20, None);
+        assert!(text.contains("latency, all faults:"), "{text}");
+        assert!(
+            text.contains("latency, pid 7 VMA 7f0000000000-7f0004000000:"),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
+        let b = v["vmas"][0]["latency_log2"].as_array().unwrap();
+        let total: u64 = b.iter().map(|x| x["count"].as_u64().unwrap()).sum();
+        assert_eq!(total, 10);
+        assert_eq!(b[0]["from_ns"], 256);
+        assert_eq!(v["totals"]["latency_log2"], v["vmas"][0]["latency_log2"]);
     }
 
     #[test]

@@ -437,22 +437,28 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
             report["mode"]
         ));
     }
-    scenarios
+    let truths: Vec<Option<Value>> = outcomes
+        .iter()
+        .map(|o| o.as_ref().ok().map(|o| o.truth.clone()))
+        .collect();
+    let mut results: Vec<ScenarioResult> = scenarios
         .iter()
         .zip(outcomes)
         .map(|(s, o)| match o {
             Ok(o) => {
                 // What the tool reported for this VMA, as a user would read it.
-                if let Some(row) = lab::vma_row(&report, &o.truth) {
+                for row in lab::vma_rows(&report, &o.truth).into_iter().flatten() {
                     println!(
-                        "init: [{mode}] {}: faults {} major {} retry_calls {} entries {} bytes {} chains {}",
+                        "init: [{mode}] {} {}: faults {} major {} retry_calls {} entries {} bytes {} chains {} what-if {}",
                         s.name,
+                        row["start"],
                         row["faults"],
                         row["major"],
                         row["retry_calls"],
                         row["entries"],
                         row["bytes_mapped"],
-                        row["chains"]
+                        row["chains"],
+                        row["what_if"]
                     );
                 }
                 lab::evaluate(s, kernel, mode, &report, &o.truth, &o.vmstat_delta)
@@ -466,7 +472,30 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
                 checks: vec![],
             },
         })
-        .collect()
+        .collect();
+    // The what-if of each level-by-level run against its range-policy twin's real faults.
+    for (i, s) in scenarios.iter().enumerate() {
+        let Some(twin) = s.predicts else { continue };
+        let Some(j) = scenarios.iter().position(|t| t.name == twin) else {
+            continue;
+        };
+        if let (Some(pt), Some(at)) = (&truths[i], &truths[j]) {
+            let checks = lab::what_if_checks(
+                twin,
+                mode != "tracepoint-only",
+                &lab::vma_rows(&report, pt),
+                &lab::vma_rows(&report, at),
+            );
+            for c in &checks {
+                println!(
+                    "init: [{mode}] {}: {} expected {} got {} ({})",
+                    s.name, c.what, c.expected, c.got, c.outcome
+                );
+            }
+            lab::add_checks(&mut results[i], checks);
+        }
+    }
+    results
 }
 
 fn main() {
