@@ -178,6 +178,9 @@ pub struct VmaStats {
     pub name: Option<String>,
     /// The VMA came from /proc/PID/maps, not from the kernel at fault time.
     pub from_proc: bool,
+    /// Lookups of the name so far (a VMA split or mapped just before its first fault may
+    /// not be in /proc/PID/maps yet as the kernel saw it: later faults try again).
+    pub name_tries: u8,
     pub stats: Stats,
 }
 
@@ -431,9 +434,20 @@ impl Analyzer {
                     dev,
                     name,
                     from_proc,
+                    name_tries: 1,
                     stats: Stats::default(),
                 },
             );
+        } else if let Some(v) = self.vmas.get_mut(&key)
+            && v.name.is_none()
+            && !v.from_proc
+            && v.name_tries < 4
+        {
+            v.name_tries += 1;
+            v.name = resolver
+                .lookup(key.tgid, key.start)
+                .filter(|d| d.start == key.start && d.end == key.end)
+                .and_then(|d| d.name);
         }
         if let Some(v) = self.vmas.get_mut(&key) {
             v.stats.add(&c);

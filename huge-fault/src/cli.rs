@@ -33,8 +33,8 @@ pub enum ModeArg {
         whose path or kind matches): faults, major, errors, retry_calls, fallback_rate (share\n\
         of faults whose chain holds a FALLBACK), pte_share / pmd_share / pud_share (share of\n\
         bytes mapped by that level), p50, p90, p99, max (latency), drops (ring buffer).\n\
-        Exit status: 0 all good; 1 a threshold failed or the tool failed; otherwise the traced\n\
-        command's own failure.\n\n\
+        Exit status: 0 all good; 1 a threshold failed; 2 the tool failed; otherwise the\n\
+        traced command's own failure.\n\n\
         Needs root (or CAP_BPF and CAP_PERFMON). The tool's own faults are never counted."
 )]
 pub struct Args {
@@ -119,6 +119,11 @@ pub struct Args {
     /// '/dev/dax*: pmd_share < 90%'. Repeatable; metrics are listed below.
     #[arg(long = "fail-if", value_name = "COND", global = true, value_parser = parse_threshold)]
     pub fail_if: Vec<Threshold>,
+
+    /// Also write the verdicts as a JUnit XML report to FILE: one test case per --fail-if,
+    /// and one for the traced command's exit status.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub junit: Option<PathBuf>,
 
     /// Write every per-fault record to FILE, to report it again with `huge-fault report FILE`.
     #[arg(long, value_name = "FILE", global = true)]

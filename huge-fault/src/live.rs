@@ -676,8 +676,7 @@ fn drain(
 }
 
 /// Prints the report (tables or JSON) and judges the thresholds on its JSON form.
-/// Returns whether a threshold failed.
-pub fn print_and_judge(args: &Args, report: &Report) -> Result<bool, Fatal> {
+pub fn print_and_judge(args: &Args, report: &Report) -> Result<Vec<threshold::Verdict>, Fatal> {
     if args.json_stream {
         println!(
             "{}",
@@ -694,7 +693,25 @@ pub fn print_and_judge(args: &Args, report: &Report) -> Result<bool, Fatal> {
     for v in &verdicts {
         eprintln!("huge-fault: {}", v.line);
     }
-    Ok(verdicts.iter().any(|v| v.failed))
+    Ok(verdicts)
+}
+
+/// Writes the `--junit` report, if asked for.
+fn write_junit(
+    args: &Args,
+    verdicts: &[threshold::Verdict],
+    command: Option<(&str, i32)>,
+    duration_s: f64,
+) -> Result<(), Fatal> {
+    let Some(path) = &args.junit else {
+        return Ok(());
+    };
+    std::fs::write(path, threshold::junit(verdicts, command, duration_s)).map_err(|e| {
+        Fatal(format!(
+            "cannot write the JUnit report {}: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// `huge-fault symbols PATTERN`: what a pattern resolves to, one function per line
@@ -749,7 +766,9 @@ pub fn report_file(args: &Args, path: &Path) -> Result<i32, Fatal> {
     if args.histogram {
         report = report.with_histograms(&r.analyzer);
     }
-    let failed = print_and_judge(args, &report)?;
+    let verdicts = print_and_judge(args, &report)?;
+    write_junit(args, &verdicts, None, report.duration_s)?;
+    let failed = verdicts.iter().any(|v| v.failed);
     if let Some(e) = r.error {
         return fatal(format!(
             "{}: {e}; reported the {} records before it",
@@ -1069,7 +1088,8 @@ async fn event_loop(
         })
         .map_err(Fatal)?;
     }
-    let thresholds_failed = print_and_judge(args, &report)?;
+    let verdicts = print_and_judge(args, &report)?;
+    let thresholds_failed = verdicts.iter().any(|v| v.failed);
     // A command still running (the duration ended first, or a signal) is left running.
     let command_code = match (command_status, traced.as_ref()) {
         (Some(st), Some(t)) => {
@@ -1085,6 +1105,16 @@ async fn event_loop(
         }
         _ => 0,
     };
+    let command_line = match &args.command {
+        Some(Command::Run { argv }) => Some(argv.join(" ")),
+        _ => None,
+    };
+    write_junit(
+        args,
+        &verdicts,
+        command_line.as_deref().map(|c| (c, command_code)),
+        report.duration_s,
+    )?;
     Ok(if thresholds_failed { 1 } else { command_code })
 }
 

@@ -272,7 +272,8 @@ impl Report {
                 faults_in_overflowed_vmas: p.vma_overflow,
             })
             .collect();
-        let mut what_if = if sizes {
+        // The replay runs once, at the end (not for every interval report).
+        let mut what_if = if sizes && run.ended_by != "running" {
             a.whatif.compute()
         } else {
             Default::default()
@@ -474,6 +475,14 @@ impl Report {
             lat(&t.latency_ns, |s| s.p50),
             lat(&t.latency_ns, |s| s.p99),
         ));
+        if let (Some(rate), Some(_)) = (t.fallback_rate, &t.entries) {
+            out.push_str(&format!(
+                "sizes: {} ({} mapped), fallback {:.1}% of faults\n",
+                t.size_mix(),
+                fmt_size(t.bytes_mapped.unwrap_or(0)),
+                rate * 100.0
+            ));
+        }
         let l = &self.loss;
         out.push_str(&format!(
             "lost: {} ring-buffer drops, {} in-flight map full, {} faults beyond the VMA table, {} malformed records\n",
@@ -714,6 +723,26 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
         assert_eq!(v["totals"]["retry_calls"], 0);
         assert_eq!(v["totals"]["errors"], 0);
+        // Sizes are claimed only with the generic size probes attached.
+        assert!(!rep.render(20, None).contains("sizes:"));
+        let mut r = run(Mode::Kprobe);
+        r.probes = crate::kernel::GENERIC_SIZE_FUNCTIONS
+            .iter()
+            .map(|f| ProbeReport {
+                program: "p".into(),
+                target: (*f).into(),
+                mode: "kprobe".into(),
+                role: "size".into(),
+                status: ProbeStatus::Attached,
+                reason: None,
+            })
+            .collect();
+        let text = Report::build(&analyzer(), &r).render(20, None);
+        // The ten faults of analyzer() are completions without nested-probe data.
+        assert!(
+            text.contains("sizes: 0 (0 mapped), fallback 0.0% of faults"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -157,7 +157,7 @@ fn fault_counts_per_vma_match_the_workload_exactly() {
     let (report, status) = finish(child);
     assert!(status.success(), "huge-fault exited with {status}");
     assert_eq!(report["schema"], "huge-fault.report");
-    assert_eq!(report["version"], 1);
+    assert_eq!(report["version"], 2);
     assert_eq!(report["ended_by"], "signal");
     eprintln!("{summary}mode {}", report["mode"]);
     for (truth, pages) in [(&a, 2048), (&b, 256), (&c, 1024)] {
@@ -235,7 +235,7 @@ fn duration_ends_the_run_with_a_summary() {
 }
 
 #[test]
-fn bad_input_is_one_line_and_exit_1() {
+fn bad_input_is_one_line_and_exit_2() {
     if !root_or_skip("bad_input_is_one_line_and_exit_1") {
         return;
     }
@@ -250,7 +250,7 @@ fn bad_input_is_one_line_and_exit_1() {
     for (args, want) in cases {
         let out = Command::new(HF).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: not one line:\n{err}");
         assert!(
             err.starts_with("huge-fault: error: ") && err.contains(want),
@@ -284,7 +284,7 @@ fn without_privileges_it_says_so_in_one_line() {
         }
     };
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("must run as root"), "{err}");
 }
@@ -376,6 +376,23 @@ fn run_returns_the_commands_failure_and_threshold_verdicts() {
         err.contains("cannot be checked: pmd_share not measured in this mode"),
         "{err}"
     );
+    // The same verdicts as JUnit XML: one failed and one passed threshold, and the command.
+    let junit = std::env::temp_dir().join(format!("hf-junit-{}.xml", std::process::id()));
+    let j = junit.to_str().unwrap();
+    let (code, err) = run(&[
+        "--junit",
+        j,
+        "--fail-if",
+        "faults > 100",
+        "--fail-if",
+        "drops > 0",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"3\" failures=\"1\""), "{xml}");
+    assert!(xml.contains("name=\"faults &gt; 100\""), "{xml}");
+    assert!(xml.contains("classname=\"huge-fault.command\""), "{xml}");
+    std::fs::remove_file(&junit).unwrap();
 }
 
 #[test]
@@ -426,7 +443,7 @@ fn a_recording_replays_to_the_same_report() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains("at offset") && err.contains("reported the"),
@@ -462,7 +479,7 @@ fn symbols_resolves_rust_paths_from_a_kallsyms_listing() {
         .args(["symbols", "kernel::nothing::*", "--kallsyms", fixture])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no kernel function matches"));
 }
 
@@ -556,4 +573,85 @@ fn comm_and_cgroup_filters_keep_only_their_tasks() {
             .iter()
             .any(|v| v["pid"] == other["pid"])
     );
+}
+
+/// The live table in a real terminal: huge-fault under tmux with `-i 1`, a workload faults,
+/// and the captured screen shows the header and the workload's VMA row with its exact
+/// fault count, redrawn in place.
+#[test]
+fn the_live_table_redraws_in_a_terminal() {
+    if !root_or_skip("the_live_table_redraws_in_a_terminal") {
+        return;
+    }
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output();
+    if tmux(&["-V"]).is_err() {
+        if std::env::var("HUGE_FAULT_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
+            panic!("the live-table test needs tmux (cargo xtask test installs it)");
+        }
+        eprintln!("the_live_table_redraws_in_a_terminal skipped: no tmux");
+        return;
+    }
+    let session = format!("hf-live-{}", std::process::id());
+    let cmd = format!("{HF} -i 1 -d 30 --comm hf-workload; sleep 60");
+    let out = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "250",
+        "-y",
+        "60",
+        &cmd,
+    ])
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let screen = || {
+        let o = tmux(&["capture-pane", "-p", "-t", &session]).unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let wait_for = |what: &dyn Fn(&str) -> bool, why: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = screen();
+            if what(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = tmux(&["kill-session", "-t", &session]);
+                panic!("{why}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // The first redraw: the header line with the mode, records/s and drops.
+    let first = wait_for(&|s| s.contains("records/s"), "no live header");
+    assert!(first.contains("ring-buffer drops"), "{first}");
+    let truth = workload(&["anon", "--size", "8M", "--thp", "never"]);
+    let range = format!(
+        "{}-{}",
+        truth["vma_start"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        truth["vma_end"].as_str().unwrap().trim_start_matches("0x")
+    );
+    // A later redraw holds the workload's VMA with its 2048 faults.
+    let s = wait_for(
+        &|s| {
+            s.lines()
+                .any(|l| l.contains(&range) && l.contains(" 2048 "))
+        },
+        "no VMA row with the workload's 2048 faults",
+    );
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert_eq!(truth["minflt"], 2048);
+    // Redrawn in place: one header on the screen, at the top.
+    assert_eq!(s.matches("records/s").count(), 1, "{s}");
+    assert!(s.trim_start().starts_with("huge-fault: "), "{s}");
+    assert!(s.contains("FAULTS/S"), "{s}");
 }

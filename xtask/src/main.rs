@@ -320,6 +320,10 @@ fn test(only: Option<&str>) -> Result<()> {
         Stage {
             name: "live",
             run: || {
+                // The live table is checked in a real terminal (tmux capture-pane).
+                if output(Command::new("tmux").arg("-V")).is_none() {
+                    lab::apt_install("tmux", "about 5 s")?;
+                }
                 status(
                     cargo()
                         .args(["test", "--package", "huge-fault", "--test", "live"])

@@ -363,8 +363,12 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
             })
             .collect()
     };
+    // The kprobe run is recorded too, and replayed below: the replay must give the live
+    // JSON exactly.
+    let record = (mode == "kprobe").then(|| format!("/tmp/lab-{mode}.hfrec"));
     let mut child = match Command::new("/bin/huge-fault")
         .args(["--mode", mode_arg, "--json", "--max-vmas", "100000"])
+        .args(record.iter().flat_map(|r| ["--record", r.as_str()]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -473,6 +477,9 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
             },
         })
         .collect();
+    if let Some(path) = &record {
+        results.push(replay_check(path, &report, kernel, mode));
+    }
     // The what-if of each level-by-level run against its range-policy twin's real faults.
     for (i, s) in scenarios.iter().enumerate() {
         let Some(twin) = s.predicts else { continue };
@@ -575,6 +582,71 @@ fn main() {
     emit(&kernel_log_check(&kernel));
     println!("{}", lab::DONE_MARK);
     power_off();
+}
+
+/// `huge-fault report --json` of the run's recording must print the live run's JSON.
+fn replay_check(path: &str, live: &Value, kernel: &str, mode: &str) -> ScenarioResult {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let out = Command::new("/bin/huge-fault")
+        .args(["report", "--json", path])
+        .output();
+    let reason = match out {
+        Err(e) => Some(format!("cannot run huge-fault report: {e}")),
+        Ok(o) if !o.status.success() => Some(format!(
+            "huge-fault report failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Ok(o) => match serde_json::from_slice::<Value>(&o.stdout) {
+            Err(e) => Some(format!("the replay printed no JSON: {e}")),
+            Ok(v) if v == *live => None,
+            Ok(v) => Some(format!(
+                "the replay differs from the live report: {}",
+                first_difference(live, &v, "")
+            )),
+        },
+    };
+    let _ = std::fs::remove_file(path);
+    println!(
+        "init: [{mode}] replay of the recording ({size} bytes): {}",
+        reason.as_deref().unwrap_or("same JSON as the live run")
+    );
+    ScenarioResult {
+        scenario: "replay-recording".into(),
+        kernel: kernel.into(),
+        mode: mode.into(),
+        status: if reason.is_none() {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+        reason,
+        checks: vec![],
+    }
+}
+
+/// The first path where two JSON values differ, with both values.
+fn first_difference(a: &Value, b: &Value, at: &str) -> String {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, va) in x {
+                match y.get(k) {
+                    Some(vb) if va == vb => {}
+                    Some(vb) => return first_difference(va, vb, &format!("{at}.{k}")),
+                    None => return format!("{at}.{k} missing in the replay"),
+                }
+            }
+            format!("{at}: keys only in the replay")
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find(|(_, (p, q))| p != q)
+            .map(|(i, (p, q))| first_difference(p, q, &format!("{at}[{i}]")))
+            .unwrap_or_default(),
+        _ => format!("{at}: live {a} replay {b}"),
+    }
 }
 
 /// The kernel log after every run: a warning, BUG, oops or stack trace anywhere (the lab
