@@ -4,6 +4,11 @@ use clap::Parser as _;
 use huge_fault::{cli::Args, live};
 
 fn main() -> ExitCode {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.get(1).is_some_and(|a| a == live::HOLD_ARG) {
+        // A `huge-fault run` command, held until tracing is attached.
+        return ExitCode::from(live::hold_then_exec(&raw[2..]) as u8);
+    }
     let args = Args::parse();
     match live::run(&args) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -418,8 +418,13 @@ impl Report {
                 .filter(|p| p.status == ProbeStatus::Attached)
                 .map(|p| p.target.as_str())
                 .collect();
-            let mut attached_unique = attached.clone();
-            attached_unique.dedup();
+            // Entry and return probes of one function are named once, in attach order.
+            let mut attached_unique: Vec<&str> = Vec::new();
+            for t in &attached {
+                if !attached_unique.contains(t) {
+                    attached_unique.push(t);
+                }
+            }
             let line = if m == mode.name() {
                 let mut l = format!("attached {}", attached_unique.join(", "));
                 for p in these.iter().filter(|p| {

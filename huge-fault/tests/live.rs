@@ -346,6 +346,17 @@ fn run_returns_the_commands_failure_and_threshold_verdicts() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("failed with status 7"));
+    // A command that cannot be started: 127, as from a shell, with the reason.
+    let out = Command::new(HF)
+        .args(["run", "--", "/nonexistent/cmd"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(
+        err.contains("cannot run /nonexistent/cmd: No such file or directory"),
+        "{err}"
+    );
 
     let run = |args: &[&str]| {
         let out = Command::new(HF)

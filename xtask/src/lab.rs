@@ -455,7 +455,12 @@ impl Cpio {
     }
 }
 
-fn build_initramfs(bins: &Path, modules: &[PathBuf], out: &Path) -> Result<()> {
+fn build_initramfs(
+    bins: &Path,
+    modules: &[PathBuf],
+    extra_bins: &[(String, PathBuf)],
+    out: &Path,
+) -> Result<()> {
     let mut c = Cpio::new();
     for d in ["bin", "dev", "proc", "sys", "tmp", "mnt", "modules"] {
         c.dir(d);
@@ -500,6 +505,10 @@ fn build_initramfs(bins: &Path, modules: &[PathBuf], out: &Path) -> Result<()> {
     }
     c.file("bin/huge-fault", &read("huge-fault")?);
     c.file("bin/hf-workload", &read("hf-workload")?);
+    for (name, path) in extra_bins {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        c.file(&format!("bin/{name}"), &data);
+    }
     std::fs::write(out, c.finish())?;
     Ok(())
 }
@@ -724,6 +733,7 @@ pub fn lab(args: &LabArgs) -> Result<()> {
     let t = Instant::now();
     let bins = build_guest_binaries()?;
     let rust_obj = crate::driver::rust_object()?;
+    let selftests = crate::selftests::build(&cache())?;
     let out_dir = root().join("target/lab-out");
     std::fs::create_dir_all(&out_dir)?;
     stage_times.push(("build".into(), t.elapsed()));
@@ -746,7 +756,7 @@ pub fn lab(args: &LabArgs) -> Result<()> {
                 .with_context(|| format!("lab driver for kernel {}", spec.name))?,
         );
         let initramfs = out_dir.join(format!("initramfs-{}.cpio", spec.name));
-        build_initramfs(&bins, &modules, &initramfs)?;
+        build_initramfs(&bins, &modules, &selftests, &initramfs)?;
         stage_times.push((format!("fetch {}", spec.name), t.elapsed()));
         progress(&format!("lab: booting {} ({})", spec.name, kernel.package));
         let log = out_dir.join(format!("serial-{}.log", spec.name));

@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result, bail};
 
 mod driver;
 mod lab;
+mod selftests;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
