@@ -285,6 +285,11 @@ pub struct KernelOffsets {
     pub folio_flags_1: u32,
     /// Bit number of `PG_head` in `struct folio.flags` (offset 0): set for a large folio.
     pub pg_head: u32,
+    /// `task_struct.mm` and `mm_struct.mm_lock_seq` (6.4+: changes whenever a VMA is
+    /// modified under the mmap write lock). Both non-zero: the tracepoint-only mode may reuse
+    /// a VMA it looked up while the sequence stays the same.
+    pub task_mm: u32,
+    pub mm_lock_seq: u32,
 }
 
 /// Filters applied in the kernel before any other work.

@@ -374,10 +374,11 @@ impl Analyzer {
         self.nested += u64::from(r.has(rflags::NESTED));
         let c = self.classify(r);
         self.totals.add(&c);
-        let comm = String::from_utf8_lossy(r.comm_bytes()).into_owned();
+        let comm = r.comm_bytes();
         let proc = self.processes.entry(r.tgid).or_default();
-        if proc.comm.is_empty() || r.tid == r.tgid {
-            proc.comm.clone_from(&comm);
+        // The main thread's name, or the first seen (converted only when it changes).
+        if (proc.comm.is_empty() || r.tid == r.tgid) && proc.comm.as_bytes() != comm {
+            proc.comm = String::from_utf8_lossy(comm).into_owned();
         }
         proc.stats.add(&c);
 
@@ -427,7 +428,7 @@ impl Analyzer {
             self.vmas.insert(
                 key,
                 VmaStats {
-                    comm: comm.clone(),
+                    comm: String::from_utf8_lossy(comm).into_owned(),
                     flags,
                     pgoff,
                     inode,

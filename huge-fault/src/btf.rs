@@ -3,8 +3,6 @@
 //! written in Rust without CO-RE relocations, so the tool resolves the offsets they need here
 //! and hands them over as load-time constants.
 
-use std::collections::HashMap;
-
 use thiserror::Error;
 
 const BTF_MAGIC: u16 = 0xeb9f;
@@ -47,31 +45,37 @@ pub mod kind {
     pub const ENUM64: u32 = 19;
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A struct/union member, enumerator or function parameter. Names stay in the string
+/// section (`name_off`): the vmlinux BTF has hundreds of thousands of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Member {
-    pub name: String,
+    pub name_off: u32,
     pub type_id: u32,
-    /// Offset in bits from the start of the containing type.
+    /// Offset in bits from the start of the containing type; an enumerator's value.
     pub bit_offset: u32,
     /// Bit-field size, 0 for an ordinary member.
     pub bitfield_size: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Type {
     pub kind: u32,
-    pub name: String,
+    pub name_off: u32,
     /// `size` for INT/STRUCT/UNION/ENUM/FLOAT, the referenced type id for the others.
     pub size_or_type: u32,
-    /// Struct/union members, or function prototype parameters (offset 0).
-    pub members: Vec<Member>,
+    /// Struct/union members, enumerators or function prototype parameters, as a range of
+    /// [`Btf`]'s member table.
+    members: (u32, u32),
 }
 
-/// Parsed BTF: types by id (id 0 is `void`).
+/// Parsed BTF: types by id (id 0 is `void`), their members, and the string section, kept
+/// compact (about 12 MB for a distribution kernel's vmlinux instead of 40 MB with owned
+/// strings): huge-fault's peak memory is its start-up.
 #[derive(Debug)]
 pub struct Btf {
     types: Vec<Type>,
-    by_name: HashMap<(u32, String), u32>,
+    members: Vec<Member>,
+    strings: Vec<u8>,
 }
 
 fn u16_at(b: &[u8], off: usize) -> Result<u16, BtfError> {
@@ -106,24 +110,16 @@ impl Btf {
             .ok_or(BtfError::Truncated("type section"))?;
         let strings = b
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
-            .ok_or(BtfError::Truncated("string section"))?;
-        let name = |off: u32| -> String {
-            let start = off as usize;
-            match strings.get(start..) {
-                Some(rest) => {
-                    let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
-                    String::from_utf8_lossy(&rest[..end]).into_owned()
-                }
-                None => String::new(),
-            }
-        };
+            .ok_or(BtfError::Truncated("string section"))?
+            .to_vec();
 
         let mut types = vec![Type {
             kind: 0,
-            name: "void".into(),
+            name_off: 0,
             size_or_type: 0,
-            members: Vec::new(),
+            members: (0, 0),
         }];
+        let mut members = Vec::new();
         let mut p = 0usize;
         while p < types_bytes.len() {
             let id = types.len() as u32;
@@ -134,7 +130,7 @@ impl Btf {
             let vlen = (info & 0xffff) as usize;
             let k = (info >> 24) & 0x1f;
             let kind_flag = info >> 31 == 1;
-            let mut members = Vec::new();
+            let first = members.len() as u32;
             match k {
                 kind::INT => p += 4,
                 kind::PTR
@@ -149,8 +145,6 @@ impl Btf {
                 kind::ARRAY => p += 12,
                 kind::STRUCT | kind::UNION => {
                     for _ in 0..vlen {
-                        let m_name = u32_at(types_bytes, p, "member")?;
-                        let m_type = u32_at(types_bytes, p + 4, "member")?;
                         let m_off = u32_at(types_bytes, p + 8, "member")?;
                         let (bit_offset, bitfield_size) = if kind_flag {
                             (m_off & 0x00ff_ffff, m_off >> 24)
@@ -158,8 +152,8 @@ impl Btf {
                             (m_off, 0)
                         };
                         members.push(Member {
-                            name: name(m_name),
-                            type_id: m_type,
+                            name_off: u32_at(types_bytes, p, "member")?,
+                            type_id: u32_at(types_bytes, p + 4, "member")?,
                             bit_offset,
                             bitfield_size,
                         });
@@ -170,12 +164,10 @@ impl Btf {
                     // Enumerators keep their value (the low 32 bits) in `bit_offset`.
                     let step = if k == kind::ENUM { 8 } else { 12 };
                     for _ in 0..vlen {
-                        let e_name = u32_at(types_bytes, p, "enumerator")?;
-                        let e_val = u32_at(types_bytes, p + 4, "enumerator")?;
                         members.push(Member {
-                            name: name(e_name),
+                            name_off: u32_at(types_bytes, p, "enumerator")?,
                             type_id: 0,
-                            bit_offset: e_val,
+                            bit_offset: u32_at(types_bytes, p + 4, "enumerator")?,
                             bitfield_size: 0,
                         });
                         p += step;
@@ -183,11 +175,9 @@ impl Btf {
                 }
                 kind::FUNC_PROTO => {
                     for _ in 0..vlen {
-                        let a_name = u32_at(types_bytes, p, "param")?;
-                        let a_type = u32_at(types_bytes, p + 4, "param")?;
                         members.push(Member {
-                            name: name(a_name),
-                            type_id: a_type,
+                            name_off: u32_at(types_bytes, p, "param")?,
+                            type_id: u32_at(types_bytes, p + 4, "param")?,
                             bit_offset: 0,
                             bitfield_size: 0,
                         });
@@ -204,26 +194,43 @@ impl Btf {
             }
             types.push(Type {
                 kind: k,
-                name: name(name_off),
+                name_off,
                 size_or_type,
-                members,
+                members: (first, members.len() as u32 - first),
             });
         }
-        let mut by_name = HashMap::new();
-        for (id, t) in types.iter().enumerate() {
-            if !t.name.is_empty() {
-                by_name.entry((t.kind, t.name.clone())).or_insert(id as u32);
-            }
-        }
-        Ok(Self { types, by_name })
+        types.shrink_to_fit();
+        members.shrink_to_fit();
+        Ok(Self {
+            types,
+            members,
+            strings,
+        })
+    }
+
+    /// The string at `off` of the string section ("" when out of range).
+    pub fn name(&self, off: u32) -> &str {
+        let rest = self.strings.get(off as usize..).unwrap_or_default();
+        let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or("")
     }
 
     pub fn type_by_id(&self, id: u32) -> Option<&Type> {
         self.types.get(id as usize)
     }
 
+    /// The members (or enumerators, or parameters) of a type.
+    pub fn members(&self, t: &Type) -> &[Member] {
+        let (first, n) = t.members;
+        &self.members[first as usize..(first + n) as usize]
+    }
+
+    /// The first type of `kind` named `name` (a scan: called a few times per start).
     pub fn find(&self, kind: u32, name: &str) -> Option<u32> {
-        self.by_name.get(&(kind, name.to_string())).copied()
+        self.types
+            .iter()
+            .position(|t| t.kind == kind && t.name_off != 0 && self.name(t.name_off) == name)
+            .map(|i| i as u32)
     }
 
     /// Byte offset of `member` in `struct strukt`, looking through anonymous structs and
@@ -247,13 +254,14 @@ impl Btf {
 
     fn find_member_bits(&self, id: u32, member: &str, base: u32) -> Option<(u32, u32)> {
         let t = self.type_by_id(id)?;
-        for m in &t.members {
-            if m.name == member {
+        let ms = self.members(t);
+        for m in ms {
+            if self.name(m.name_off) == member {
                 return Some((base + m.bit_offset, m.bitfield_size));
             }
         }
-        for m in &t.members {
-            if m.name.is_empty() {
+        for m in ms {
+            if m.name_off == 0 {
                 let inner = self.skip_modifiers(m.type_id);
                 let it = self.type_by_id(inner)?;
                 if (it.kind == kind::STRUCT || it.kind == kind::UNION)
@@ -293,10 +301,10 @@ impl Btf {
         let e = self
             .find(kind::ENUM, name)
             .or_else(|| self.find(kind::ENUM64, name))?;
-        self.type_by_id(e)?
-            .members
+        let t = self.type_by_id(e)?;
+        self.members(t)
             .iter()
-            .find(|m| m.name == member)
+            .find(|m| self.name(m.name_off) == member)
             .map(|m| m.bit_offset)
     }
 
@@ -305,10 +313,9 @@ impl Btf {
         let f = self.type_by_id(self.find(kind::FUNC, func)?)?;
         let proto = self.type_by_id(f.size_or_type)?;
         (proto.kind == kind::FUNC_PROTO).then(|| {
-            proto
-                .members
+            self.members(proto)
                 .iter()
-                .map(|m| (m.name.clone(), m.type_id))
+                .map(|m| (self.name(m.name_off).to_string(), m.type_id))
                 .collect()
         })
     }

@@ -644,6 +644,14 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
             .and(btf.member_offset("folio", "_flags_1").ok())
             .unwrap_or(0),
         pg_head: btf.enum_value("pageflags", "PG_head").unwrap_or(0),
+        task_mm: btf
+            .member_offset("mm_struct", "mm_lock_seq")
+            .and(btf.member_offset("task_struct", "mm"))
+            .unwrap_or(0),
+        mm_lock_seq: btf
+            .member_offset("task_struct", "mm")
+            .and(btf.member_offset("mm_struct", "mm_lock_seq"))
+            .unwrap_or(0),
         ..hugetlb_offsets(btf)
     })
 }
@@ -738,10 +746,27 @@ pub fn kprobes_unavailable(sysfs: &Path, tracefs: Option<&Path>) -> Option<Strin
     Some(format!("kprobes unavailable: {why}"))
 }
 
-/// Function names in /proc/kallsyms (text symbols, modules included), to tell a probe on a
-/// function this kernel does not have from one that failed.
-pub fn kallsyms_functions(symbols: &[crate::symbols::Symbol]) -> std::collections::HashSet<String> {
-    symbols.iter().map(|s| s.name.clone()).collect()
+/// The functions of a /proc/kallsyms listing (text symbols, modules included) that a probe
+/// may target: to tell a probe on a function this kernel does not have from one that
+/// failed, and to expand suffix targets. Only those are kept (a kernel has 100,000 text
+/// symbols; the tool's memory peaks at start-up).
+pub fn kallsyms_functions(text: &str) -> std::collections::HashSet<String> {
+    let mut names = std::collections::HashSet::new();
+    let mut suffixes = Vec::new();
+    for p in LIFECYCLE.iter().chain(CALL_MODE_EXTRAS) {
+        match p.target {
+            Target::Function(f) => {
+                names.insert(f);
+            }
+            Target::Suffix(s) => suffixes.push(s),
+            _ => {}
+        }
+    }
+    crate::symbols::text_symbols(text)
+        .map(|(name, _)| name)
+        .filter(|n| names.contains(n) || suffixes.iter().any(|s| n.ends_with(s)))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Explains a failure to load an fentry/fexit program, from the errno.
@@ -838,19 +863,21 @@ mod tests {
                     0000000000000000 t do_set_pmd\n\
                     0000000000000000 D some_data\n\
                     0000000000000000 t dev_dax_huge_fault\t[device_dax]\n";
-        let f = kallsyms_functions(&crate::symbols::parse_kallsyms(text));
+        let f = kallsyms_functions(&format!("{text}0000000000000000 T printk\n"));
         assert!(f.contains("vmf_insert_pfn_pmd_prot") && f.contains("do_set_pmd"));
         assert!(f.contains("dev_dax_huge_fault"));
         assert!(!f.contains("some_data"));
+        // Functions no probe targets are not kept.
+        assert!(!f.contains("printk"));
     }
 
     #[test]
     fn suffix_targets_expand_from_kallsyms() {
-        let f = kallsyms_functions(&crate::symbols::parse_kallsyms(
+        let f = kallsyms_functions(
             "0 t dev_dax_huge_fault\t[device_dax]\n0 t ext4_dax_huge_fault\t[ext4]\n\
              0 T handle_mm_fault\n0 t foo_huge_fault.cold\n0 t _huge_fault\n\
              0 t __pfx_dev_dax_huge_fault\n",
-        ));
+        );
         assert_eq!(
             functions_with_suffix(&f, "_huge_fault"),
             ["dev_dax_huge_fault", "ext4_dax_huge_fault"]

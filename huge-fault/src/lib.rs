@@ -5,6 +5,7 @@
 //! ring buffer ([`live`]) or by recorded records alike. Kernel knowledge is in [`kernel`].
 
 pub mod analysis;
+pub mod bench;
 pub mod btf;
 pub mod cli;
 pub mod hist;

@@ -353,7 +353,24 @@ struct KernelProbing<'a> {
 impl<'a> KernelProbing<'a> {
     fn new(tracefs: Result<&'a Path, &'a String>, range_helper: &[String]) -> Self {
         let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-        let symbols = crate::symbols::parse_kallsyms(&kallsyms);
+        // Only the symbols a helper pattern could name: Rust ones (demangled) for paths,
+        // glob matches for C names.
+        let symbols: Vec<crate::symbols::Symbol> = crate::symbols::text_symbols(&kallsyms)
+            .filter(|(n, _)| {
+                range_helper.iter().any(|p| {
+                    if p.contains("::") {
+                        n.starts_with("_R") || n.starts_with("_ZN")
+                    } else {
+                        crate::symbols::glob(p, n)
+                    }
+                })
+            })
+            .map(|(name, module)| crate::symbols::Symbol {
+                name: name.to_string(),
+                demangled: crate::symbols::demangle(name),
+                module: module.map(str::to_string),
+            })
+            .collect();
         let mut found: Vec<String> = range_helper
             .iter()
             .flat_map(|p| crate::symbols::resolve(&symbols, p))
@@ -372,7 +389,7 @@ impl<'a> KernelProbing<'a> {
         KernelProbing {
             tracefs,
             kprobe_why: kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok()),
-            functions: kernel::kallsyms_functions(&symbols),
+            functions: kernel::kallsyms_functions(&kallsyms),
             range_helper,
         }
     }
@@ -508,12 +525,15 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
             opts.btf_path.display()
         ))
     })?;
+    // One parsed BTF at a time: start-up is where the tool's memory peaks.
+    drop(our_btf);
     let btf = aya::Btf::parse(&raw, Endianness::default()).map_err(|e| {
         Fatal(format!(
             "BTF {} is not usable: {e}",
             opts.btf_path.display()
         ))
     })?;
+    drop(raw);
 
     let tracefs = ensure_tracefs();
     let mut ebpf = EbpfLoader::new()
@@ -786,6 +806,9 @@ struct Traced {
     release: std::fs::File,
 }
 
+/// How often the ring buffer is drained without a wake-up from the kernel side.
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
 /// The first argument of huge-fault re-executed as the holder of a `run` command.
 pub const HOLD_ARG: &str = "--internal-hold-then-exec";
 
@@ -974,6 +997,10 @@ async fn event_loop(
     let stdout_tty = std::io::stdout().is_terminal();
     let tick = Duration::from_secs_f64(args.interval.unwrap_or(1.0));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+    // The programs wake us only when a backlog builds up (batched wake-ups): drain the ring
+    // on this timer too.
+    let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Fatal(format!("cannot handle SIGTERM: {e}")))?;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -1004,6 +1031,9 @@ async fn event_loop(
                 let inner = guard.get_inner_mut();
                 drain(inner, &mut analyzer, &mut maps, recorder.as_mut(), 65536);
                 guard.clear_ready();
+            }
+            _ = drain_tick.tick() => {
+                drain(ring.get_mut(), &mut analyzer, &mut maps, recorder.as_mut(), 65536);
             }
             guard = async {
                 match logger.as_mut() {
