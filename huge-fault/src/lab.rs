@@ -1288,6 +1288,17 @@ pub fn evaluate(
     }
 }
 
+/// `16M`-style sizes, as the workloads take them.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1 << 10),
+        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
+        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
 /// The marker lines the guest prints on its serial console.
 pub const RESULT_MARK: &str = "HF-LAB-RESULT ";
 pub const KERNEL_MARK: &str = "HF-LAB-KERNEL ";

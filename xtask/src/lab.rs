@@ -95,6 +95,8 @@ pub struct LabArgs {
     pub modes: Vec<String>,
     pub keep: bool,
     pub timeout: Duration,
+    /// A benchmark boot instead of the scenarios: `SIZE,REPS` (with bpftrace in the guest).
+    pub bench: Option<String>,
 }
 
 fn cache() -> PathBuf {
@@ -505,12 +507,61 @@ fn build_initramfs(
     }
     c.file("bin/huge-fault", &read("huge-fault")?);
     c.file("bin/hf-workload", &read("hf-workload")?);
+    // What the initramfs holds already, so that extra libraries are added once.
+    let mut made: std::collections::BTreeSet<String> = dirs
+        .iter()
+        .map(|d| d.to_string_lossy().into_owned())
+        .chain(
+            files
+                .iter()
+                .map(|f| f.to_string_lossy().trim_start_matches('/').to_string()),
+        )
+        .chain(
+            ["bin", "dev", "proc", "sys", "tmp", "mnt", "modules"]
+                .iter()
+                .map(|d| d.to_string()),
+        )
+        .collect();
     for (name, path) in extra_bins {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        c.file(&format!("bin/{name}"), &data);
+        match name.strip_prefix('/') {
+            // A library at its own path (its directories first).
+            Some(at) => {
+                let mut acc = String::new();
+                for comp in Path::new(at).parent().into_iter().flat_map(|p| p.iter()) {
+                    if !acc.is_empty() {
+                        acc.push('/');
+                    }
+                    acc.push_str(&comp.to_string_lossy());
+                    if !made.contains(&acc) {
+                        c.dir(&acc);
+                        made.insert(acc.clone());
+                    }
+                }
+                if !made.contains(at) {
+                    c.file(at, &data);
+                    made.insert(at.to_string());
+                }
+            }
+            None => c.file(&format!("bin/{name}"), &data),
+        }
     }
     std::fs::write(out, c.finish())?;
     Ok(())
+}
+
+/// A program of this machine for the guest: itself as `bin/NAME`, and every shared
+/// library `ldd` names at its own path.
+fn host_program_with_libs(name: &str) -> Result<Vec<(String, PathBuf)>> {
+    let exe = which_path(name).with_context(|| format!("{name} not found"))?;
+    let mut v = vec![(name.to_string(), exe.clone())];
+    let ldd = Command::new("ldd").arg(&exe).output().context("ldd")?;
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(p) = line.split_whitespace().find(|w| w.starts_with('/')) {
+            v.push((format!("/{}", p.trim_start_matches('/')), PathBuf::from(p)));
+        }
+    }
+    Ok(v)
 }
 
 fn which_path(name: &str) -> Option<PathBuf> {
@@ -528,6 +579,9 @@ struct Boot {
     /// Why the boot did not end with the done marker.
     failure: Option<String>,
     wall: Duration,
+    /// Benchmark boots: the summary table's lines and the raw samples (JSON lines).
+    bench_table: Vec<String>,
+    bench_samples: Vec<String>,
 }
 
 fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result<Boot> {
@@ -540,6 +594,9 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
     }
     if !args.modes.is_empty() {
         append.push_str(&format!(" hf.modes={}", args.modes.join(",")));
+    }
+    if let Some(b) = &args.bench {
+        append.push_str(&format!(" hf.bench={b}"));
     }
     // Emulated NVDIMMs, label-less: each is one region with one raw namespace that the guest
     // turns into a devdax device. Sparse files, fresh per boot.
@@ -604,6 +661,8 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
         times: vec![],
         failure: None,
         wall: Duration::ZERO,
+        bench_table: vec![],
+        bench_samples: vec![],
     };
     let mut done = false;
     let deadline = started + args.timeout;
@@ -628,6 +687,10 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
                         progress(&format!("lab: {} mode: all scenarios in {s:.1}s", m));
                         b.times.push((m.to_string(), s));
                     }
+                } else if let Some(t) = line.strip_prefix("HF-BENCH-TABLE ") {
+                    b.bench_table.push(t.to_string());
+                } else if let Some(t) = line.strip_prefix("HF-BENCH-SAMPLE ") {
+                    b.bench_samples.push(t.to_string());
                 } else if line.starts_with("HF-LAB-DONE") {
                     done = true;
                 } else if line.contains("Kernel panic") {
@@ -733,7 +796,14 @@ pub fn lab(args: &LabArgs) -> Result<()> {
     let t = Instant::now();
     let bins = build_guest_binaries()?;
     let rust_obj = crate::driver::rust_object()?;
-    let selftests = crate::selftests::build(&cache())?;
+    let mut selftests = crate::selftests::build(&cache())?;
+    if args.bench.is_some() {
+        // bpftrace for the guest, with its libraries, from this machine's package.
+        if which_path("bpftrace").is_none() {
+            apt_install("bpftrace", "about 20 s")?;
+        }
+        selftests.extend(host_program_with_libs("bpftrace")?);
+    }
     let out_dir = root().join("target/lab-out");
     std::fs::create_dir_all(&out_dir)?;
     stage_times.push(("build".into(), t.elapsed()));
@@ -789,6 +859,17 @@ pub fn lab(args: &LabArgs) -> Result<()> {
         );
         if let Some(f) = &b.failure {
             boot_failures.push(format!("{label}: {f} (log: {})", log.display()));
+        }
+        if args.bench.is_some() {
+            let dir = root().join("target/bench-out");
+            std::fs::create_dir_all(&dir)?;
+            let md = format!("### {label}\n\n{}\n", b.bench_table.join("\n"));
+            println!("\n{md}");
+            std::fs::write(dir.join(format!("guest-{}.md", spec.name)), md)?;
+            std::fs::write(
+                dir.join(format!("guest-{}.jsonl", spec.name)),
+                b.bench_samples.join("\n"),
+            )?;
         }
         for mut r in b.results {
             r["kernel_column"] = Value::from(label.clone());

@@ -60,6 +60,31 @@ enum Task {
         #[arg(long, default_value_t = 900)]
         timeout: u64,
     },
+    /// Benchmarks: fault storms untraced and under each tracer, interleaved, on this host
+    /// (tracepoint-only) and in the lab guests (fentry, kprobe, tracepoint-only, bpftrace).
+    /// Writes target/bench-out/.
+    Bench {
+        /// Kernels to boot (comma-separated). Default: all.
+        #[arg(long, value_delimiter = ',')]
+        kernel: Vec<String>,
+        /// Storm size (each storm maps and touches this much).
+        #[arg(long, default_value = "1G")]
+        size: String,
+        /// Repetitions of every storm under every configuration.
+        #[arg(long, default_value_t = 3)]
+        reps: u32,
+        /// On the host, also sample huge-fault's memory over a storm this long (seconds).
+        #[arg(long, default_value_t = 0)]
+        soak: u64,
+        /// Only the host, or only the lab guests.
+        #[arg(long, conflicts_with = "lab_only")]
+        host_only: bool,
+        #[arg(long)]
+        lab_only: bool,
+        /// Per-boot time limit in seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -84,7 +109,27 @@ fn main() -> ExitCode {
                 modes: mode,
                 keep,
                 timeout: std::time::Duration::from_secs(timeout),
+                bench: None,
             })
+        }),
+        Task::Bench {
+            kernel,
+            size,
+            reps,
+            soak,
+            host_only,
+            lab_only,
+            timeout,
+        } => setup().and_then(|()| {
+            bench(
+                &kernel,
+                &size,
+                reps,
+                soak,
+                !lab_only,
+                !host_only,
+                std::time::Duration::from_secs(timeout),
+            )
         }),
     };
     match result {
@@ -94,6 +139,52 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo xtask bench`: the host's storms (tracepoint-only, the mode this machine allows),
+/// the replay cost and an optional soak, then the lab guests' storms.
+fn bench(
+    kernels: &[String],
+    size: &str,
+    reps: u32,
+    soak: u64,
+    host: bool,
+    guests: bool,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let out = root().join("target/bench-out");
+    std::fs::create_dir_all(&out)?;
+    if host {
+        build_release()?;
+        progress(&format!("bench: host, {size} storms, {reps} repetitions"));
+        let bin = root().join("target/release/hf-bench");
+        let o = Command::new(&bin)
+            .args(["--size", size, "--reps", &reps.to_string(), "--soak"])
+            .arg(soak.to_string())
+            .arg("--json")
+            .arg(out.join("host.json"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        let text = String::from_utf8_lossy(&o.stdout);
+        print!("{text}");
+        std::fs::write(out.join("host.md"), text.as_bytes())?;
+        if !o.status.success() {
+            bail!("hf-bench failed on this host ({})", o.status);
+        }
+    }
+    if guests {
+        lab::lab(&lab::LabArgs {
+            kernels: kernels.to_vec(),
+            scenarios: vec![],
+            modes: vec![],
+            keep: false,
+            timeout,
+            bench: Some(format!("{size},{reps}")),
+        })?;
+    }
+    progress(&format!("bench: results in {}", out.display()));
+    Ok(())
 }
 
 pub(crate) fn root() -> PathBuf {
@@ -342,6 +433,7 @@ fn test(only: Option<&str>) -> Result<()> {
                     modes: vec![],
                     keep: false,
                     timeout: std::time::Duration::from_secs(900),
+                    bench: None,
                 })
             },
         },

@@ -524,6 +524,15 @@ fn main() {
         .to_string();
     println!("{}{kernel}", lab::KERNEL_MARK);
     let version = lab::kernel_version(&kernel).unwrap_or((0, 0));
+    if let Some(b) = cmdline_value(&cmdline, "hf.bench=") {
+        // A benchmark boot: the bench only, then the kernel log.
+        let size = b.first().cloned().unwrap_or_else(|| "1G".into());
+        let reps = b.get(1).and_then(|r| r.parse().ok()).unwrap_or(3);
+        emit(&bench(&kernel, &size, reps, Duration::from_secs(2), true));
+        emit(&kernel_log_check(&kernel));
+        println!("{}", lab::DONE_MARK);
+        power_off();
+    }
     let only = cmdline_value(&cmdline, "hf.only=");
     let modes = cmdline_value(&cmdline, "hf.modes=")
         .unwrap_or_else(|| vec!["fentry".into(), "kprobe".into(), "tracepoint-only".into()]);
@@ -589,9 +598,90 @@ fn main() {
             emit(&r);
         }
     }
+    // A smoke run of the benchmark: it works in every mode, not how fast.
+    if only
+        .as_ref()
+        .is_none_or(|o| o.iter().any(|n| n == "bench-smoke"))
+    {
+        emit(&bench(&kernel, "16M", 1, Duration::from_millis(200), false));
+    }
     emit(&kernel_log_check(&kernel));
     println!("{}", lab::DONE_MARK);
     power_off();
+}
+
+/// The fault storms untraced and under every tracer this guest has (bpftrace when the
+/// initramfs carries it), interleaved. Prints each sample and the summary table for the
+/// host; passes when every measurement ran, every storm faulted at least once per page
+/// (per 2 MiB for THP and the BAR), and huge-fault lost no record.
+fn bench(kernel: &str, size: &str, reps: u32, settle: Duration, full: bool) -> ScenarioResult {
+    use huge_fault::bench::{self, Config, Env};
+    let bpftrace = std::path::Path::new("/bin/bpftrace");
+    let env = Env {
+        huge_fault: "/bin/huge-fault".into(),
+        workload: "/bin/hf-workload".into(),
+        bpftrace: bpftrace.exists().then(|| bpftrace.into()),
+        settle,
+    };
+    let mut configs = vec![
+        Config::Untraced,
+        Config::Fentry,
+        Config::Kprobe,
+        Config::TracepointOnly,
+    ];
+    if env.bpftrace.is_some() {
+        configs.push(Config::Bpftrace);
+    }
+    let storms = bench::storms(size);
+    let (samples, mut errors) = bench::run(&env, &storms, &configs, reps, &mut |l| {
+        println!("init: [bench] {l}")
+    });
+    for s in &samples {
+        if full {
+            println!(
+                "HF-BENCH-SAMPLE {}",
+                serde_json::to_string(s).expect("a sample serializes")
+            );
+        }
+        if s.drops.unwrap_or(0) > 0 {
+            errors.push(format!(
+                "{} {}: {} drops",
+                s.storm,
+                s.config.name(),
+                s.drops.unwrap_or(0)
+            ));
+        }
+        let bytes = huge_fault::lab::parse_size(size).unwrap_or(0);
+        let min_faults = match s.storm.as_str() {
+            "pte" | "pte-2-threads" => bytes >> 12,
+            "bar-pud" => (bytes >> 30).max(1),
+            _ => bytes >> 21,
+        };
+        if s.faults < min_faults {
+            errors.push(format!(
+                "{} {}: {} faults, fewer than {min_faults}",
+                s.storm,
+                s.config.name(),
+                s.faults
+            ));
+        }
+    }
+    let table = bench::render(&bench::summarize(&samples));
+    for l in table.lines() {
+        println!("HF-BENCH-TABLE {l}");
+    }
+    ScenarioResult {
+        scenario: if full { "bench" } else { "bench-smoke" }.into(),
+        kernel: kernel.into(),
+        mode: "-".into(),
+        status: if errors.is_empty() {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+        reason: (!errors.is_empty()).then(|| errors.join("; ")),
+        checks: vec![],
+    }
 }
 
 /// One `huge-fault run` of the CI example: its exit status, the JUnit report's test and
