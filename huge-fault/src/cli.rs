@@ -94,6 +94,12 @@ pub struct Args {
     )]
     pub range_helper: Vec<String>,
 
+    /// More `huge_fault` handlers to probe, comma-separated (C names or Rust paths, `*`
+    /// globs), beside every `*_huge_fault` function of /proc/kallsyms: for a driver whose
+    /// handler has another name.
+    #[arg(long, value_name = "SYMBOL,...", value_delimiter = ',', global = true)]
+    pub huge_fault_handler: Vec<String>,
+
     /// Show the programs' own anomaly reports (nesting, lost entries) as they happen.
     #[arg(short, long, global = true)]
     pub verbose: bool,

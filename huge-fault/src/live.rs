@@ -218,6 +218,7 @@ fn attach(
     tracefs: Result<&Path, &String>,
     functions: &HashSet<String>,
     range_helper: &Result<Vec<String>, String>,
+    handlers: &[String],
 ) -> Result<Option<String>, String> {
     let prog = ebpf
         .program_mut(p.program)
@@ -259,7 +260,13 @@ fn attach(
         Target::Suffix(_) | Target::RangeHelper => {
             let names: Vec<&str> = match p.target {
                 Target::Suffix(suffix) => {
-                    let v = kernel::functions_with_suffix(functions, suffix);
+                    // The kernel's `*_huge_fault` functions and the handlers the user named.
+                    let mut v = kernel::functions_with_suffix(functions, suffix);
+                    for h in handlers {
+                        if !v.contains(&h.as_str()) {
+                            v.push(h);
+                        }
+                    }
                     if v.is_empty() {
                         return Err(format!("no *{suffix} function in this kernel"));
                     }
@@ -348,36 +355,55 @@ struct KernelProbing<'a> {
     functions: HashSet<String>,
     /// The symbols `--range-helper` resolved to, or why there are none.
     range_helper: Result<Vec<String>, String>,
+    /// The functions `--huge-fault-handler` resolved to.
+    handlers: Vec<String>,
+}
+
+/// The text symbols of a /proc/kallsyms listing that any of `patterns` names: Rust paths
+/// (demangled, `::`) or C names, `*` globs allowed.
+fn resolve_patterns(kallsyms: &str, patterns: &[String]) -> Vec<String> {
+    // Only the symbols a pattern could name are turned into `Symbol`s.
+    let symbols: Vec<crate::symbols::Symbol> = crate::symbols::text_symbols(kallsyms)
+        .filter(|(n, _)| {
+            patterns.iter().any(|p| {
+                if p.contains("::") {
+                    n.starts_with("_R") || n.starts_with("_ZN")
+                } else {
+                    crate::symbols::glob(p, n)
+                }
+            })
+        })
+        .map(|(name, module)| crate::symbols::Symbol {
+            name: name.to_string(),
+            demangled: crate::symbols::demangle(name),
+            module: module.map(str::to_string),
+        })
+        .collect();
+    let mut found: Vec<String> = patterns
+        .iter()
+        .flat_map(|p| crate::symbols::resolve(&symbols, p))
+        .map(|s| s.name.clone())
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
 }
 
 impl<'a> KernelProbing<'a> {
-    fn new(tracefs: Result<&'a Path, &'a String>, range_helper: &[String]) -> Self {
+    fn new(
+        tracefs: Result<&'a Path, &'a String>,
+        range_helper: &[String],
+        handlers: &[String],
+    ) -> Result<Self, Fatal> {
         let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-        // Only the symbols a helper pattern could name: Rust ones (demangled) for paths,
-        // glob matches for C names.
-        let symbols: Vec<crate::symbols::Symbol> = crate::symbols::text_symbols(&kallsyms)
-            .filter(|(n, _)| {
-                range_helper.iter().any(|p| {
-                    if p.contains("::") {
-                        n.starts_with("_R") || n.starts_with("_ZN")
-                    } else {
-                        crate::symbols::glob(p, n)
-                    }
-                })
-            })
-            .map(|(name, module)| crate::symbols::Symbol {
-                name: name.to_string(),
-                demangled: crate::symbols::demangle(name),
-                module: module.map(str::to_string),
-            })
-            .collect();
-        let mut found: Vec<String> = range_helper
-            .iter()
-            .flat_map(|p| crate::symbols::resolve(&symbols, p))
-            .map(|s| s.name.clone())
-            .collect();
-        found.sort_unstable();
-        found.dedup();
+        let found = resolve_patterns(&kallsyms, range_helper);
+        let handlers_found = resolve_patterns(&kallsyms, handlers);
+        if !handlers.is_empty() && handlers_found.is_empty() {
+            return fatal(format!(
+                "no function matches --huge-fault-handler {} in /proc/kallsyms (is its module loaded?)",
+                handlers.join(",")
+            ));
+        }
         let range_helper = if found.is_empty() {
             Err(format!(
                 "no function matches --range-helper {} in /proc/kallsyms (is its module loaded?)",
@@ -386,12 +412,13 @@ impl<'a> KernelProbing<'a> {
         } else {
             Ok(found)
         };
-        KernelProbing {
+        Ok(KernelProbing {
             tracefs,
             kprobe_why: kernel::kprobes_unavailable(Path::new("/sys"), tracefs.ok()),
             functions: kernel::kallsyms_functions(&kallsyms),
             range_helper,
-        }
+            handlers: handlers_found,
+        })
     }
 }
 
@@ -409,6 +436,7 @@ fn try_mode(
         kprobe_why,
         functions,
         range_helper,
+        handlers,
     } = kernel_probing;
     let tracefs = *tracefs;
     if mode == Mode::Kprobe
@@ -457,7 +485,7 @@ fn try_mode(
                 }
                 _ => short_error(&e),
             })
-            .and_then(|()| attach(ebpf, p, tracefs, functions, range_helper));
+            .and_then(|()| attach(ebpf, p, tracefs, functions, range_helper, handlers));
         match result {
             Ok(detail) => {
                 let mut r = probe_report(p, ProbeStatus::Attached, None);
@@ -494,6 +522,7 @@ pub struct LoadOptions<'a> {
     pub ring_buffer_bytes: u32,
     pub verbose: bool,
     pub range_helper: &'a [String],
+    pub huge_fault_handler: &'a [String],
 }
 
 /// Loads the object, starts the log reader and attaches in the best available mode.
@@ -567,7 +596,11 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
     };
     let mut loaded = HashSet::new();
     let mut reports = Vec::new();
-    let kernel_probing = KernelProbing::new(tracefs.as_ref().map(|p| *p), opts.range_helper);
+    let kernel_probing = KernelProbing::new(
+        tracefs.as_ref().map(|p| *p),
+        opts.range_helper,
+        opts.huge_fault_handler,
+    )?;
     let mut chosen = None;
     for &mode in order {
         if try_mode(
@@ -925,6 +958,7 @@ pub fn run(args: &Args) -> Result<i32, Fatal> {
         ring_buffer_bytes: args.ring_buffer_kib * 1024,
         verbose: args.verbose,
         range_helper: &args.range_helper,
+        huge_fault_handler: &args.huge_fault_handler,
     };
     let (mut session, logger) = start(&opts)?;
     let mut traced = None;

@@ -239,13 +239,17 @@ fn bad_input_is_one_line_and_exit_2() {
     if !root_or_skip("bad_input_is_one_line_and_exit_1") {
         return;
     }
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (
             &["--btf", "/nonexistent/vmlinux", "-d", "1"],
             "no BTF at /nonexistent/vmlinux",
         ),
         (&["--btf", "/proc/self/status", "-d", "1"], "is not usable"),
         (&["-p", "4000000", "-d", "1"], "no process with pid 4000000"),
+        (
+            &["--huge-fault-handler", "no_such_handler_xyz", "-d", "1"],
+            "no function matches --huge-fault-handler no_such_handler_xyz",
+        ),
     ];
     for (args, want) in cases {
         let out = Command::new(HF).args(args).output().unwrap();

@@ -826,6 +826,15 @@ fn replay_check(path: &str, live: &Value, kernel: &str, mode: &str) -> ScenarioR
             )),
         },
     };
+    // The same recording as a user reads it, for the serial log.
+    if let Ok(o) = Command::new("/bin/huge-fault")
+        .args(["report", "--top", "80", path])
+        .output()
+    {
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            println!("init: [report] {l}");
+        }
+    }
     let _ = std::fs::remove_file(path);
     println!(
         "init: [{mode}] replay of the recording ({size} bytes): {}",
