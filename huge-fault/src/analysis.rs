@@ -260,6 +260,8 @@ pub struct Analyzer {
     pub max_vmas: usize,
     /// Faults counted in no VMA row because the table was full.
     pub vma_overflow: u64,
+    /// Faults of processes beyond the process table (as big as the VMA table).
+    pub process_overflow: u64,
     /// Records that could not be parsed (short or unknown source).
     pub malformed: u64,
     /// Records by `source`.
@@ -285,6 +287,7 @@ impl Analyzer {
             vmas: HashMap::new(),
             max_vmas,
             vma_overflow: 0,
+            process_overflow: 0,
             malformed: 0,
             records: 0,
             no_entry: 0,
@@ -375,7 +378,15 @@ impl Analyzer {
         let c = self.classify(r);
         self.totals.add(&c);
         let comm = r.comm_bytes();
-        let proc = self.processes.entry(r.tgid).or_default();
+        // The process table is bounded like the VMA table: a long run sees many short
+        // processes. Beyond it, faults count in the totals and as process-table overflow.
+        let mut spare = ProcStats::default();
+        let proc = if self.processes.len() < self.max_vmas || self.processes.contains_key(&r.tgid) {
+            self.processes.entry(r.tgid).or_default()
+        } else {
+            self.process_overflow += u64::from(!c.retry);
+            &mut spare
+        };
         // The main thread's name, or the first seen (converted only when it changes).
         if (proc.comm.is_empty() || r.tid == r.tgid) && proc.comm.as_bytes() != comm {
             proc.comm = String::from_utf8_lossy(comm).into_owned();
@@ -662,6 +673,18 @@ pub(crate) mod tests {
         assert_eq!(a.vmas.len(), 2);
         assert_eq!(a.vma_overflow, 3);
         assert_eq!(a.processes[&1].vma_overflow, 3);
+        assert_eq!(a.totals.faults, 5);
+    }
+
+    #[test]
+    fn a_full_process_table_counts_overflow() {
+        let mut a = Analyzer::new(2);
+        for tgid in [1, 2, 3, 3, 1] {
+            a.ingest(&rec(source::PERF_MINOR, tgid, tgid, 0x1000), &mut NoResolver);
+        }
+        assert_eq!(a.processes.len(), 2);
+        assert_eq!(a.processes[&1].stats.faults, 2);
+        assert_eq!(a.process_overflow, 2);
         assert_eq!(a.totals.faults, 5);
     }
 

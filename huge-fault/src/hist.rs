@@ -6,11 +6,16 @@ use serde::Serialize;
 const SUB_BITS: u32 = 3;
 const SUB: u64 = 1 << SUB_BITS;
 /// Values below 2 * SUB are exact; above, 8 buckets per power of two up to 2^64.
+#[cfg(test)]
 const BUCKETS: usize = (2 * SUB as usize) + (64 - SUB_BITS as usize - 1) * SUB as usize;
 
+/// Only the buckets between the smallest and the largest value seen are stored (`lo` is
+/// the first one's index): a VMA's latencies span a few dozen buckets, and the tool keeps
+/// one histogram per VMA row and process.
 #[derive(Clone, Debug)]
 pub struct Histogram {
-    counts: Box<[u64; BUCKETS]>,
+    lo: usize,
+    counts: Vec<u64>,
     count: u64,
     sum: u128,
     min: u64,
@@ -20,7 +25,8 @@ pub struct Histogram {
 impl Default for Histogram {
     fn default() -> Self {
         Self {
-            counts: Box::new([0; BUCKETS]),
+            lo: 0,
+            counts: Vec::new(),
             count: 0,
             sum: 0,
             min: u64::MAX,
@@ -64,7 +70,18 @@ pub struct LatencySummary {
 
 impl Histogram {
     pub fn record(&mut self, v: u64) {
-        self.counts[index(v)] += 1;
+        let i = index(v);
+        if self.counts.is_empty() {
+            self.lo = i;
+            self.counts.push(0);
+        } else if i < self.lo {
+            self.counts
+                .splice(0..0, std::iter::repeat_n(0, self.lo - i));
+            self.lo = i;
+        } else if i >= self.lo + self.counts.len() {
+            self.counts.resize(i - self.lo + 1, 0);
+        }
+        self.counts[i - self.lo] += 1;
         self.count += 1;
         self.sum += v as u128;
         self.min = self.min.min(v);
@@ -83,10 +100,10 @@ impl Histogram {
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
         let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
+        for (k, &c) in self.counts.iter().enumerate() {
             seen += c;
             if seen >= rank {
-                return Some(upper(i).min(self.max).max(self.min));
+                return Some(upper(self.lo + k).min(self.max).max(self.min));
             }
         }
         Some(self.max)
@@ -119,10 +136,10 @@ impl Histogram {
     /// bucket lies inside one power of two.
     pub fn log2(&self) -> Vec<Log2Bucket> {
         let mut by_pow = [0u64; 65];
-        for (i, &c) in self.counts.iter().enumerate() {
+        for (k, &c) in self.counts.iter().enumerate() {
             if c > 0 {
                 // The bucket's values share the bit length of its upper bound.
-                let up = upper(i);
+                let up = upper(self.lo + k);
                 by_pow[(64 - up.leading_zeros()) as usize] += c;
             }
         }
@@ -237,6 +254,28 @@ mod tests {
             text.lines()
                 .any(|l| l.contains(" 2 |") && l.contains(&"@".repeat(40)))
         );
+    }
+
+    #[test]
+    fn only_the_used_span_is_stored_and_order_does_not_matter() {
+        let values = [5000u64, 3, 1 << 40, 700, 12, 5000, 1 << 20];
+        let mut a = Histogram::default();
+        let mut b = Histogram::default();
+        for v in values {
+            a.record(v);
+        }
+        let mut sorted = values;
+        sorted.sort_unstable();
+        for v in sorted {
+            b.record(v);
+        }
+        assert_eq!(a.summary(), b.summary());
+        assert_eq!(a.log2(), b.log2());
+        let mut c = Histogram::default();
+        for v in [1000u64, 1100, 1200] {
+            c.record(v);
+        }
+        assert!(c.counts.len() <= 3, "{} buckets stored", c.counts.len());
     }
 
     #[test]

@@ -1235,6 +1235,7 @@ pub fn evaluate(
         "ringbuf_drops",
         "inflight_map_full",
         "vma_table_overflow_faults",
+        "process_table_overflow_faults",
         "malformed_records",
     ] {
         let got = report["loss"].get(key).cloned();
@@ -1315,7 +1316,7 @@ mod tests {
     }
 
     fn report(faults: u64, writes: u64) -> Value {
-        json!({"loss": {"ringbuf_drops": 0, "inflight_map_full": 0, "vma_table_overflow_faults": 0,
+        json!({"loss": {"ringbuf_drops": 0, "inflight_map_full": 0, "vma_table_overflow_faults": 0, "process_table_overflow_faults": 0,
                         "malformed_records": 0},
                "vmas": [
             {"pid": 9, "start": "0x200000", "end": "0xa00000", "faults": faults, "writes": writes,
@@ -1341,7 +1342,7 @@ mod tests {
     /// as one PTE (the folio size is not probed yet).
     fn mthp(entries_pte: u64) -> (Value, Value) {
         let rep = json!({"loss": {"ringbuf_drops": 0, "inflight_map_full": 0,
-                                  "vma_table_overflow_faults": 0, "malformed_records": 0},
+                                  "vma_table_overflow_faults": 0, "process_table_overflow_faults": 0, "malformed_records": 0},
             "vmas": [{"pid": 3, "start": "0x400000", "end": "0x500000", "faults": 16, "writes": 16,
                       "kind": "anon", "entries": {"pte": entries_pte, "pmd": 0, "pud": 0},
                       "bytes_mapped": entries_pte * 4096, "chains": [{"chain": "PTE:OK", "count": 16}]}]});
@@ -1507,7 +1508,7 @@ mod tests {
         let report = serde_json::json!({
             "vmas": [row],
             "loss": {"ringbuf_drops": 0, "inflight_map_full": 0,
-                     "vma_table_overflow_faults": 0, "malformed_records": 0},
+                     "vma_table_overflow_faults": 0, "process_table_overflow_faults": 0, "malformed_records": 0},
         });
         let t =
             serde_json::json!({"pid": 7, "vma_start": "0x1000", "vma_end": "0x2000", "minflt": 1});
@@ -1532,7 +1533,7 @@ mod tests {
         let report = serde_json::json!({
             "vmas": [],
             "loss": {"ringbuf_drops": 0, "inflight_map_full": 0,
-                     "vma_table_overflow_faults": 0, "malformed_records": 0},
+                     "vma_table_overflow_faults": 0, "process_table_overflow_faults": 0, "malformed_records": 0},
         });
         let mut t = serde_json::json!({"ok_map": 0, "unaligned_offset": 22, "length_past_bar": 22,
             "offset_past_bar": 22, "private": 22, "unknown_policy": 22, "unknown_ioctl": 25});
@@ -1553,7 +1554,7 @@ mod tests {
         };
         let report = json!({"vmas": [row("0xa", 16, 16, Some([1, 0, 0, 16])), row("0xb", 1, 16, None)],
             "loss": {"ringbuf_drops": 0, "inflight_map_full": 0,
-                "vma_table_overflow_faults": 0, "malformed_records": 0}});
+                "vma_table_overflow_faults": 0, "process_table_overflow_faults": 0, "malformed_records": 0}});
         let truth = |a: &str| json!({"pid": 9, "bos": [{"vma_start": a, "vma_end": "0xe"}]});
         let rows = vma_rows(&report, &truth("0xa"));
         assert_eq!(rows.len(), 1);

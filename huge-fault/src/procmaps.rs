@@ -37,6 +37,9 @@ pub fn parse(text: &str) -> Vec<VmaDesc> {
     text.lines().filter_map(parse_line).collect()
 }
 
+/// Processes whose maps are kept.
+const MAX_CACHED_PROCESSES: usize = 1024;
+
 struct Entry {
     vmas: Vec<VmaDesc>,
     read_at: Instant,
@@ -76,6 +79,16 @@ impl ProcMaps {
             (None, Some(old)) => old.vmas,
             (None, None) => Vec::new(),
         };
+        // Bounded: the process read longest ago goes (a long run sees many short ones).
+        if self.cache.len() >= MAX_CACHED_PROCESSES
+            && let Some(oldest) = self
+                .cache
+                .iter()
+                .min_by_key(|(_, e)| e.read_at)
+                .map(|(k, _)| *k)
+        {
+            self.cache.remove(&oldest);
+        }
         self.cache.insert(
             tgid,
             Entry {

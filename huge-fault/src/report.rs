@@ -45,6 +45,8 @@ pub struct Loss {
     pub inflight_map_full: u64,
     /// Faults in no VMA row because the VMA table was full (`--max-vmas`).
     pub vma_table_overflow_faults: u64,
+    /// Faults in no process row because the process table (as big as the VMA table) was full.
+    pub process_table_overflow_faults: u64,
     /// Records user space could not parse.
     pub malformed_records: u64,
 }
@@ -301,6 +303,7 @@ impl Report {
                 ringbuf_drops: ctr(c::RINGBUF_DROPS),
                 inflight_map_full: ctr(c::INFLIGHT_FULL),
                 vma_table_overflow_faults: a.vma_overflow,
+                process_table_overflow_faults: a.process_overflow,
                 malformed_records: a.malformed,
             },
             anomalies: Anomalies {
@@ -490,8 +493,12 @@ impl Report {
         }
         let l = &self.loss;
         out.push_str(&format!(
-            "lost: {} ring-buffer drops, {} in-flight map full, {} faults beyond the VMA table, {} malformed records\n",
-            l.ringbuf_drops, l.inflight_map_full, l.vma_table_overflow_faults, l.malformed_records
+            "lost: {} ring-buffer drops, {} in-flight map full, {} faults beyond the VMA table, {} beyond the process table, {} malformed records\n",
+            l.ringbuf_drops,
+            l.inflight_map_full,
+            l.vma_table_overflow_faults,
+            l.process_table_overflow_faults,
+            l.malformed_records
         ));
 
         let mut header = vec!["PID", "COMM", "FAULTS"];

@@ -60,8 +60,14 @@ struct VmaObs {
 #[derive(Clone, Debug, Default)]
 pub struct Observer {
     vmas: HashMap<VmaKey, VmaObs>,
-    /// Completed faults per process in order: address and VMA.
-    order: HashMap<u32, Vec<(u64, VmaKey)>>,
+    /// VMA identities by index (`order` stores the index).
+    keys: Vec<VmaKey>,
+    ids: HashMap<VmaKey, u32>,
+    /// Completed faults per process in order: address and VMA index. Faults in VMAs
+    /// without pfn inserts matter only for the PMD tables they allocate: only the first in
+    /// each 1 GiB of a process is kept.
+    order: HashMap<u32, Vec<(u64, u32)>>,
+    touched: HashMap<u32, std::collections::HashSet<u64>>,
     kept: usize,
     /// Faults not kept because [`MAX_KEPT_FAULTS`] was reached.
     pub dropped: u64,
@@ -112,15 +118,28 @@ impl Observer {
         for (t, n) in o.entries.iter_mut().zip(entries) {
             *t += u64::from(*n);
         }
+        if o.with_pfn == 0
+            && !self
+                .touched
+                .entry(key.tgid)
+                .or_default()
+                .insert(r.address >> 30)
+        {
+            return;
+        }
         if self.kept >= MAX_KEPT_FAULTS {
             self.dropped += 1;
             return;
         }
         self.kept += 1;
+        let id = *self.ids.entry(key).or_insert_with(|| {
+            self.keys.push(key);
+            (self.keys.len() - 1) as u32
+        });
         self.order
             .entry(key.tgid)
             .or_default()
-            .push((r.address, key));
+            .push((r.address, id));
     }
 
     /// The what-if of every VMA with pfn inserts, computed per process.
@@ -154,7 +173,8 @@ impl Observer {
         }
         for (tgid, faults) in &self.order {
             let mut sims = [Sim::new(false), Sim::new(true)];
-            for (addr, key) in faults {
+            for (addr, id) in faults {
+                let key = &self.keys[*id as usize];
                 let o = &self.vmas[key];
                 if !plannable(o) {
                     for s in &mut sims {

@@ -123,7 +123,7 @@ pub(crate) fn apt_opts(suite: Suite) -> Vec<String> {
 }
 
 /// Package lists for one suite, refreshed when older than a day.
-fn apt_update(suite: Suite) -> Result<()> {
+pub(crate) fn apt_update(suite: Suite) -> Result<()> {
     let dir = cache().join(match suite {
         Suite::Bookworm => "apt-bookworm",
         Suite::Sid => "apt-sid",

@@ -28,6 +28,7 @@ pub fn build(cache: &Path) -> Result<Vec<(String, PathBuf)>> {
     }
     let t = Instant::now();
     progress("lab: fetching linux-source-6.1 for the mm selftests (once; about 30 s)");
+    crate::lab::apt_update(Suite::Bookworm)?;
     let work = dir.join("src");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
