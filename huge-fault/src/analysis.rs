@@ -680,7 +680,10 @@ pub(crate) mod tests {
     fn a_full_process_table_counts_overflow() {
         let mut a = Analyzer::new(2);
         for tgid in [1, 2, 3, 3, 1] {
-            a.ingest(&rec(source::PERF_MINOR, tgid, tgid, 0x1000), &mut NoResolver);
+            a.ingest(
+                &rec(source::PERF_MINOR, tgid, tgid, 0x1000),
+                &mut NoResolver,
+            );
         }
         assert_eq!(a.processes.len(), 2);
         assert_eq!(a.processes[&1].stats.faults, 2);
