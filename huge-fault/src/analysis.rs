@@ -179,7 +179,8 @@ pub struct VmaStats {
     /// The VMA came from /proc/PID/maps, not from the kernel at fault time.
     pub from_proc: bool,
     /// Lookups of the name so far (a VMA split or mapped just before its first fault may
-    /// not be in /proc/PID/maps yet as the kernel saw it: later faults try again).
+    /// not be in /proc/PID/maps yet as the kernel saw it, and the maps are re-read at most
+    /// every 50 ms: the next 63 faults try again).
     pub name_tries: u8,
     pub stats: Stats,
 }
@@ -232,6 +233,11 @@ pub struct VmaDesc {
 pub trait VmaResolver {
     /// The VMA of `tgid` that contains `addr`, if any.
     fn lookup(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc>;
+    /// The same, for a VMA the kernel reported: a resolver that caches may read again
+    /// rather than answer from a copy older than the VMA.
+    fn lookup_fresh(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc> {
+        self.lookup(tgid, addr)
+    }
 }
 
 /// A resolver that knows nothing (replay of recordings, tests).
@@ -431,7 +437,7 @@ impl Analyzer {
                     None
                 } else {
                     resolver
-                        .lookup(key.tgid, key.start)
+                        .lookup_fresh(key.tgid, key.start)
                         .filter(|d| d.start == key.start)
                         .and_then(|d| d.name)
                 }
@@ -453,7 +459,7 @@ impl Analyzer {
         } else if let Some(v) = self.vmas.get_mut(&key)
             && v.name.is_none()
             && !v.from_proc
-            && v.name_tries < 4
+            && v.name_tries < 64
         {
             v.name_tries += 1;
             v.name = resolver

@@ -112,6 +112,18 @@ impl Default for ProcMaps {
 }
 
 impl VmaResolver for ProcMaps {
+    fn lookup_fresh(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc> {
+        if let Some(v) = self
+            .cache
+            .get(&tgid)
+            .and_then(|e| Self::find(&e.vmas, addr))
+        {
+            return Some(v);
+        }
+        let e = self.read(tgid)?;
+        Self::find(&e.vmas, addr)
+    }
+
     fn lookup(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc> {
         if let Some(e) = self.cache.get(&tgid) {
             if let Some(v) = Self::find(&e.vmas, addr) {
@@ -172,9 +184,26 @@ mod tests {
         assert!(pm.lookup(77, 0x7f20_0000_0010).is_some());
         assert_eq!(pm.reads, reads + 1);
         assert_eq!(pm.lookup(78, 0x1000), None, "no such process");
+        // A VMA the kernel reported is looked up again at once, whatever the cache's age.
+        pm.min_refresh = Duration::from_secs(3600);
+        std::fs::write(
+            dir.join("77/maps"),
+            format!("{MAPS}7f2000000000-7f2000001000 rw-p 00000000 00:00 0\n7f3000000000-7f3000001000 rw-s 00000000 00:01 9 /dev/x\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            pm.lookup(77, 0x7f30_0000_0000),
+            None,
+            "a miss within the refresh time"
+        );
+        assert_eq!(
+            pm.lookup_fresh(77, 0x7f30_0000_0000).and_then(|v| v.name),
+            Some("/dev/x".into())
+        );
         // The process exits: what was read stays known.
+        pm.min_refresh = Duration::ZERO;
         std::fs::remove_dir_all(dir.join("77")).unwrap();
-        assert_eq!(pm.lookup(77, 0x7f30_0000_0000), None);
+        assert_eq!(pm.lookup(77, 0x7f40_0000_0000), None);
         assert_eq!(
             pm.lookup(77, 0x7f20_0000_0010).map(|v| v.start),
             Some(0x7f20_0000_0000)

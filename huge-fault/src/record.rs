@@ -93,9 +93,8 @@ pub struct Recording<'a> {
     pub rec: Option<&'a mut Recorder>,
 }
 
-impl VmaResolver for Recording<'_> {
-    fn lookup(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc> {
-        let vma = self.inner.lookup(tgid, addr);
+impl Recording<'_> {
+    fn remember(&mut self, tgid: u32, addr: u64, vma: &Option<VmaDesc>) {
         if let Some(r) = self.rec.as_deref_mut() {
             r.json(
                 b'V',
@@ -106,6 +105,19 @@ impl VmaResolver for Recording<'_> {
                 },
             );
         }
+    }
+}
+
+impl VmaResolver for Recording<'_> {
+    fn lookup_fresh(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc> {
+        let vma = self.inner.lookup_fresh(tgid, addr);
+        self.remember(tgid, addr, &vma);
+        vma
+    }
+
+    fn lookup(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc> {
+        let vma = self.inner.lookup(tgid, addr);
+        self.remember(tgid, addr, &vma);
         vma
     }
 }
