@@ -235,7 +235,13 @@ pub mod counter {
     pub const RECORDS: u32 = 7;
     /// A nested probe returned with no fault in flight on its thread.
     pub const ORPHAN_STEPS: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// Faults counted in the `AGGREGATE` map instead of a record (`--aggregate`, or the
+    /// ring buffer was full).
+    pub const AGGREGATED: u32 = 9;
+    /// Reservations that found the ring buffer full (the fault was aggregated, or lost
+    /// when the aggregate table was full too).
+    pub const RING_FULL: u32 = 10;
+    pub const COUNT: u32 = 11;
 
     /// Names as the tool prints them, by index.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -248,6 +254,8 @@ pub mod counter {
         "vma_lookup_failures",
         "records",
         "orphan_steps",
+        "aggregated_faults",
+        "ring_full",
     ];
 }
 
@@ -292,6 +300,177 @@ pub struct KernelOffsets {
     pub mm_lock_seq: u32,
 }
 
+/// Log-linear latency buckets, shared by the kernel side (aggregated faults carry a bucket,
+/// not a latency) and the tool's histograms: values below 16 ns are exact, then 8 buckets
+/// per power of two, so a bucket's upper bound is within 12.5 % of any value in it.
+pub mod latency {
+    pub const SUB_BITS: u32 = 3;
+    pub const SUB: u64 = 1 << SUB_BITS;
+    /// No latency (the fault's start was not seen).
+    pub const NONE: u32 = u32::MAX;
+
+    /// Index of the highest set bit of `v` (`v` > 0). Branches only: BPF has no such
+    /// instruction and the verifier wants no loops.
+    #[inline(always)]
+    pub fn msb(mut v: u64) -> u32 {
+        let mut r = 0;
+        if v >> 32 != 0 {
+            v >>= 32;
+            r += 32;
+        }
+        if v >> 16 != 0 {
+            v >>= 16;
+            r += 16;
+        }
+        if v >> 8 != 0 {
+            v >>= 8;
+            r += 8;
+        }
+        if v >> 4 != 0 {
+            v >>= 4;
+            r += 4;
+        }
+        if v >> 2 != 0 {
+            v >>= 2;
+            r += 2;
+        }
+        if v >> 1 != 0 {
+            r += 1;
+        }
+        r
+    }
+
+    /// The bucket of `v` nanoseconds.
+    #[inline(always)]
+    pub fn bucket(v: u64) -> u32 {
+        if v < 2 * SUB {
+            return v as u32;
+        }
+        let exp = msb(v); // >= SUB_BITS + 1
+        let sub = (v >> (exp - SUB_BITS)) & (SUB - 1);
+        (2 * SUB + (u64::from(exp) - u64::from(SUB_BITS) - 1) * SUB + sub) as u32
+    }
+
+    /// The largest value in bucket `i`.
+    pub fn upper(i: u32) -> u64 {
+        let i = u64::from(i);
+        if i < 2 * SUB {
+            return i;
+        }
+        let exp = (i - 2 * SUB) / SUB + u64::from(SUB_BITS) + 1;
+        let sub = (i - 2 * SUB) % SUB;
+        let low = (1u64 << exp) | (sub << (exp - u64::from(SUB_BITS)));
+        low + ((1u64 << (exp - u64::from(SUB_BITS))) - 1)
+    }
+}
+
+/// A class of faults counted in the kernel instead of recorded one by one: every field of
+/// a [`FaultRecord`] the analysis reads, less what is unique to one fault (thread, address,
+/// times, first and last entry, pfns), with the latency as a [`latency`] bucket. The
+/// `AGGREGATE` map counts faults per class. 152 bytes, 8-byte aligned, zero padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AggKey {
+    pub vma_start: u64,
+    pub vma_end: u64,
+    pub vma_flags: u64,
+    pub vma_pgoff: u64,
+    pub inode: u64,
+    /// The faulting page when the kernel did not give the VMA (user space looks it up);
+    /// 0 when it did.
+    pub address: u64,
+    pub dev: u32,
+    pub tgid: u32,
+    pub fault_flags: u32,
+    pub ret: u32,
+    pub error_code: u32,
+    /// [`latency::bucket`] of the fault's latency, [`latency::NONE`] when unknown.
+    pub latency_bucket: u32,
+    pub source: u8,
+    pub _pad0: u8,
+    /// [`rflags`] bits.
+    pub flags: u16,
+    pub _pad1: u32,
+    pub comm: [u8; 16],
+    pub entries: [u32; 4],
+    pub chain: [u32; MAX_CHAIN],
+    pub chain_len: u32,
+    pub overflow: u32,
+    pub pfn_missing: u32,
+    pub _pad2: u32,
+}
+
+impl AggKey {
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+
+    /// A record that the analysis reads as this class's faults: the latency is the bucket's
+    /// upper bound, first and last entries and pfns are unknown.
+    pub fn to_record(&self) -> FaultRecord {
+        let mut flags = self.flags & !rflags::HAS_START;
+        let end_ns = if self.latency_bucket == latency::NONE {
+            0
+        } else {
+            flags |= rflags::HAS_START;
+            latency::upper(self.latency_bucket)
+        };
+        if self.address != 0 {
+            flags |= rflags::HAS_ADDRESS;
+        }
+        FaultRecord {
+            start_ns: 0,
+            end_ns,
+            address: self.address,
+            vma_start: self.vma_start,
+            vma_end: self.vma_end,
+            vma_flags: self.vma_flags,
+            vma_pgoff: self.vma_pgoff,
+            inode: self.inode,
+            dev: self.dev,
+            tgid: self.tgid,
+            fault_flags: self.fault_flags,
+            ret: self.ret,
+            error_code: self.error_code,
+            source: self.source,
+            flags,
+            comm: self.comm,
+            mapping: Mapping {
+                entries: self.entries,
+                chain: self.chain,
+                chain_len: self.chain_len,
+                overflow: self.overflow,
+                first_pfn: [NO_PFN; 4],
+                last_pfn: [NO_PFN; 4],
+                pfn_missing: self.pfn_missing,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Copies a key out of bytes (which need not be aligned); `None` when too short.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < Self::SIZE {
+            return None;
+        }
+        // SAFETY: at least SIZE bytes; every bit pattern is a valid AggKey.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: repr(C) with explicit padding fields: every byte is initialised.
+        unsafe { core::slice::from_raw_parts((self as *const Self).cast::<u8>(), Self::SIZE) }
+    }
+}
+
+/// Settings of the programs, set by the tool before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Non-zero: count every fault in the `AGGREGATE` map, write no records (`--aggregate`).
+    pub aggregate: u32,
+    pub _pad: u32,
+}
+
 /// Filters applied in the kernel before any other work.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -319,6 +498,8 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::Filter {}
     unsafe impl aya::Pod for super::Mapping {}
+    unsafe impl aya::Pod for super::AggKey {}
+    unsafe impl aya::Pod for super::Settings {}
 }
 
 #[cfg(test)]
@@ -359,6 +540,64 @@ mod tests {
         assert_eq!(back, rec);
         assert_eq!(back.comm_bytes(), b"test");
         assert_eq!(back.latency_ns(), Some(250));
+    }
+
+    #[test]
+    fn aggregate_key_layout_is_fixed() {
+        assert_eq!(AggKey::SIZE, 152);
+        assert_eq!(core::mem::align_of::<AggKey>(), 8);
+        assert_eq!(core::mem::offset_of!(AggKey, comm), 80);
+        assert_eq!(core::mem::offset_of!(AggKey, _pad2), 148);
+    }
+
+    #[test]
+    fn latency_buckets_bound_their_values() {
+        for v in (0..5000u64).chain([1 << 20, (1 << 20) + 12345, u64::MAX / 3, u64::MAX]) {
+            let b = latency::bucket(v);
+            let up = latency::upper(b);
+            assert!(up >= v, "{v} above its bucket's bound {up}");
+            assert!(up - v <= v / 8, "{v}: bound {up} more than 12.5% away");
+            assert_eq!(
+                latency::bucket(up),
+                b,
+                "{v}: the bound is in another bucket"
+            );
+            if v > 0 {
+                assert_eq!(latency::msb(v), 63 - v.leading_zeros());
+            }
+        }
+    }
+
+    #[test]
+    fn an_aggregate_key_reads_as_a_record_of_its_class() {
+        let k = AggKey {
+            vma_start: 0x1000,
+            vma_end: 0x9000,
+            tgid: 7,
+            ret: 0x4,
+            latency_bucket: latency::bucket(3000),
+            source: source::KRETPROBE,
+            flags: rflags::HAS_VMA | rflags::HAS_RET | rflags::HAS_MAPPING,
+            entries: [0, 2, 0, 0],
+            chain: [(u32::from(level::PMD) << 24) | 0x800, 0, 0, 0, 0, 0],
+            chain_len: 1,
+            ..Default::default()
+        };
+        let r = k.to_record();
+        assert!(r.has(rflags::HAS_START) && !r.has(rflags::HAS_ADDRESS));
+        assert_eq!(r.latency_ns(), Some(latency::upper(latency::bucket(3000))));
+        assert_eq!(r.mapping.step(0), Some((level::PMD, 0x800)));
+        assert_eq!(r.mapping.first_pfn, [NO_PFN; 4]);
+        assert_eq!(AggKey::from_bytes(k.as_bytes()), Some(k));
+        let none = AggKey {
+            latency_bucket: latency::NONE,
+            address: 0x5000,
+            ..k
+        };
+        let r = none.to_record();
+        assert_eq!(r.latency_ns(), None);
+        assert_eq!(r.address, 0x5000);
+        assert!(r.has(rflags::HAS_ADDRESS));
     }
 
     #[test]

@@ -11,12 +11,17 @@
 //! Every mode writes one fixed-size [`FaultRecord`] per fault into `EVENTS`.
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
-use core::ffi::c_void;
+use core::{ffi::c_void, intrinsics::AtomicOrdering};
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_perf_event_data},
+    bindings::{
+        BPF_F_NO_PREALLOC, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        bpf_perf_event_data,
+    },
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_ktime_get_ns, bpf_probe_read_kernel,
@@ -31,13 +36,22 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use huge_fault_common::{
-    FaultRecord, Filter, InFlight, KernelOffsets, MAX_CHAIN, Mapping, NO_PFN, PFN_MASK,
-    STEP_VIA_RANGE, counter, level, rflags, source,
+    AggKey, FaultRecord, Filter, InFlight, KernelOffsets, MAX_CHAIN, Mapping, NO_PFN, PFN_MASK,
+    STEP_VIA_RANGE, Settings, counter, latency, level, rflags, source,
 };
 
 /// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Faults counted in the kernel, per class ([`AggKey`]): every fault with `--aggregate`,
+/// else each fault that found the ring buffer full. Entries are allocated on first use.
+#[map]
+static AGGREGATE: HashMap<AggKey, u64> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// Where a fault's [`AggKey`] is built (152 bytes do not fit on the stack beside the rest).
+#[map]
+static AGG_SCRATCH: PerCpuArray<AggKey> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-thread `handle_mm_fault` call in flight, keyed by tid. LRU, so that the entries of
 /// threads that died mid-fault are recycled instead of filling the map.
@@ -89,6 +103,13 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     pg_head: 0,
     task_mm: 0,
     mm_lock_seq: 0,
+};
+
+/// Program settings, set by the tool before load.
+#[unsafe(no_mangle)]
+static SETTINGS: Settings = Settings {
+    aggregate: 0,
+    _pad: 0,
 };
 
 /// Process filter, set by the tool before load.
@@ -229,19 +250,90 @@ struct Closing {
     error_code: u32,
 }
 
-/// Fills the record in place in the ring buffer (a 312-byte record does not fit on the BPF
-/// stack beside everything else) and submits it. Counts a drop when the ring is full.
-/// `mapping` points at the fault's accumulated levels and entries, when there is one.
+/// Counts the fault in its class in `AGGREGATE` (atomically: faults of one class may close
+/// on several CPUs at once). A fault that finds the table full is lost, and counted so.
 #[inline(always)]
-fn submit(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mapping>) {
-    let mut flags = c.flags;
-    let Some(mut entry) = EVENTS.reserve::<FaultRecord>(0) else {
+fn aggregate(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mapping>, flags: u16) {
+    let Some(k) = AGG_SCRATCH.get_ptr_mut(0) else {
         bump(counter::RINGBUF_DROPS);
         return;
     };
+    // SAFETY: this CPU's scratch slot; a program runs to completion on one CPU. `mapping`
+    // points at a live map value of this thread.
+    unsafe {
+        core::ptr::write_bytes(k, 0, 1);
+        (*k).vma_start = vma.start;
+        (*k).vma_end = vma.end;
+        (*k).vma_flags = vma.flags;
+        (*k).vma_pgoff = vma.pgoff;
+        (*k).inode = vma.inode;
+        if vma.found == 0 {
+            (*k).address = c.address & !0xfff;
+        }
+        (*k).dev = vma.dev;
+        (*k).tgid = c.tgid;
+        (*k).fault_flags = c.fault_flags;
+        (*k).ret = c.ret;
+        (*k).error_code = c.error_code;
+        (*k).latency_bucket = if flags & rflags::HAS_START != 0 {
+            latency::bucket(bpf_ktime_get_ns().saturating_sub(c.start_ns))
+        } else {
+            latency::NONE
+        };
+        (*k).source = c.src;
+        (*k).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        let mut flags = flags;
+        if let Some(m) = mapping {
+            (*k).entries = (*m).entries;
+            (*k).chain = (*m).chain;
+            (*k).chain_len = (*m).chain_len;
+            (*k).overflow = (*m).overflow;
+            (*k).pfn_missing = (*m).pfn_missing;
+            flags |= rflags::HAS_MAPPING;
+        }
+        (*k).flags = flags;
+    }
+    // SAFETY: as above; the key is read by the map helpers only.
+    let key = unsafe { &*k };
+    let count = match AGGREGATE.get_ptr_mut(key) {
+        Some(n) => Some(n),
+        None => {
+            // Two CPUs may create the class at once: the loser adds to the winner's entry.
+            let _ = AGGREGATE.insert(key, 0, BPF_NOEXIST as u64);
+            AGGREGATE.get_ptr_mut(key)
+        }
+    };
+    match count {
+        Some(n) => {
+            // SAFETY: a live, 8-byte aligned map value. An atomic add whose result is unused
+            // (BPF_XADD: core's atomic types have no read-modify-write on this target).
+            unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(n, 1) };
+            bump(counter::AGGREGATED);
+        }
+        None => bump(counter::RINGBUF_DROPS),
+    }
+}
+
+/// Fills the record in place in the ring buffer (a 312-byte record does not fit on the BPF
+/// stack beside everything else) and submits it. `mapping` points at the fault's
+/// accumulated levels and entries, when there is one. With `--aggregate`, or when the ring
+/// is full, the fault is counted in `AGGREGATE` instead.
+#[inline(always)]
+fn submit(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mapping>) {
+    let mut flags = c.flags;
     if vma.found != 0 {
         flags |= rflags::HAS_VMA;
     }
+    // SAFETY: a read of our own .rodata global, volatile as for `offsets`.
+    if unsafe { core::ptr::read_volatile(&SETTINGS.aggregate) } != 0 {
+        aggregate(c, vma, mapping, flags);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<FaultRecord>(0) else {
+        bump(counter::RING_FULL);
+        aggregate(c, vma, mapping, flags);
+        return;
+    };
     let r = entry.as_mut_ptr();
     // SAFETY: `r` is the reserved, exclusively ours, correctly sized ring-buffer slot;
     // `mapping` points at a live map value of this thread.

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use huge_fault_common::{FaultRecord, rflags, source};
+use huge_fault_common::{AggKey, FaultRecord, rflags, source};
 
 use crate::{hist::Histogram, kernel};
 
@@ -39,26 +39,27 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn add(&mut self, f: &Classified) {
+    /// Adds `n` faults (or retry calls) classified as `f`.
+    fn add(&mut self, f: &Classified, n: u64) {
         if f.retry {
-            self.retry_calls += 1;
+            self.retry_calls += n;
             return;
         }
-        self.faults += 1;
-        self.retried_faults += u64::from(f.linked_retries > 0);
-        self.errors += u64::from(f.error);
-        self.major += u64::from(f.major);
-        self.writes += u64::from(f.write);
+        self.faults += n;
+        self.retried_faults += n * u64::from(f.linked_retries > 0);
+        self.errors += n * u64::from(f.error);
+        self.major += n * u64::from(f.major);
+        self.writes += n * u64::from(f.write);
         if let Some(ns) = f.latency_ns {
-            self.latency.record(ns);
+            self.latency.record_n(ns, n);
         }
         if let Some(m) = &f.mapped {
-            for (i, n) in m.entries.iter().enumerate() {
-                self.entries[i] += u64::from(*n);
+            for (i, e) in m.entries.iter().enumerate() {
+                self.entries[i] += n * u64::from(*e);
             }
-            self.bytes_mapped += m.bytes;
-            *self.chains.entry(m.chain.clone()).or_default() += 1;
-            self.fallback_faults += u64::from(m.fallback);
+            self.bytes_mapped += n * m.bytes;
+            *self.chains.entry(m.chain.clone()).or_default() += n;
+            self.fallback_faults += n * u64::from(m.fallback);
         }
     }
 }
@@ -270,6 +271,9 @@ pub struct Analyzer {
     pub process_overflow: u64,
     /// Records that could not be parsed (short or unknown source).
     pub malformed: u64,
+    /// Faults and retry calls counted in the kernel (`--aggregate`, or the ring buffer was
+    /// full), ingested by class without per-fault detail.
+    pub aggregated: u64,
     /// Records by `source`.
     pub records: u64,
     /// Returns without a recorded entry (the tool attached mid-fault).
@@ -295,6 +299,7 @@ impl Analyzer {
             vma_overflow: 0,
             process_overflow: 0,
             malformed: 0,
+            aggregated: 0,
             records: 0,
             no_entry: 0,
             nested: 0,
@@ -307,6 +312,12 @@ impl Analyzer {
 
     /// Interprets a record and links retries; updates the pending-retry state.
     pub fn classify(&mut self, r: &FaultRecord) -> Classified {
+        self.classify_linked(r, true)
+    }
+
+    /// [`Analyzer::classify`]; `link` false for a class of faults counted in the kernel,
+    /// which has no thread or address to link retries by.
+    fn classify_linked(&mut self, r: &FaultRecord, link: bool) -> Classified {
         let from_return = matches!(r.source, source::FEXIT | source::KRETPROBE);
         let retry = from_return && r.ret & kernel::VM_FAULT_RETRY != 0;
         let error = from_return
@@ -327,7 +338,7 @@ impl Analyzer {
         let page = r.address >> 12;
         let mut latency_ns = r.latency_ns();
         let mut linked_retries = 0;
-        if from_return && !r.has(rflags::NESTED) {
+        if link && from_return && !r.has(rflags::NESTED) {
             if retry {
                 let entry = self.pending.entry(r.tid).or_insert(PendingRetry {
                     page,
@@ -371,6 +382,25 @@ impl Analyzer {
 
     /// Adds one record. `resolver` names VMAs and fills in VMAs the kernel did not give.
     pub fn ingest(&mut self, r: &FaultRecord, resolver: &mut dyn VmaResolver) {
+        self.ingest_n(r, 1, false, resolver);
+    }
+
+    /// Adds `n` faults of one class counted in the kernel: the same numbers as `n` records
+    /// of the class, except that retries are not linked, latencies are known to their
+    /// bucket, and the what-if skips their VMA (it needs every fault's address).
+    pub fn ingest_aggregate(&mut self, k: &AggKey, n: u64, resolver: &mut dyn VmaResolver) {
+        if n > 0 {
+            self.ingest_n(&k.to_record(), n, true, resolver);
+        }
+    }
+
+    fn ingest_n(
+        &mut self,
+        r: &FaultRecord,
+        n: u64,
+        aggregated: bool,
+        resolver: &mut dyn VmaResolver,
+    ) {
         if !matches!(
             r.source,
             source::FEXIT | source::KRETPROBE | source::PERF_MINOR | source::PERF_MAJOR
@@ -378,11 +408,15 @@ impl Analyzer {
             self.malformed += 1;
             return;
         }
-        self.records += 1;
-        self.no_entry += u64::from(r.has(rflags::NO_ENTRY));
-        self.nested += u64::from(r.has(rflags::NESTED));
-        let c = self.classify(r);
-        self.totals.add(&c);
+        if aggregated {
+            self.aggregated += n;
+        } else {
+            self.records += 1;
+        }
+        self.no_entry += n * u64::from(r.has(rflags::NO_ENTRY));
+        self.nested += n * u64::from(r.has(rflags::NESTED));
+        let c = self.classify_linked(r, !aggregated);
+        self.totals.add(&c, n);
         let comm = r.comm_bytes();
         // The process table is bounded like the VMA table: a long run sees many short
         // processes. Beyond it, faults count in the totals and as process-table overflow.
@@ -390,14 +424,14 @@ impl Analyzer {
         let proc = if self.processes.len() < self.max_vmas || self.processes.contains_key(&r.tgid) {
             self.processes.entry(r.tgid).or_default()
         } else {
-            self.process_overflow += u64::from(!c.retry);
+            self.process_overflow += n * u64::from(!c.retry);
             &mut spare
         };
         // The main thread's name, or the first seen (converted only when it changes).
         if (proc.comm.is_empty() || r.tid == r.tgid) && proc.comm.as_bytes() != comm {
             proc.comm = String::from_utf8_lossy(comm).into_owned();
         }
-        proc.stats.add(&c);
+        proc.stats.add(&c, n);
 
         let mut vma = None;
         if r.has(rflags::HAS_VMA) && r.vma_end > r.vma_start {
@@ -420,15 +454,15 @@ impl Analyzer {
         }
         let Some((key, flags, pgoff, inode, dev, name, from_proc)) = vma else {
             if !c.retry {
-                proc.no_vma += 1;
+                proc.no_vma += n;
             }
             return;
         };
         if !self.vmas.contains_key(&key) {
             if self.vmas.len() >= self.max_vmas {
                 if !c.retry {
-                    self.vma_overflow += 1;
-                    proc.vma_overflow += 1;
+                    self.vma_overflow += n;
+                    proc.vma_overflow += n;
                 }
                 return;
             }
@@ -468,8 +502,10 @@ impl Analyzer {
                 .and_then(|d| d.name);
         }
         if let Some(v) = self.vmas.get_mut(&key) {
-            v.stats.add(&c);
-            if self.sizes_visible {
+            v.stats.add(&c, n);
+            if aggregated {
+                self.whatif.aggregated(key, n);
+            } else if self.sizes_visible {
                 let entries = c.mapped.as_ref().map_or([0; 4], |m| m.entries);
                 self.whatif.observe(key, r, c.retry, &entries);
             }
@@ -581,6 +617,87 @@ pub(crate) mod tests {
             (0x5000_0000, 3, 3)
         );
         assert_eq!(rows[0].1.kind(), "anon");
+    }
+
+    /// A class of faults counted in the kernel reads as that many records of the class,
+    /// except that its retry calls link to nothing.
+    #[test]
+    fn faults_counted_in_the_kernel_add_up_like_their_records() {
+        use huge_fault_common::{latency, level};
+        let class = |ret: u32, bucket: u32| AggKey {
+            vma_start: 0x1000_0000,
+            vma_end: 0x1100_0000,
+            tgid: 100,
+            ret,
+            fault_flags: kernel::FAULT_FLAG_WRITE,
+            latency_bucket: bucket,
+            source: source::KRETPROBE,
+            flags: rflags::HAS_VMA
+                | rflags::HAS_RET
+                | rflags::HAS_FAULT_FLAGS
+                | rflags::HAS_MAPPING,
+            entries: [0, 0, 1, 0],
+            chain: [
+                (u32::from(level::PUD) << 24) | kernel::VM_FAULT_FALLBACK,
+                (u32::from(level::PMD) << 24) | 0x100,
+                0,
+                0,
+                0,
+                0,
+            ],
+            chain_len: 2,
+            comm: *b"work\0\0\0\0\0\0\0\0\0\0\0\0",
+            ..Default::default()
+        };
+        let classes = [
+            (class(0x100, latency::bucket(5_000)), 7),
+            (class(0x100, latency::bucket(900_000)), 1),
+            (class(kernel::VM_FAULT_RETRY, latency::bucket(2_000)), 2),
+        ];
+        let mut agg = Analyzer::new(16);
+        let mut one_by_one = Analyzer::new(16);
+        for (k, n) in &classes {
+            agg.ingest_aggregate(k, *n, &mut NoResolver);
+            for i in 0..*n {
+                // The records each have their own thread: no retry links either.
+                let mut r = k.to_record();
+                r.tid = 1000 + i as u32 + r.ret;
+                one_by_one.ingest(&r, &mut NoResolver);
+            }
+        }
+        assert_eq!(agg.aggregated, 10);
+        assert_eq!(agg.records, 0);
+        let t = &agg.totals;
+        assert_eq!((t.faults, t.retry_calls, t.writes), (8, 2, 8));
+        assert_eq!(t.entries, [0, 0, 8, 0]);
+        assert_eq!(t.bytes_mapped, 8 * (2 << 20));
+        assert_eq!(t.fallback_faults, 8);
+        assert_eq!(t.chains.get("PUD:FALLBACK PMD:OK"), Some(&8));
+        let o = &one_by_one.totals;
+        assert_eq!(
+            (
+                t.faults,
+                t.retry_calls,
+                &t.entries,
+                &t.chains,
+                t.bytes_mapped
+            ),
+            (
+                o.faults,
+                o.retry_calls,
+                &o.entries,
+                &o.chains,
+                o.bytes_mapped
+            )
+        );
+        assert_eq!(t.latency.summary(), o.latency.summary());
+        let p50 = t.latency.summary().unwrap().p50;
+        assert_eq!(p50, latency::upper(latency::bucket(5_000)));
+        let rows = agg.vmas_sorted();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].1.stats.faults, 8);
+        assert_eq!(agg.unlinked_retries, 0);
+        assert_eq!(agg.pending_retries(), 0);
     }
 
     #[test]

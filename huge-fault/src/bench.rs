@@ -74,6 +74,10 @@ pub enum Config {
     Fentry,
     Kprobe,
     TracepointOnly,
+    /// The same three modes with `--aggregate`: faults counted in the kernel, no records.
+    FentryAggregate,
+    KprobeAggregate,
+    TracepointAggregate,
     /// bpftrace with a kprobe/kretprobe latency histogram of `handle_mm_fault`.
     Bpftrace,
 }
@@ -85,17 +89,35 @@ impl Config {
             Config::Fentry => "huge-fault fentry",
             Config::Kprobe => "huge-fault kprobe",
             Config::TracepointOnly => "huge-fault tracepoint-only",
+            Config::FentryAggregate => "huge-fault fentry --aggregate",
+            Config::KprobeAggregate => "huge-fault kprobe --aggregate",
+            Config::TracepointAggregate => "huge-fault tracepoint-only --aggregate",
             Config::Bpftrace => "bpftrace histogram",
         }
     }
-    fn mode(self) -> Option<&'static str> {
-        match self {
-            Config::Fentry => Some("fentry"),
-            Config::Kprobe => Some("kprobe"),
-            Config::TracepointOnly => Some("tracepoint"),
-            _ => None,
-        }
+
+    /// huge-fault's arguments for this configuration.
+    fn huge_fault_args(self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            Config::Fentry => &["--mode", "fentry"],
+            Config::Kprobe => &["--mode", "kprobe"],
+            Config::TracepointOnly => &["--mode", "tracepoint"],
+            Config::FentryAggregate => &["--mode", "fentry", "--aggregate"],
+            Config::KprobeAggregate => &["--mode", "kprobe", "--aggregate"],
+            Config::TracepointAggregate => &["--mode", "tracepoint", "--aggregate"],
+            Config::Untraced | Config::Bpftrace => return None,
+        })
     }
+
+    /// Every huge-fault configuration, in the order the tables show them.
+    pub const HUGE_FAULT: [Config; 6] = [
+        Config::Fentry,
+        Config::Kprobe,
+        Config::TracepointOnly,
+        Config::FentryAggregate,
+        Config::KprobeAggregate,
+        Config::TracepointAggregate,
+    ];
 }
 
 /// The script bpftrace runs: what a user would reach for instead of huge-fault.
@@ -121,7 +143,8 @@ pub struct Sample {
     pub rep: u32,
     pub faults: u64,
     pub ns: u64,
-    /// huge-fault only: records the kernel side submitted, ring-buffer drops.
+    /// huge-fault only: calls it accounted (records submitted plus calls counted in the
+    /// kernel), ring-buffer drops.
     pub records: Option<u64>,
     pub drops: Option<u64>,
     /// The tracer's user+system CPU time during the storm (clock ticks, so 10 ms steps).
@@ -155,8 +178,14 @@ struct Tracer {
     config: Config,
 }
 
-fn start_tracer(env: &Env, config: Config) -> Result<Option<Tracer>, String> {
-    let mut cmd = match (config, config.mode()) {
+/// Starts the tracer of `config` and waits until it is attached; `extra` goes to
+/// huge-fault's command line.
+fn start_tracer(
+    env: &Env,
+    config: Config,
+    extra: &[std::ffi::OsString],
+) -> Result<Option<Tracer>, String> {
+    let mut cmd = match (config, config.huge_fault_args()) {
         (Config::Untraced, _) => return Ok(None),
         (Config::Bpftrace, _) => {
             let b = env
@@ -167,9 +196,9 @@ fn start_tracer(env: &Env, config: Config) -> Result<Option<Tracer>, String> {
             c.args(["-e", BPFTRACE_SCRIPT]);
             c
         }
-        (_, Some(mode)) => {
+        (_, Some(args)) => {
             let mut c = Command::new(&env.huge_fault);
-            c.args(["--mode", mode, "--json"]);
+            c.args(args).arg("--json").args(extra);
             c
         }
         _ => unreachable!("every configuration is covered"),
@@ -236,10 +265,11 @@ fn stop_tracer(t: Tracer) -> Result<(Option<u64>, Option<u64>), String> {
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("{} printed no report: {e}", t.config.name()))?;
-    Ok((
-        v["kernel_counters"]["records_submitted"].as_u64(),
-        v["loss"]["ringbuf_drops"].as_u64(),
-    ))
+    let records = v["kernel_counters"]["records_submitted"]
+        .as_u64()
+        .zip(v["aggregation"]["calls"].as_u64())
+        .map(|(r, a)| r + a);
+    Ok((records, v["loss"]["ringbuf_drops"].as_u64()))
 }
 
 fn run_storm(env: &Env, args: &[String]) -> Result<(u64, u64), String> {
@@ -265,7 +295,7 @@ fn run_storm(env: &Env, args: &[String]) -> Result<(u64, u64), String> {
 /// One measurement: start the tracer, run the storm, read the tracer's CPU and memory,
 /// stop it, let the kernel settle.
 pub fn measure(env: &Env, storm: &Storm, config: Config, rep: u32) -> Result<Sample, String> {
-    let tracer = start_tracer(env, config)?;
+    let tracer = start_tracer(env, config, &[])?;
     let pid = tracer.as_ref().map(|t| t.child.id());
     let cpu_before = pid.and_then(cpu_ns);
     let storm_result = run_storm(env, &storm.args);
@@ -599,36 +629,14 @@ fn run_measured(cmd: &mut Command) -> Result<(i32, u64, u64), String> {
 pub fn replay_cost(
     env: &Env,
     storm: &Storm,
-    mode: &str,
+    config: Config,
     dir: &std::path::Path,
 ) -> Result<ReplayCost, String> {
     let file = dir.join("bench.hfrec");
-    let mut c = Command::new(&env.huge_fault);
-    c.args(["--mode", mode, "--json", "--record"]).arg(&file);
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("huge-fault: {e}"))?;
-    let mut reader = BufReader::new(child.stderr.take().expect("piped"));
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return Err("huge-fault did not start recording".into());
-        }
-        if line.starts_with("huge-fault: tracing in ") {
-            break;
-        }
-    }
-    std::thread::spawn(move || {
-        let mut rest = Vec::new();
-        let _ = reader.read_to_end(&mut rest);
-    });
+    let tracer = start_tracer(env, config, &["--record".into(), file.clone().into()])?
+        .ok_or("the replay cost needs huge-fault")?;
     run_storm(env, &storm.args)?;
-    let (records, _) = stop_tracer(Tracer {
-        child,
-        config: Config::TracepointOnly,
-    })?;
+    let (records, _) = stop_tracer(tracer)?;
     let file_bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let measured = run_measured(
         Command::new(&env.huge_fault)
@@ -665,13 +673,13 @@ pub struct Soak {
 }
 
 pub fn soak(env: &Env, mode: Config, seconds: u64, every: Duration) -> Result<Soak, String> {
-    let t = start_tracer(env, mode)?.ok_or("the soak needs a tracer")?;
+    let t = start_tracer(env, mode, &[])?.ok_or("the soak needs a tracer")?;
     let pid = t.child.id();
     let started = Instant::now();
     let mut next = Duration::ZERO;
     let mut rss = Vec::new();
+    let args = storms("64M")[0].args.clone();
     let mut storms = 0;
-    let args = storms_of("64M")[0].args.clone();
     while started.elapsed() < Duration::from_secs(seconds) {
         if started.elapsed() >= next {
             if let Some(k) = proc_field(pid, "status", "VmRSS:") {
@@ -693,8 +701,4 @@ pub fn soak(env: &Env, mode: Config, seconds: u64, every: Duration) -> Result<So
         drops,
         rss_kib: rss,
     })
-}
-
-fn storms_of(size: &str) -> Vec<Storm> {
-    storms(size)
 }

@@ -104,9 +104,19 @@ pub struct Args {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
-    /// Size of the record ring buffer in KiB (a power of two, at least 4).
+    /// Size of the record ring buffer in KiB (a power of two, at least 4). A fault that
+    /// finds it full is not lost: it is counted in the kernel by class (see --aggregate),
+    /// and the report says how many were.
     #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = parse_ring_kib, global = true)]
     pub ring_buffer_kib: u32,
+
+    /// Count every fault in the kernel, per VMA and class (levels tried, entries, result,
+    /// latency bucket), and write no per-fault records: for fault rates the ring buffer
+    /// cannot carry, and the lowest overhead. The tables, JSON and thresholds stay the same;
+    /// latencies are known to 12.5%, retry calls are counted but not linked, and there is
+    /// no what-if.
+    #[arg(long, global = true)]
+    pub aggregate: bool,
 
     /// Rows per table.
     #[arg(long, value_name = "N", default_value_t = 20, global = true)]

@@ -3,11 +3,12 @@
 
 use serde::Serialize;
 
-const SUB_BITS: u32 = 3;
-const SUB: u64 = 1 << SUB_BITS;
+use huge_fault_common::latency;
+
 /// Values below 2 * SUB are exact; above, 8 buckets per power of two up to 2^64.
 #[cfg(test)]
-const BUCKETS: usize = (2 * SUB as usize) + (64 - SUB_BITS as usize - 1) * SUB as usize;
+const BUCKETS: usize =
+    (2 * latency::SUB as usize) + (64 - latency::SUB_BITS as usize - 1) * latency::SUB as usize;
 
 /// Only the buckets between the smallest and the largest value seen are stored (`lo` is
 /// the first one's index): a VMA's latencies span a few dozen buckets, and the tool keeps
@@ -35,25 +36,14 @@ impl Default for Histogram {
     }
 }
 
+/// The bucket of `v` (the kernel side buckets aggregated faults with the same function).
 fn index(v: u64) -> usize {
-    if v < 2 * SUB {
-        return v as usize;
-    }
-    let exp = 63 - v.leading_zeros(); // >= SUB_BITS + 1
-    let sub = (v >> (exp - SUB_BITS)) & (SUB - 1);
-    (2 * SUB + (exp as u64 - SUB_BITS as u64 - 1) * SUB + sub) as usize
+    latency::bucket(v) as usize
 }
 
 /// The largest value that falls into bucket `i`.
 fn upper(i: usize) -> u64 {
-    let i = i as u64;
-    if i < 2 * SUB {
-        return i;
-    }
-    let exp = (i - 2 * SUB) / SUB + SUB_BITS as u64 + 1;
-    let sub = (i - 2 * SUB) % SUB;
-    let low = (1u64 << exp) | (sub << (exp - SUB_BITS as u64));
-    low + ((1u64 << (exp - SUB_BITS as u64)) - 1)
+    latency::upper(i as u32)
 }
 
 /// Summary statistics in nanoseconds.
@@ -70,6 +60,14 @@ pub struct LatencySummary {
 
 impl Histogram {
     pub fn record(&mut self, v: u64) {
+        self.record_n(v, 1);
+    }
+
+    /// Records `n` values of `v` (faults counted in the kernel, by bucket).
+    pub fn record_n(&mut self, v: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
         let i = index(v);
         if self.counts.is_empty() {
             self.lo = i;
@@ -81,9 +79,9 @@ impl Histogram {
         } else if i >= self.lo + self.counts.len() {
             self.counts.resize(i - self.lo + 1, 0);
         }
-        self.counts[i - self.lo] += 1;
-        self.count += 1;
-        self.sum += v as u128;
+        self.counts[i - self.lo] += n;
+        self.count += n;
+        self.sum += u128::from(v) * u128::from(n);
         self.min = self.min.min(v);
         self.max = self.max.max(v);
     }

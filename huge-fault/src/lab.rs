@@ -1172,6 +1172,16 @@ pub fn add_checks(r: &mut ScenarioResult, checks: Vec<CheckResult>) {
     r.checks.extend(checks);
 }
 
+/// The lab's passes over every scenario: the three attach modes, and the kprobe mode with
+/// `--aggregate` (every fault counted in the kernel, no records), which must give the same
+/// numbers.
+pub const MODES: [&str; 4] = ["fentry", "kprobe", "tracepoint-only", "kprobe-aggregate"];
+
+/// Whether a lab mode has the what-if: it needs returns and per-fault records.
+pub fn sees_what_if(mode: &str) -> bool {
+    mode != "tracepoint-only" && !mode.ends_with("-aggregate")
+}
+
 /// Compares one scenario's outcome with its expectations, exactly.
 pub fn evaluate(
     s: &Scenario,
@@ -1208,7 +1218,8 @@ pub fn evaluate(
         };
         let expected = c.expect.to_value();
         let matches = got.as_ref() == Some(&expected);
-        let outcome = if c.needs_return && !sees_returns {
+        let what_if = matches!(c.source, Source::Tool(k) if k.contains("what_if"));
+        let outcome = if (c.needs_return && !sees_returns) || (what_if && !sees_what_if(mode)) {
             "not-visible"
         } else if c.pending.is_some() {
             if matches {
@@ -1228,6 +1239,18 @@ pub fn evaluate(
             expected,
             got: got.unwrap_or(Value::Null),
             outcome: outcome.into(),
+        });
+    }
+    // `--aggregate` writes no record: every number above came from the kernel's counts.
+    if mode.ends_with("-aggregate") {
+        let got = report["kernel_counters"]["records_submitted"].clone();
+        let ok = got == 0;
+        failed |= !ok;
+        checks.push(CheckResult {
+            what: "tool kernel_counters.records_submitted".into(),
+            expected: Value::from(0),
+            got,
+            outcome: if ok { "pass" } else { "fail" }.into(),
         });
     }
     // Nothing may be lost in any scenario: the tool's loss counters are part of every check.
@@ -1349,6 +1372,49 @@ mod tests {
         let truth = json!({"pid": 3, "vma_start": "0x400000", "vma_end": "0x500000", "touches": 256,
                            "minflt": 16, "counter_delta": 16});
         (rep, truth)
+    }
+
+    /// The aggregate pass checks the same numbers, must have written no record, and has no
+    /// what-if to check.
+    #[test]
+    fn the_aggregate_pass_checks_the_same_numbers_and_no_records() {
+        let mut rep = report(4, 4);
+        rep["kernel_counters"] = json!({"records_submitted": 0});
+        let r = evaluate(
+            scenario("thp-aligned"),
+            "6.1",
+            "kprobe-aggregate",
+            &rep,
+            &truth(),
+            &vm(4),
+        );
+        assert_eq!(r.status, Status::Pass, "{:?}", r.reason);
+        assert!(
+            r.checks
+                .iter()
+                .any(|c| c.what == "tool kernel_counters.records_submitted" && c.outcome == "pass")
+        );
+        rep["kernel_counters"] = json!({"records_submitted": 3});
+        let r = evaluate(
+            scenario("thp-aligned"),
+            "6.1",
+            "kprobe-aggregate",
+            &rep,
+            &truth(),
+            &vm(4),
+        );
+        assert_eq!(r.status, Status::Fail);
+        // A hand-written what-if expectation is not visible without records.
+        let s = scenario("drv-pte-only-aligned");
+        let r = evaluate(s, "6.12.1", "kprobe-aggregate", &rep, &truth(), &vm(0));
+        let w: Vec<_> = r
+            .checks
+            .iter()
+            .filter(|c| c.what.contains("what_if"))
+            .collect();
+        assert!(!w.is_empty());
+        assert!(w.iter().all(|c| c.outcome == "not-visible"), "{w:?}");
+        assert!(sees_what_if("kprobe") && !sees_what_if("kprobe-aggregate"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use aya::{
     },
 };
 use aya_log::EbpfLogger;
-use huge_fault_common::{FaultRecord, Filter, KernelOffsets, counter};
+use huge_fault_common::{AggKey, FaultRecord, Filter, KernelOffsets, Settings, counter};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
@@ -523,6 +523,8 @@ pub struct LoadOptions<'a> {
     pub verbose: bool,
     pub range_helper: &'a [String],
     pub huge_fault_handler: &'a [String],
+    /// Count every fault in the kernel (no records).
+    pub aggregate: bool,
 }
 
 /// Loads the object, starts the log reader and attaches in the best available mode.
@@ -569,6 +571,14 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         .btf(Some(&btf))
         .override_global("OFFSETS", &offsets, true)
         .override_global("FILTER", &opts.filter, true)
+        .override_global(
+            "SETTINGS",
+            &Settings {
+                aggregate: u32::from(opts.aggregate),
+                _pad: 0,
+            },
+            true,
+        )
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         .load(EBPF_OBJECT)
         .map_err(|e| {
@@ -728,6 +738,47 @@ fn drain(
     n
 }
 
+/// The `AGGREGATE` map: faults counted in the kernel by class. Counts only grow; each sweep
+/// hands the analyzer (and the recording) what each class gained since the last one.
+struct Aggregates {
+    map: aya::maps::HashMap<MapData, AggKey, u64>,
+    seen: std::collections::HashMap<AggKey, u64>,
+    /// The kernel's `AGGREGATED` counter at the last sweep: no sweep while it stands still.
+    counted: u64,
+}
+
+impl Aggregates {
+    fn sweep(
+        &mut self,
+        counted: u64,
+        analyzer: &mut Analyzer,
+        maps: &mut ProcMaps,
+        mut recorder: Option<&mut Recorder>,
+    ) {
+        if counted == self.counted {
+            return;
+        }
+        self.counted = counted;
+        for item in self.map.iter() {
+            let Ok((k, v)) = item else { continue };
+            let before = self.seen.entry(k).or_insert(0);
+            if v <= *before {
+                continue;
+            }
+            let n = v - *before;
+            *before = v;
+            if let Some(r) = recorder.as_deref_mut() {
+                r.aggregate(&k, n);
+            }
+            let mut resolver = Recording {
+                inner: maps,
+                rec: recorder.as_deref_mut(),
+            };
+            analyzer.ingest_aggregate(&k, n, &mut resolver);
+        }
+    }
+}
+
 /// Prints the report (tables or JSON) and judges the thresholds on its JSON form.
 pub fn print_and_judge(args: &Args, report: &Report) -> Result<Vec<threshold::Verdict>, Fatal> {
     if args.json_stream {
@@ -813,6 +864,7 @@ pub fn report_file(args: &Args, path: &Path) -> Result<i32, Fatal> {
             ended_by: "truncated".into(),
             probes: vec![],
             counters: vec![0; huge_fault_common::counter::COUNT as usize],
+            aggregate: false,
         },
     };
     let mut report = Report::build(&r.analyzer, &run);
@@ -959,6 +1011,7 @@ pub fn run(args: &Args) -> Result<i32, Fatal> {
         verbose: args.verbose,
         range_helper: &args.range_helper,
         huge_fault_handler: &args.huge_fault_handler,
+        aggregate: args.aggregate,
     };
     let (mut session, logger) = start(&opts)?;
     let mut traced = None;
@@ -1011,6 +1064,17 @@ async fn event_loop(
     // AsyncFd (which owns the ring buffer) is dropped.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| Fatal(format!("cannot poll the ring buffer: {e}")))?;
+    let mut aggregates = Aggregates {
+        map: session
+            .ebpf
+            .take_map("AGGREGATE")
+            .ok_or_else(|| Fatal("AGGREGATE map missing".into()))
+            .and_then(|m| {
+                aya::maps::HashMap::try_from(m).map_err(|e| Fatal(format!("AGGREGATE map: {e}")))
+            })?,
+        seen: Default::default(),
+        counted: 0,
+    };
     let mut logger = match logger {
         // SAFETY: as above, the logger owns its ring buffer fd.
         Some(l) => Some(
@@ -1081,6 +1145,8 @@ async fn event_loop(
                 }
             }
             _ = ticker.tick() => {
+                let counted = read_counters(&session.ebpf)[counter::AGGREGATED as usize];
+                aggregates.sweep(counted, &mut analyzer, &mut maps, recorder.as_mut());
                 let elapsed = last_tick.elapsed().as_secs_f64();
                 last_tick = Instant::now();
                 let records_per_s = (analyzer.records - last_records) as f64 / elapsed.max(1e-9);
@@ -1150,6 +1216,7 @@ async fn event_loop(
         recorder.as_mut(),
         usize::MAX,
     );
+    aggregates.sweep(u64::MAX, &mut analyzer, &mut maps, recorder.as_mut());
     if let Some(l) = logger.as_mut() {
         l.get_mut().flush();
     }
@@ -1208,5 +1275,6 @@ fn run_info(session: &Session, args: &Args, started: Instant, ended_by: &str) ->
         ended_by: ended_by.into(),
         probes: session.probes.clone(),
         counters: read_counters(&session.ebpf),
+        aggregate: args.aggregate,
     }
 }

@@ -1,17 +1,20 @@
 //! Recordings: every per-fault record of a live run, with what the run needs to be
 //! reported again offline to the same numbers (`huge-fault report FILE`).
 //!
-//! Layout: the magic `HFREC002`, then tagged entries:
+//! Layout: the magic `HFREC003`, then tagged entries:
 //! - `R` + one 312-byte [`FaultRecord`], as the kernel wrote it;
+//! - `A` + one 152-byte [`AggKey`] + u64 count: faults of one class counted in the kernel
+//!   since the previous sweep (`--aggregate`, or the ring buffer was full);
 //! - `V` + u32 length + JSON: an answer of the VMA resolver (/proc/PID/maps) during the
-//!   ingest of the record before it, so that the replay names VMAs as the live run did;
+//!   ingest of the record (or class) before it, so that the replay names VMAs as the live
+//!   run did;
 //! - `E` + u32 length + JSON: the run's [`RunInfo`] and the analyzer's settings, last.
 //!
 //! A truncated or corrupt file is read up to the first bad byte; the error names its offset.
 
 use std::io::Write;
 
-use huge_fault_common::FaultRecord;
+use huge_fault_common::{AggKey, FaultRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -19,7 +22,7 @@ use crate::{
     report::RunInfo,
 };
 
-pub const MAGIC: &[u8; 8] = b"HFREC002";
+pub const MAGIC: &[u8; 8] = b"HFREC003";
 
 /// The last entry of a recording.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -74,6 +77,13 @@ impl Recorder {
     pub fn record(&mut self, r: &FaultRecord) {
         self.write(b"R");
         self.write(r.as_bytes());
+    }
+
+    /// `n` more faults of class `k`, counted in the kernel.
+    pub fn aggregate(&mut self, k: &AggKey, n: u64) {
+        self.write(b"A");
+        self.write(k.as_bytes());
+        self.write(&n.to_le_bytes());
     }
 
     pub fn finish(mut self, trailer: &Trailer) -> Result<(), String> {
@@ -145,6 +155,13 @@ impl VmaResolver for Replaying<'_> {
     }
 }
 
+/// One entry of a recording, once read.
+enum Entry {
+    Record(FaultRecord),
+    Aggregate(AggKey, u64),
+    Answer(Answer),
+}
+
 /// What a replay produced: the analyzer fed with every good record, the trailer when the
 /// file had one, and the first problem with its byte offset.
 pub struct Replay {
@@ -171,7 +188,7 @@ pub fn replay(bytes: &[u8], default_max_vmas: usize) -> Replay {
             Analyzer::new(default_max_vmas),
             0,
             format!(
-                "recording format {v} is not the format this huge-fault reads (002): record it again"
+                "recording format {v} is not the format this huge-fault reads (003): record it again"
             ),
         );
     }
@@ -200,8 +217,18 @@ pub fn replay(bytes: &[u8], default_max_vmas: usize) -> Replay {
                     error = Some(format!("truncated record at offset {at}"));
                     break;
                 };
-                entries.push((at, Ok(rec)));
+                entries.push((at, Entry::Record(rec)));
                 pos += FaultRecord::SIZE;
+            }
+            b'A' => {
+                let Some((k, n)) = bytes.get(pos..pos + AggKey::SIZE + 8).and_then(|b| {
+                    Some((AggKey::from_bytes(b)?, b[AggKey::SIZE..].try_into().ok()?))
+                }) else {
+                    error = Some(format!("truncated aggregate at offset {at}"));
+                    break;
+                };
+                entries.push((at, Entry::Aggregate(k, u64::from_le_bytes(n))));
+                pos += AggKey::SIZE + 8;
             }
             b'V' | b'E' => {
                 let Some(len) = bytes
@@ -221,7 +248,7 @@ pub fn replay(bytes: &[u8], default_max_vmas: usize) -> Replay {
                 pos += len;
                 if tag == b'V' {
                     match serde_json::from_slice::<Answer>(body) {
-                        Ok(a) => entries.push((at, Err(a))),
+                        Ok(a) => entries.push((at, Entry::Answer(a))),
                         Err(e) => {
                             error = Some(format!("corrupt VMA answer at offset {at}: {e}"));
                             break;
@@ -261,9 +288,11 @@ pub fn replay(bytes: &[u8], default_max_vmas: usize) -> Replay {
     while i < entries.len() {
         let (_, entry) = &entries[i];
         i += 1;
-        let Ok(rec) = entry else { continue };
+        if matches!(entry, Entry::Answer(_)) {
+            continue;
+        }
         let mut answers = std::collections::VecDeque::new();
-        while let Some((_, Err(a))) = entries.get(i) {
+        while let Some((_, Entry::Answer(a))) = entries.get(i) {
             answers.push_back(a.clone());
             i += 1;
         }
@@ -271,8 +300,14 @@ pub fn replay(bytes: &[u8], default_max_vmas: usize) -> Replay {
             answers,
             mismatch: &mut mismatch,
         };
-        analyzer.ingest(rec, &mut resolver);
-        records += 1;
+        match entry {
+            Entry::Record(rec) => {
+                analyzer.ingest(rec, &mut resolver);
+                records += 1;
+            }
+            Entry::Aggregate(k, n) => analyzer.ingest_aggregate(k, *n, &mut resolver),
+            Entry::Answer(_) => {}
+        }
     }
     Replay {
         analyzer,
@@ -316,6 +351,7 @@ mod tests {
             ended_by: "signal".into(),
             probes: vec![],
             counters: vec![0; huge_fault_common::counter::COUNT as usize],
+            aggregate: false,
         }
     }
 
@@ -345,6 +381,42 @@ mod tests {
                 },
             );
         }
+        // Faults counted in the kernel (ring buffer full): one class with its VMA, one
+        // whose VMA user space looks up.
+        for (k, n) in [
+            (
+                AggKey {
+                    vma_start: 0x4000,
+                    vma_end: 0x40000,
+                    tgid: 7,
+                    source: source::PERF_MINOR,
+                    flags: huge_fault_common::rflags::HAS_VMA,
+                    latency_bucket: huge_fault_common::latency::NONE,
+                    ..Default::default()
+                },
+                5,
+            ),
+            (
+                AggKey {
+                    address: 0x12000,
+                    tgid: 7,
+                    source: source::PERF_MINOR,
+                    latency_bucket: 40,
+                    ..Default::default()
+                },
+                3,
+            ),
+        ] {
+            recorder.aggregate(&k, n);
+            live.ingest_aggregate(
+                &k,
+                n,
+                &mut Recording {
+                    inner: &mut maps,
+                    rec: Some(&mut recorder),
+                },
+            );
+        }
         let trailer = Trailer {
             run: run_info(),
             max_vmas: 64,
@@ -367,6 +439,8 @@ mod tests {
         let r = replay(&bytes, 1);
         assert_eq!(r.error, None);
         assert_eq!(r.records, 20);
+        assert_eq!(r.analyzer.aggregated, 8);
+        assert_eq!(r.analyzer.totals.faults, 28);
         let t = r.trailer.expect("trailer");
         let replayed = Report::build(&r.analyzer, &t.run).to_json();
         assert_eq!(replayed, live_json);

@@ -73,6 +73,25 @@ pub struct KernelCounters {
     pub records_submitted: u64,
 }
 
+/// Faults counted in the kernel by class instead of recorded one by one.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Aggregation {
+    /// `--aggregate`: every fault is counted in the kernel, no record is written.
+    pub all: bool,
+    /// Calls (faults and retry calls) counted in the kernel and included in every table.
+    pub calls: u64,
+    /// Of them, calls that found the ring buffer full (the rest: `--aggregate`).
+    pub ring_full: u64,
+    /// What these calls lack beside a record.
+    pub without: &'static [&'static str],
+}
+
+const AGGREGATION_WITHOUT: &[&str] = &[
+    "exact latency (known to its bucket, within 12.5%)",
+    "retry links (retry calls are counted, not linked to the fault they precede)",
+    "the what-if replay of their VMA (it needs every fault's address)",
+];
+
 #[derive(Clone, Debug, Serialize)]
 pub struct StatsReport {
     pub faults: u64,
@@ -218,6 +237,7 @@ pub struct Report {
     pub loss: Loss,
     pub anomalies: Anomalies,
     pub kernel_counters: KernelCounters,
+    pub aggregation: Aggregation,
     pub totals: StatsReport,
     pub processes: Vec<ProcessReport>,
     pub vmas: Vec<VmaReport>,
@@ -236,6 +256,9 @@ pub struct RunInfo {
     pub probes: Vec<ProbeReport>,
     /// Per-CPU counters summed, indexed by `huge_fault_common::counter`.
     pub counters: Vec<u64>,
+    /// `--aggregate` was given.
+    #[serde(default)]
+    pub aggregate: bool,
 }
 
 impl RunInfo {
@@ -317,6 +340,12 @@ impl Report {
                 user_fault_exceptions: ctr(c::EXC_USER),
                 kernel_fault_exceptions: ctr(c::EXC_KERNEL),
                 records_submitted: ctr(c::RECORDS),
+            },
+            aggregation: Aggregation {
+                all: run.aggregate,
+                calls: a.aggregated,
+                ring_full: ctr(c::RING_FULL).saturating_sub(ctr(c::RINGBUF_DROPS)),
+                without: AGGREGATION_WITHOUT,
             },
             totals: StatsReport::new(&a.totals, &vis, sizes),
             processes,
@@ -500,6 +529,18 @@ impl Report {
             l.process_table_overflow_faults,
             l.malformed_records
         ));
+        let g = &self.aggregation;
+        if g.all {
+            out.push_str(&format!(
+                "aggregated in the kernel (--aggregate): {} calls, counted by class: no per-fault records, latency to its bucket, no retry links or what-if\n",
+                g.calls
+            ));
+        } else if g.calls > 0 {
+            out.push_str(&format!(
+                "ring buffer full {} times: those calls were counted in the kernel by class and are in every number above (latency to its bucket, no retry links; their VMAs get no what-if)\n",
+                g.ring_full
+            ));
+        }
 
         let mut header = vec!["PID", "COMM", "FAULTS"];
         if rates.is_some() {
@@ -684,6 +725,7 @@ mod tests {
                 reason: Some("kprobes unavailable: kernel built without CONFIG_KPROBES".into()),
             }],
             counters,
+            aggregate: false,
         }
     }
 

@@ -71,9 +71,16 @@ pub struct Observer {
     kept: usize,
     /// Faults not kept because [`MAX_KEPT_FAULTS`] was reached.
     pub dropped: u64,
+    /// Faults per VMA counted in the kernel, without addresses: those VMAs are skipped.
+    aggregated: HashMap<VmaKey, u64>,
 }
 
 impl Observer {
+    /// `n` faults of `key`'s VMA were counted in the kernel: the replay cannot have them.
+    pub fn aggregated(&mut self, key: VmaKey, n: u64) {
+        *self.aggregated.entry(key).or_default() += n;
+    }
+
     /// One record of `key`'s VMA; `retry` calls add their levels asked, not a fault.
     pub fn observe(&mut self, key: VmaKey, r: &FaultRecord, retry: bool, entries: &[u32; 4]) {
         if !r.has(rflags::HAS_MAPPING) {
@@ -145,8 +152,12 @@ impl Observer {
     /// The what-if of every VMA with pfn inserts, computed per process.
     pub fn compute(&self) -> HashMap<VmaKey, VmaWhatIf> {
         let mut out = HashMap::new();
-        let plannable = |o: &VmaObs| {
-            o.with_pfn > 0 && o.without_pfn == 0 && o.other_deltas == 0 && o.delta.is_some()
+        let plannable = |key: &VmaKey, o: &VmaObs| {
+            o.with_pfn > 0
+                && o.without_pfn == 0
+                && o.other_deltas == 0
+                && o.delta.is_some()
+                && !self.aggregated.contains_key(key)
         };
         for (key, o) in &self.vmas {
             if o.with_pfn == 0 {
@@ -156,6 +167,10 @@ impl Observer {
                 Some(format!(
                     "more than {MAX_KEPT_FAULTS} faults observed: {} not kept for the replay",
                     self.dropped
+                ))
+            } else if let Some(n) = self.aggregated.get(key) {
+                Some(format!(
+                    "{n} faults counted in the kernel without their addresses (ring buffer full, or --aggregate)"
                 ))
             } else if o.without_pfn > 0 {
                 Some(format!("{} entries without a known pfn", o.without_pfn))
@@ -176,7 +191,7 @@ impl Observer {
             for (addr, id) in faults {
                 let key = &self.keys[*id as usize];
                 let o = &self.vmas[key];
-                if !plannable(o) {
+                if !plannable(key, o) {
                     for s in &mut sims {
                         s.other_fault(*addr);
                     }
@@ -188,7 +203,7 @@ impl Observer {
             }
             let [module, core] = sims;
             for (key, o) in self.vmas.iter().filter(|(k, _)| k.tgid == *tgid) {
-                if !plannable(o) {
+                if !plannable(key, o) {
                     continue;
                 }
                 let delta = o.delta.expect("plannable");
@@ -434,6 +449,28 @@ mod tests {
             w.run.as_ref().unwrap().pfn,
             format!("{:#x}", (start >> 12) + delta)
         );
+    }
+
+    /// Faults counted in the kernel have no addresses: their VMA's replay would be wrong.
+    #[test]
+    fn a_vma_with_faults_counted_in_the_kernel_is_skipped() {
+        let start = 16 * GIB;
+        let end = start + 4 * MIB2;
+        let mut o = Observer::default();
+        for a in (start..start + MIB2).step_by(4096) {
+            observe(&mut o, &fault(start, end, a, level::PTE, 0, &[]));
+        }
+        assert_eq!(o.compute()[&key(start, end)].skipped, None);
+        o.aggregated(key(start, end), 512);
+        let w = &o.compute()[&key(start, end)];
+        assert!(
+            w.skipped
+                .as_deref()
+                .is_some_and(|r| r.starts_with("512 faults counted in the kernel")),
+            "{:?}",
+            w.skipped
+        );
+        assert!(w.module_helper.is_none());
     }
 
     /// A kernel that never asks huge_fault (6.1 and PFNMAP): the helper runs from the PTE

@@ -670,3 +670,63 @@ fn the_live_table_redraws_in_a_terminal() {
     assert!(s.trim_start().starts_with("huge-fault: "), "{s}");
     assert!(s.contains("FAULTS/S"), "{s}");
 }
+
+/// A ring buffer far too small for the storm (4 KiB: 13 records) loses nothing: the
+/// faults that find it full are counted in the kernel by class, and the VMA row still
+/// matches the workload exactly. With `--aggregate` no record is written at all, and the
+/// numbers are the same. Both runs are recorded, and each replay equals its live report.
+#[test]
+fn a_full_ring_buffer_and_aggregate_mode_still_count_every_fault() {
+    if !root_or_skip("a_full_ring_buffer_and_aggregate_mode_still_count_every_fault") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hf-live-agg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, extra) in [
+        ("ring-full", ["--ring-buffer-kib", "4"].as_slice()),
+        ("aggregate", ["--aggregate"].as_slice()),
+    ] {
+        let rec = dir.join(format!("{name}.hfrec"));
+        let rec_arg = rec.to_str().unwrap();
+        let mut args = vec!["run", "--json", "--record", rec_arg];
+        args.extend(extra);
+        args.extend(["--", WORKLOAD, "anon", "--size", "64M", "--thp", "never"]);
+        let out = hf_ok(&args);
+        let (truths, report) = report_after_command_output(&out.stdout);
+        let truth = &truths[0];
+        assert_eq!(truth["minflt"], 16384, "{truth}");
+        let row = vma_row(&report, truth);
+        assert_eq!(row["faults"], 16384, "{name}: {row}");
+        assert_eq!(row["writes"], 16384, "{name}: {row}");
+        assert_eq!(row["latency_ns"]["count"], 16384, "{name}: {row}");
+        let loss = &report["loss"];
+        assert_eq!(loss["ringbuf_drops"], 0, "{name}: {loss}");
+        let agg = &report["aggregation"];
+        let records = report["kernel_counters"]["records_submitted"]
+            .as_u64()
+            .unwrap();
+        let calls = agg["calls"].as_u64().unwrap();
+        if name == "aggregate" {
+            assert_eq!(agg["all"], true);
+            assert_eq!(records, 0, "{agg}");
+            assert!(calls >= 16384, "{agg}");
+        } else {
+            assert_eq!(agg["all"], false);
+            // Most of the storm found the ring full; every such call is in the tables.
+            assert!(calls > 8192, "{agg}");
+            assert_eq!(agg["ring_full"], calls, "{agg}");
+            assert!(records > 0, "{agg}");
+        }
+        // What the kernel counted is what the tables hold: total calls seen.
+        let t = &report["totals"];
+        let total_calls = t["faults"].as_u64().unwrap() + t["retry_calls"].as_u64().unwrap_or(0);
+        assert_eq!(total_calls, records + calls, "{name}: {t}");
+        // The replay of the recording gives the same report.
+        let replay = hf_ok(&["report", "--json", rec_arg]);
+        let replayed: Value = serde_json::from_slice(&replay.stdout).expect("replay JSON");
+        for k in ["totals", "processes", "vmas", "aggregation", "loss"] {
+            assert_eq!(replayed[k], report[k], "{name}: {k} differs after replay");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -50,7 +50,7 @@ enum Task {
         /// Only these scenarios (comma-separated names from huge-fault/src/lab.rs).
         #[arg(long, value_delimiter = ',')]
         scenario: Vec<String>,
-        /// Only these attach modes (fentry, kprobe, tracepoint-only). Default: all three.
+        /// Only these passes (fentry, kprobe, tracepoint-only, kprobe-aggregate). Default: all four.
         #[arg(long, value_delimiter = ',')]
         mode: Vec<String>,
         /// Keep the guest artifacts (initramfs, serial logs) in target/lab-out.

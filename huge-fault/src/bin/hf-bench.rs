@@ -11,7 +11,11 @@ fn main() -> ExitCode {
     let mut size = "1G".to_string();
     let mut reps = 3u32;
     let mut soak_s = 0u64;
-    let mut configs = vec![Config::Untraced, Config::TracepointOnly];
+    let mut configs = vec![
+        Config::Untraced,
+        Config::TracepointOnly,
+        Config::TracepointAggregate,
+    ];
     let mut json: Option<PathBuf> = None;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -40,7 +44,8 @@ fn main() -> ExitCode {
             _ => {
                 eprintln!(
                     "usage: hf-bench [--size 1G] [--reps 3] [--soak SECONDS] [--json FILE]\n\
-                     \x20               [--configs untraced,fentry,kprobe,tracepoint-only,bpftrace]"
+                     \x20               [--configs untraced,fentry,kprobe,tracepoint-only,fentry-aggregate,\n\
+                     \x20                          kprobe-aggregate,tracepoint-aggregate,bpftrace]"
                 );
                 return ExitCode::from(2);
             }
@@ -66,7 +71,7 @@ fn main() -> ExitCode {
     let summaries = bench::summarize(&samples);
     print!("{}", bench::render(&summaries));
     let tmp = std::env::temp_dir();
-    let replay = bench::replay_cost(&env, &storms[0], "tracepoint", &tmp);
+    let replay = bench::replay_cost(&env, &storms[0], Config::TracepointOnly, &tmp);
     match &replay {
         Ok(r) => println!(
             "\nreplay: {} records ({} bytes) in {:.0} ms of CPU: {:.0} ns per record, {:.1}% of one core at 100,000 records/s, peak RSS {:.1} MiB",

@@ -345,10 +345,13 @@ fn run_workload(s: &Scenario, keys: &[&str]) -> Result<Outcome, String> {
 /// One tracing session in one mode over every scenario.
 fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioResult> {
     let started = Instant::now();
-    let mode_arg = if mode == "tracepoint-only" {
+    // `kprobe-aggregate`: the kprobe mode with `--aggregate` (faults counted in the kernel).
+    let base = mode.trim_end_matches("-aggregate");
+    let aggregate = base != mode;
+    let mode_arg = if base == "tracepoint-only" {
         "tracepoint"
     } else {
-        mode
+        base
     };
     let fail_all = |why: String| -> Vec<ScenarioResult> {
         scenarios
@@ -368,6 +371,7 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
     let record = (mode == "kprobe").then(|| format!("/tmp/lab-{mode}.hfrec"));
     let mut child = match Command::new("/bin/huge-fault")
         .args(["--mode", mode_arg, "--json", "--max-vmas", "100000"])
+        .args(aggregate.then_some("--aggregate"))
         .args(record.iter().flat_map(|r| ["--record", r.as_str()]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -435,10 +439,10 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
         lab::TIME_MARK,
         started.elapsed().as_secs_f64()
     );
-    if report["mode"] != mode {
+    if report["mode"] != base || report["aggregation"]["all"] != aggregate {
         return fail_all(format!(
-            "huge-fault ran in mode {} instead of {mode}",
-            report["mode"]
+            "huge-fault ran in mode {} (aggregate: {}) instead of {mode}",
+            report["mode"], report["aggregation"]["all"]
         ));
     }
     let truths: Vec<Option<Value>> = outcomes
@@ -489,7 +493,7 @@ fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioRe
         if let (Some(pt), Some(at)) = (&truths[i], &truths[j]) {
             let checks = lab::what_if_checks(
                 twin,
-                mode != "tracepoint-only",
+                lab::sees_what_if(mode),
                 &lab::vma_rows(&report, pt),
                 &lab::vma_rows(&report, at),
             );
@@ -535,7 +539,7 @@ fn main() {
     }
     let only = cmdline_value(&cmdline, "hf.only=");
     let modes = cmdline_value(&cmdline, "hf.modes=")
-        .unwrap_or_else(|| vec!["fentry".into(), "kprobe".into(), "tracepoint-only".into()]);
+        .unwrap_or_else(|| lab::MODES.iter().map(|m| m.to_string()).collect());
 
     let selected: Vec<&Scenario> = SCENARIOS
         .iter()
@@ -623,12 +627,8 @@ fn bench(kernel: &str, size: &str, reps: u32, settle: Duration, full: bool) -> S
         bpftrace: bpftrace.exists().then(|| bpftrace.into()),
         settle,
     };
-    let mut configs = vec![
-        Config::Untraced,
-        Config::Fentry,
-        Config::Kprobe,
-        Config::TracepointOnly,
-    ];
+    let mut configs = vec![Config::Untraced];
+    configs.extend(Config::HUGE_FAULT);
     if env.bpftrace.is_some() {
         configs.push(Config::Bpftrace);
     }
@@ -657,6 +657,15 @@ fn bench(kernel: &str, size: &str, reps: u32, settle: Duration, full: bool) -> S
             "bar-pud" => (bytes >> 30).max(1),
             _ => bytes >> 21,
         };
+        if s.records.is_some_and(|r| r < s.faults) {
+            errors.push(format!(
+                "{} {}: huge-fault accounted {} calls, fewer than the storm's {} faults",
+                s.storm,
+                s.config.name(),
+                s.records.unwrap_or(0),
+                s.faults
+            ));
+        }
         if s.faults < min_faults {
             errors.push(format!(
                 "{} {}: {} faults, fewer than {min_faults}",
