@@ -688,6 +688,13 @@ pub fn hf_kprobe_insert_pte_page(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// `vmf->address` of a `struct vm_fault *`, when its offset is known.
+#[inline(always)]
+fn vmf_address(vmf: u64) -> Option<u64> {
+    let off = offsets().vmf_address;
+    (off != 0 && vmf != 0).then(|| read_u64(vmf, off))
+}
+
 /// Entry of a PTE insert that takes the fault (`vmf_insert_page_mkwrite`, DAX on 6.15+): the
 /// address from `vmf->address`; no pfn.
 #[kprobe]
@@ -695,12 +702,7 @@ pub fn hf_kprobe_insert_pte_vmf(ctx: ProbeContext) -> u32 {
     let vmf: u64 = ctx.arg(0).unwrap_or(0);
     if let Some(st) = fault_state(false) {
         if st.in_pte == 0 {
-            let off = offsets().vmf_address;
-            st.pte_addr = if off != 0 && vmf != 0 {
-                read_u64(vmf, off)
-            } else {
-                st.address
-            };
+            st.pte_addr = vmf_address(vmf).unwrap_or(st.address);
             st.pte_pfn = NO_PFN;
         }
         st.in_pte += 1;
@@ -831,12 +833,7 @@ pub fn hf_kprobe_insert_huge(ctx: ProbeContext) -> u32 {
     let vmf: u64 = ctx.arg(0).unwrap_or(0);
     let pfn: u64 = ctx.arg(1).unwrap_or(NO_PFN);
     if let Some(st) = fault_state(false) {
-        let off = offsets().vmf_address;
-        st.huge_addr = if off != 0 && vmf != 0 {
-            read_u64(vmf, off)
-        } else {
-            0
-        };
+        st.huge_addr = vmf_address(vmf).unwrap_or(0);
         st.huge_pfn = pfn & PFN_MASK;
     }
     0
@@ -849,12 +846,7 @@ pub fn hf_kprobe_insert_huge(ctx: ProbeContext) -> u32 {
 pub fn hf_kprobe_insert_folio_huge(ctx: ProbeContext) -> u32 {
     let vmf: u64 = ctx.arg(0).unwrap_or(0);
     if let Some(st) = fault_state(false) {
-        let off = offsets().vmf_address;
-        st.huge_addr = if off != 0 && vmf != 0 {
-            read_u64(vmf, off)
-        } else {
-            0
-        };
+        st.huge_addr = vmf_address(vmf).unwrap_or(0);
         st.huge_pfn = NO_PFN;
     }
     0

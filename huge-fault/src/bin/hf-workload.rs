@@ -11,14 +11,9 @@
 
 use std::process::ExitCode;
 
+/// `16M`-style sizes (the lab's parser), as a usize.
 fn parse_size(s: &str) -> Option<usize> {
-    let (num, mult) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<usize>().ok()?.checked_mul(mult)
+    usize::try_from(huge_fault::lab::parse_size(s)?).ok()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
