@@ -74,7 +74,19 @@ struct VmaCache {
 
 /// Per-thread fault exception not yet completed, keyed by tid (exceptions tracepoints).
 #[map]
-static EXCEPTIONS: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(16384, 0);
+static EXCEPTIONS: LruHashMap<u32, Exception> = LruHashMap::with_max_entries(16384, 0);
+
+/// A fault exception not yet completed: 32 bytes, copied on every fault (the whole
+/// [`InFlight`] cost a 280-byte copy in and out for these four fields).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Exception {
+    start_ns: u64,
+    address: u64,
+    ip: u64,
+    error_code: u32,
+    _pad: u32,
+}
 
 /// Anomaly and loss counters, indexed by `huge_fault_common::counter`.
 #[map]
@@ -951,25 +963,13 @@ fn exception_entry(ctx: &TracePointContext, which: u32) {
     let ip: u64 = unsafe { ctx.read_at(16) }.unwrap_or(0);
     // SAFETY: as above.
     let error_code: u64 = unsafe { ctx.read_at(24) }.unwrap_or(0);
-    let state = InFlight {
+    let state = Exception {
         // SAFETY: helper without preconditions.
         start_ns: unsafe { bpf_ktime_get_ns() },
         address,
-        vma: 0,
         ip,
-        fault_flags: 0,
-        depth: 0,
         error_code: error_code as u32,
-        has_exception: 1,
-        mapping: Mapping::default(),
-        hf_level: 0,
-        in_hf: 0,
-        in_pte: 0,
-        in_range: 0,
-        pte_addr: 0,
-        pte_pfn: NO_PFN,
-        huge_addr: 0,
-        huge_pfn: NO_PFN,
+        _pad: 0,
     };
     // Overwrites a stale entry of an exception that never completed (SIGSEGV, a spurious
     // fault, a fault fixed up by the kernel): those show as exceptions without completion.

@@ -851,9 +851,7 @@ fn list_symbols(pattern: &str, file: Option<&Path>) -> Result<i32, Fatal> {
 /// `huge-fault report FILE`: the tables, JSON and thresholds of a recording, offline.
 /// A damaged file still reports everything before the damage, then fails with the offset.
 pub fn report_file(args: &Args, path: &Path) -> Result<i32, Fatal> {
-    let bytes =
-        std::fs::read(path).map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?;
-    let r = crate::record::replay(&bytes, args.max_vmas);
+    let r = crate::record::replay_file(path, args.max_vmas).map_err(Fatal)?;
     let run = match &r.trailer {
         Some(t) => t.run.clone(),
         None => RunInfo {

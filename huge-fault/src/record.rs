@@ -171,130 +171,211 @@ pub struct Replay {
     pub error: Option<String>,
 }
 
-/// Reads a recording. Never fails outright: a bad file yields what came before the error.
+/// Reads a recording held in memory. Never fails outright: a bad file yields what came
+/// before the error.
 pub fn replay(bytes: &[u8], default_max_vmas: usize) -> Replay {
-    let fail = |analyzer, records, error: String| Replay {
-        analyzer,
-        trailer: None,
-        records,
-        error: Some(error),
+    replay_from(
+        || Ok(std::io::Cursor::new(bytes)),
+        bytes.len() as u64,
+        default_max_vmas,
+    )
+}
+
+/// Reads a recording file in two streaming passes (the trailer, which sets the analyzer's
+/// table sizes, comes last): memory does not grow with the file.
+pub fn replay_file(path: &std::path::Path, default_max_vmas: usize) -> Result<Replay, String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    let open = || {
+        std::fs::File::open(path)
+            .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
     };
-    if bytes.len() >= MAGIC.len()
-        && bytes[..MAGIC.len() - 3] == MAGIC[..MAGIC.len() - 3]
-        && bytes[..MAGIC.len()] != *MAGIC
-    {
-        let v = String::from_utf8_lossy(&bytes[MAGIC.len() - 3..MAGIC.len()]).into_owned();
-        return fail(
-            Analyzer::new(default_max_vmas),
-            0,
-            format!(
-                "recording format {v} is not the format this huge-fault reads (003): record it again"
-            ),
-        );
+    // Fail early on a file that cannot be opened; a later failure is reported like damage.
+    open()?;
+    Ok(replay_from(open, len, default_max_vmas))
+}
+
+/// One item read from a recording.
+enum Item {
+    Entry(Entry),
+    Trailer(Trailer),
+}
+
+/// Reads a recording's entries one at a time, after its magic.
+struct Reader<R> {
+    r: R,
+    pos: u64,
+    len: u64,
+}
+
+impl<R: std::io::Read> Reader<R> {
+    /// Fills `buf`; returns how many bytes there were (fewer at the end of the input).
+    fn fill(&mut self, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.r.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.pos += n as u64;
+        n
     }
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return fail(
-            Analyzer::new(default_max_vmas),
-            0,
-            "not a huge-fault recording (bad magic at offset 0)".into(),
-        );
-    }
-    // The trailer decides the analyzer's settings; find it first when the file is whole.
-    let mut entries = Vec::new();
-    let mut pos = MAGIC.len();
-    let mut error = None;
-    let mut trailer: Option<Trailer> = None;
-    while pos < bytes.len() {
-        let at = pos;
-        let tag = bytes[pos];
-        pos += 1;
-        match tag {
+
+    /// The next item with its offset; `Ok(None)` at the end of the input; the error names
+    /// the bad entry's offset.
+    fn next(&mut self) -> Result<Option<(u64, Item)>, String> {
+        let at = self.pos;
+        let mut tag = [0u8; 1];
+        if self.fill(&mut tag) == 0 {
+            return Ok(None);
+        }
+        match tag[0] {
             b'R' => {
-                let Some(rec) = bytes
-                    .get(pos..pos + FaultRecord::SIZE)
-                    .and_then(FaultRecord::from_bytes)
-                else {
-                    error = Some(format!("truncated record at offset {at}"));
-                    break;
-                };
-                entries.push((at, Entry::Record(rec)));
-                pos += FaultRecord::SIZE;
+                let mut b = [0u8; FaultRecord::SIZE];
+                if self.fill(&mut b) < b.len() {
+                    return Err(format!("truncated record at offset {at}"));
+                }
+                let rec = FaultRecord::from_bytes(&b).expect("a whole record");
+                Ok(Some((at, Item::Entry(Entry::Record(rec)))))
             }
             b'A' => {
-                let Some((k, n)) = bytes.get(pos..pos + AggKey::SIZE + 8).and_then(|b| {
-                    Some((AggKey::from_bytes(b)?, b[AggKey::SIZE..].try_into().ok()?))
-                }) else {
-                    error = Some(format!("truncated aggregate at offset {at}"));
-                    break;
-                };
-                entries.push((at, Entry::Aggregate(k, u64::from_le_bytes(n))));
-                pos += AggKey::SIZE + 8;
+                let mut b = [0u8; AggKey::SIZE + 8];
+                if self.fill(&mut b) < b.len() {
+                    return Err(format!("truncated aggregate at offset {at}"));
+                }
+                let k = AggKey::from_bytes(&b).expect("a whole key");
+                let n = u64::from_le_bytes(b[AggKey::SIZE..].try_into().expect("8 bytes"));
+                Ok(Some((at, Item::Entry(Entry::Aggregate(k, n)))))
             }
             b'V' | b'E' => {
-                let Some(len) = bytes
-                    .get(pos..pos + 4)
-                    .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-                else {
-                    error = Some(format!("truncated entry length at offset {at}"));
-                    break;
-                };
-                pos += 4;
-                let Some(body) = bytes.get(pos..pos + len) else {
-                    error = Some(format!(
+                let mut l = [0u8; 4];
+                if self.fill(&mut l) < 4 {
+                    return Err(format!("truncated entry length at offset {at}"));
+                }
+                let len = u64::from(u32::from_le_bytes(l));
+                if self.pos + len > self.len {
+                    return Err(format!(
                         "truncated entry at offset {at} ({len} bytes announced)"
                     ));
-                    break;
-                };
-                pos += len;
-                if tag == b'V' {
-                    match serde_json::from_slice::<Answer>(body) {
-                        Ok(a) => entries.push((at, Entry::Answer(a))),
-                        Err(e) => {
-                            error = Some(format!("corrupt VMA answer at offset {at}: {e}"));
-                            break;
-                        }
-                    }
+                }
+                let mut body = vec![0u8; len as usize];
+                if self.fill(&mut body) < body.len() {
+                    return Err(format!(
+                        "truncated entry at offset {at} ({len} bytes announced)"
+                    ));
+                }
+                if tag[0] == b'V' {
+                    serde_json::from_slice::<Answer>(&body)
+                        .map(|a| Some((at, Item::Entry(Entry::Answer(a)))))
+                        .map_err(|e| format!("corrupt VMA answer at offset {at}: {e}"))
                 } else {
-                    match serde_json::from_slice::<Trailer>(body) {
-                        Ok(t) => trailer = Some(t),
-                        Err(e) => {
-                            error = Some(format!("corrupt trailer at offset {at}: {e}"));
-                            break;
-                        }
-                    }
-                    if pos != bytes.len() {
-                        error = Some(format!("data after the trailer at offset {pos}"));
-                    }
-                    break;
+                    serde_json::from_slice::<Trailer>(&body)
+                        .map(|t| Some((at, Item::Trailer(t))))
+                        .map_err(|e| format!("corrupt trailer at offset {at}: {e}"))
                 }
             }
-            other => {
-                error = Some(format!(
-                    "corrupt recording: unknown entry tag {other:#04x} at offset {at}"
-                ));
+            other => Err(format!(
+                "corrupt recording: unknown entry tag {other:#04x} at offset {at}"
+            )),
+        }
+    }
+}
+
+/// The replay proper: `open` gives the recording from its first byte, twice.
+fn replay_from<R: std::io::Read>(
+    open: impl Fn() -> Result<R, String>,
+    len: u64,
+    default_max_vmas: usize,
+) -> Replay {
+    let fail = |error: String| Replay {
+        analyzer: Analyzer::new(default_max_vmas),
+        trailer: None,
+        records: 0,
+        error: Some(error),
+    };
+    let start = |open: &dyn Fn() -> Result<R, String>| -> Result<Reader<R>, String> {
+        let mut reader = Reader {
+            r: open()?,
+            pos: 0,
+            len,
+        };
+        let mut magic = [0u8; 8];
+        let n = reader.fill(&mut magic);
+        if n == magic.len() && magic[..5] == MAGIC[..5] && magic != *MAGIC {
+            let v = String::from_utf8_lossy(&magic[5..]).into_owned();
+            return Err(format!(
+                "recording format {v} is not the format this huge-fault reads (003): record it again"
+            ));
+        }
+        if n < magic.len() || magic != *MAGIC {
+            return Err("not a huge-fault recording (bad magic at offset 0)".into());
+        }
+        Ok(reader)
+    };
+    // First pass: the trailer, and where the good entries end.
+    let mut reader = match start(&open) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let mut error = None;
+    let mut trailer = None;
+    let mut end = len;
+    loop {
+        match reader.next() {
+            Ok(None) => break,
+            Ok(Some((_, Item::Entry(_)))) => {}
+            Ok(Some((at, Item::Trailer(t)))) => {
+                trailer = Some(t);
+                end = at;
+                if reader.pos != len {
+                    error = Some(format!("data after the trailer at offset {}", reader.pos));
+                }
+                break;
+            }
+            Err(e) => {
+                end = reader.pos;
+                error = Some(e);
                 break;
             }
         }
     }
     if error.is_none() && trailer.is_none() {
         error = Some(format!(
-            "recording ends at offset {pos} without its trailer (the run was cut off)"
+            "recording ends at offset {} without its trailer (the run was cut off)",
+            reader.pos
         ));
     }
+    drop(reader);
+    // Second pass: every entry before `end`; the VMA answers that follow a record or class
+    // are what the resolver said while it was ingested.
     let mut analyzer = Analyzer::new(trailer.as_ref().map_or(default_max_vmas, |t| t.max_vmas));
     let mut records = 0;
     let mut mismatch = None;
-    let mut i = 0;
-    while i < entries.len() {
-        let (_, entry) = &entries[i];
-        i += 1;
-        if matches!(entry, Entry::Answer(_)) {
-            continue;
+    let mut reader = match start(&open) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let entry_at = |reader: &mut Reader<R>| -> Option<Entry> {
+        if reader.pos >= end {
+            return None;
         }
+        match reader.next() {
+            Ok(Some((at, Item::Entry(e)))) if at < end => Some(e),
+            _ => None,
+        }
+    };
+    let mut next = entry_at(&mut reader);
+    while let Some(entry) = next.take() {
         let mut answers = std::collections::VecDeque::new();
-        while let Some((_, Entry::Answer(a))) = entries.get(i) {
-            answers.push_back(a.clone());
-            i += 1;
+        next = entry_at(&mut reader);
+        while let Some(Entry::Answer(a)) = next {
+            answers.push_back(a);
+            next = entry_at(&mut reader);
         }
         let mut resolver = Replaying {
             answers,
@@ -302,10 +383,11 @@ pub fn replay(bytes: &[u8], default_max_vmas: usize) -> Replay {
         };
         match entry {
             Entry::Record(rec) => {
-                analyzer.ingest(rec, &mut resolver);
+                analyzer.ingest(&rec, &mut resolver);
                 records += 1;
             }
-            Entry::Aggregate(k, n) => analyzer.ingest_aggregate(k, *n, &mut resolver),
+            Entry::Aggregate(k, n) => analyzer.ingest_aggregate(&k, n, &mut resolver),
+            // Answers before any record: nothing asked for them.
             Entry::Answer(_) => {}
         }
     }
@@ -462,6 +544,7 @@ mod tests {
             offsets.push(pos);
             pos += match bytes[pos] {
                 b'R' => 1 + FaultRecord::SIZE,
+                b'A' => 1 + AggKey::SIZE + 8,
                 _ => 5 + u32::from_le_bytes(bytes[pos + 1..pos + 5].try_into().unwrap()) as usize,
             };
         }
@@ -488,11 +571,36 @@ mod tests {
                 .unwrap()
                 .contains(&format!("unknown entry tag 0x58 at offset {fifth}"))
         );
-        // No trailer: every record is there, and the cut is reported.
+        // No trailer: every record and class is there, and the cut is reported.
         let last = *offsets.last().unwrap();
+        assert_eq!(bytes[last], b'E');
         let r = replay(&bytes[..last], 64);
         assert_eq!(r.records, 20);
+        assert_eq!(r.analyzer.aggregated, 8);
         assert!(r.error.unwrap().contains("without its trailer"));
+        // A cut inside the last class.
+        let cut = offsets
+            .iter()
+            .copied()
+            .rfind(|&o| bytes[o] == b'A')
+            .unwrap();
+        let r = replay(&bytes[..cut + 20], 64);
+        assert_eq!(r.analyzer.aggregated, 5);
+        assert_eq!(
+            r.error.as_deref(),
+            Some(format!("truncated aggregate at offset {cut}").as_str())
+        );
+        // From a file, streamed: the same as from memory.
+        let path = d.join("whole.hfrec");
+        std::fs::write(&path, &bytes).unwrap();
+        let f = replay_file(&path, 64).unwrap();
+        let m = replay(&bytes, 64);
+        let (ft, mt) = (f.trailer.unwrap(), m.trailer.unwrap());
+        assert_eq!(
+            Report::build(&f.analyzer, &ft.run).to_json(),
+            Report::build(&m.analyzer, &mt.run).to_json()
+        );
+        assert!(replay_file(&d.join("missing"), 64).is_err());
         // Not a recording at all.
         assert!(replay(b"hello", 64).error.unwrap().contains("bad magic"));
         // An older format is named as such.
