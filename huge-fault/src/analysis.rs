@@ -405,7 +405,7 @@ impl Analyzer {
             r.source,
             source::FEXIT | source::KRETPROBE | source::PERF_MINOR | source::PERF_MAJOR
         ) {
-            self.malformed += 1;
+            self.malformed += n;
             return;
         }
         if aggregated {

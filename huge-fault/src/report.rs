@@ -39,7 +39,8 @@ pub struct ProbeReport {
 /// Counts of everything that was lost or odd; every number that could hide data.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Loss {
-    /// Records the kernel could not write because the ring buffer was full.
+    /// Faults lost: the ring buffer was full (or `--aggregate` was given) and the in-kernel
+    /// class table was full too.
     pub ringbuf_drops: u64,
     /// Entries the in-flight maps could not store.
     pub inflight_map_full: u64,

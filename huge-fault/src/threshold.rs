@@ -6,7 +6,7 @@
 //! - `fallback_rate`: share of faults whose chain holds a FALLBACK;
 //! - `pte_share`, `pmd_share`, `pud_share`: share of bytes mapped by entries of that level;
 //! - `p50`, `p90`, `p99`, `max`: fault latency (the largest over the matching VMAs);
-//! - `drops`: records lost because the ring buffer was full (totals only).
+//! - `drops`: faults lost: the ring buffer and the in-kernel class table were full (totals only).
 
 use serde_json::Value;
 
@@ -33,7 +33,10 @@ pub const METRICS: &[(&str, &str)] = &[
     ("p90", "90th percentile fault latency"),
     ("p99", "99th percentile fault latency"),
     ("max", "largest fault latency"),
-    ("drops", "records lost because the ring buffer was full"),
+    (
+        "drops",
+        "faults lost: ring buffer and in-kernel class table full",
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
