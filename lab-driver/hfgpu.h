@@ -22,9 +22,22 @@ struct hfgpu_info {
 	__u32 pad;
 };
 
+/* Handler calls since the module was loaded, for the lab's second count of what the tool
+ * reports: calls[LEVEL][RESULT], LEVEL the level asked for (HFGPU_LVL_*: the fault handler
+ * is PTE), RESULT what the handler answered (HFGPU_RES_*). vma_lock[][] counts the calls
+ * among them made under the per-VMA lock (FAULT_FLAG_VMA_LOCK, 6.4+). */
+enum { HFGPU_LVL_PTE = 0, HFGPU_LVL_PMD = 1, HFGPU_LVL_PUD = 2, HFGPU_NR_LVLS };
+enum { HFGPU_RES_MAPPED = 0, HFGPU_RES_FALLBACK = 1, HFGPU_RES_OTHER = 2, HFGPU_NR_RES };
+
+struct hfgpu_stats {
+	__u64 calls[HFGPU_NR_LVLS][HFGPU_NR_RES];
+	__u64 vma_lock[HFGPU_NR_LVLS][HFGPU_NR_RES];
+};
+
 /* Policy of the mappings made through this open file (also those made already). */
 #define HFGPU_SET_POLICY _IOW('H', 1, __u32)
 #define HFGPU_GET_INFO _IOR('H', 2, struct hfgpu_info)
+#define HFGPU_GET_STATS _IOR('H', 3, struct hfgpu_stats)
 
 /* Buffer objects (mmap offsets) start at multiples of 64 KiB, a GPU page. */
 #define HFGPU_BO_ALIGN (64UL << 10)

@@ -47,6 +47,9 @@ static const char *const policy_names[HFGPU_NR_POLICIES] = {
 };
 
 static u32 default_policy;
+/* The handler calls HFGPU_GET_STATS reports. */
+static atomic64_t stat_calls[HFGPU_NR_LVLS][HFGPU_NR_RES];
+static atomic64_t stat_vma_lock[HFGPU_NR_LVLS][HFGPU_NR_RES];
 static phys_addr_t bar_phys;
 static resource_size_t bar_size;
 static struct pci_dev *hf_pdev;
@@ -227,6 +230,21 @@ EXPORT_SYMBOL_GPL(hf_vmf_insert_range);
 
 /* --- fault handlers --------------------------------------------------------------- */
 
+/* Counts one handler call: the level asked for, what it answered, and whether it ran
+ * under the per-VMA lock. Returns the answer. */
+static vm_fault_t count_call(struct vm_fault *vmf, int lvl, vm_fault_t ret)
+{
+	int res = ret & VM_FAULT_FALLBACK ? HFGPU_RES_FALLBACK :
+		  ret & (VM_FAULT_ERROR | VM_FAULT_RETRY) ? HFGPU_RES_OTHER : HFGPU_RES_MAPPED;
+
+	atomic64_inc(&stat_calls[lvl][res]);
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+	if (vmf->flags & FAULT_FLAG_VMA_LOCK)
+		atomic64_inc(&stat_vma_lock[lvl][res]);
+#endif
+	return ret;
+}
+
 static unsigned long bo_pfn(struct vm_area_struct *vma, unsigned long addr)
 {
 	return PHYS_PFN(bar_phys) + vma->vm_pgoff + ((addr - vma->vm_start) >> PAGE_SHIFT);
@@ -264,7 +282,7 @@ static vm_fault_t fault_huge(struct vm_fault *vmf, unsigned long size)
 	return size == PUD_SIZE ? insert_pud(vmf, pfn, write) : insert_pmd(vmf, pfn, write);
 }
 
-static vm_fault_t hfgpu_huge(struct vm_fault *vmf, unsigned int order)
+static vm_fault_t hfgpu_huge_answer(struct vm_fault *vmf, unsigned int order)
 {
 	u32 p = bo_policy(vmf->vma);
 
@@ -276,6 +294,14 @@ static vm_fault_t hfgpu_huge(struct vm_fault *vmf, unsigned int order)
 	    (p == HFGPU_POLICY_PUD || p == HFGPU_POLICY_PMD_ONLY))
 		return fault_huge(vmf, PMD_SIZE);
 	return VM_FAULT_FALLBACK;
+}
+
+static vm_fault_t hfgpu_huge(struct vm_fault *vmf, unsigned int order)
+{
+	int lvl = order == PUD_SHIFT - PAGE_SHIFT ? HFGPU_LVL_PUD :
+		  order == PMD_SHIFT - PAGE_SHIFT ? HFGPU_LVL_PMD : HFGPU_LVL_PTE;
+
+	return count_call(vmf, lvl, hfgpu_huge_answer(vmf, order));
 }
 
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 6, 0)
@@ -292,7 +318,7 @@ static vm_fault_t hfgpu_huge_fault(struct vm_fault *vmf, enum page_entry_size pe
 	case PE_SIZE_PMD:
 		return hfgpu_huge(vmf, PMD_SHIFT - PAGE_SHIFT);
 	default:
-		return VM_FAULT_FALLBACK;
+		return count_call(vmf, HFGPU_LVL_PTE, VM_FAULT_FALLBACK);
 	}
 }
 #endif
@@ -303,8 +329,8 @@ static vm_fault_t hfgpu_fault(struct vm_fault *vmf)
 	unsigned long addr = vmf->address & PAGE_MASK;
 
 	if (bo_policy(vma) == HFGPU_POLICY_RANGE)
-		return fault_range(vmf);
-	return vmf_insert_pfn(vma, addr, bo_pfn(vma, addr));
+		return count_call(vmf, HFGPU_LVL_PTE, fault_range(vmf));
+	return count_call(vmf, HFGPU_LVL_PTE, vmf_insert_pfn(vma, addr, bo_pfn(vma, addr)));
 }
 
 static const struct vm_operations_struct hfgpu_vm_ops = {
@@ -391,6 +417,8 @@ static long hfgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct hfgpu_file *hf = file->private_data;
 	struct hfgpu_info info = {};
+	struct hfgpu_stats stats = {};
+	int l, r;
 	u32 p;
 
 	switch (cmd) {
@@ -406,6 +434,14 @@ static long hfgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		info.bar_size = bar_size;
 		info.policy = READ_ONCE(hf->policy);
 		return copy_to_user((void __user *)arg, &info, sizeof(info)) ? -EFAULT : 0;
+	case HFGPU_GET_STATS:
+		for (l = 0; l < HFGPU_NR_LVLS; l++) {
+			for (r = 0; r < HFGPU_NR_RES; r++) {
+				stats.calls[l][r] = atomic64_read(&stat_calls[l][r]);
+				stats.vma_lock[l][r] = atomic64_read(&stat_vma_lock[l][r]);
+			}
+		}
+		return copy_to_user((void __user *)arg, &stats, sizeof(stats)) ? -EFAULT : 0;
 	default:
 		return -ENOTTY;
 	}

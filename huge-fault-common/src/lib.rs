@@ -5,6 +5,8 @@
 //! The crate is `no_std` for the BPF target and unit-tested on the host.
 #![cfg_attr(not(test), no_std)]
 
+pub mod kabi;
+
 /// Where a [`FaultRecord`] came from: which program closed it.
 pub mod source {
     /// `fexit` on `handle_mm_fault` (entry state from `fentry`).
@@ -39,6 +41,12 @@ pub mod rflags {
     pub const VMA_LOOKUP_FAILED: u16 = 1 << 8;
     /// `mapping` is valid: the nested probes were attached for this record.
     pub const HAS_MAPPING: u16 = 1 << 9;
+    /// Not a fault: the `retries` calls of a fault that returned VM_FAULT_RETRY and whose
+    /// completing call never came (the thread faulted on another page next).
+    pub const RETRY_UNLINKED: u16 = 1 << 10;
+    /// Not a fault: the `retries` calls of a fault still waiting for its completing call
+    /// when tracing ended (made by user space from the in-flight state after detach).
+    pub const RETRY_PENDING: u16 = 1 << 11;
 }
 
 /// Page-table levels, as indices into [`Mapping::entries`] and in chain steps.
@@ -46,14 +54,31 @@ pub mod level {
     pub const PTE: u8 = 1;
     pub const PMD: u8 = 2;
     pub const PUD: u8 = 3;
+    /// Not a level: the chain step of a call that returned VM_FAULT_RETRY, between the
+    /// steps of that call and those of the next call of the same fault.
+    pub const RETRY: u8 = 4;
 }
 
 /// Most chain steps kept per fault; further steps are counted in [`Mapping::overflow`].
-pub const MAX_CHAIN: usize = 6;
+/// The longest the kernel makes is six (`PUD:FALLBACK PMD:FALLBACK RETRY PUD:FALLBACK
+/// PMD:FALLBACK PTE:OK`, a 1 GiB-aligned fault retried after the per-VMA lock); repeats
+/// of one step count in [`Mapping::repeat`], not here. A power of two: the programs mask
+/// the index of the last step with `MAX_CHAIN - 1`, the bound older verifiers need.
+pub const MAX_CHAIN: usize = 8;
 
 /// Set in a chain step's result when the level's answer came from a range-insert helper
 /// (above every `vm_fault_t` bit, inside the 24 bits a step keeps).
 pub const STEP_VIA_RANGE: u32 = 1 << 23;
+
+/// Set in a [`level::RETRY`] step's result when the retried call ran under the per-VMA lock
+/// (`FAULT_FLAG_VMA_LOCK`).
+pub const STEP_VMA_LOCK: u32 = 1 << 22;
+
+/// A chain step: `level << 24 | result` (24 bits of `vm_fault_t` and the `STEP_*` marks).
+#[inline(always)]
+pub const fn step(level: u8, ret: u32) -> u32 {
+    ((level as u32) << 24) | (ret & 0x00ff_ffff)
+}
 
 /// A pfn the probes could not read (a folio insert, or a path that maps without a pfn
 /// argument: anonymous THP, `do_set_pmd`, hugetlb).
@@ -70,20 +95,25 @@ pub const PFN_MASK: u64 = (1 << 52) - 1;
 pub struct Mapping {
     /// Entries inserted, indexed by [`level`] (index 0 unused).
     pub entries: [u32; 4],
-    /// Steps: `level << 24 | (vm_fault_t & 0xffffff)`, in the order they returned.
+    /// Steps ([`step`]), in the order they returned; a step equal to the one before it is
+    /// not added again but counted in `repeat`.
     pub chain: [u32; MAX_CHAIN],
-    pub chain_len: u32,
+    /// How many more times each step came right after itself (a driver's batch of PTE
+    /// inserts in one call is one step), saturating.
+    pub repeat: [u16; MAX_CHAIN],
+    pub chain_len: u16,
+    pub _pad_chain: u16,
     /// Steps or entries that did not fit.
     pub overflow: u32,
+    /// Bit `level` set when an entry of that level had no readable pfn.
+    pub pfn_missing: u32,
+    pub _pad: u32,
     /// First and last mapped virtual address per level (aligned to the entry's size).
     pub first_addr: [u64; 4],
     pub last_addr: [u64; 4],
     /// Pfn of the first and last entry per level, [`NO_PFN`] where unknown.
     pub first_pfn: [u64; 4],
     pub last_pfn: [u64; 4],
-    /// Bit `level` set when an entry of that level had no readable pfn.
-    pub pfn_missing: u32,
-    pub _pad: u32,
 }
 
 impl Mapping {
@@ -92,10 +122,37 @@ impl Mapping {
         (i < (self.chain_len as usize).min(MAX_CHAIN))
             .then(|| ((self.chain[i] >> 24) as u8, self.chain[i] & 0x00ff_ffff))
     }
+
+    /// How many times step `i` happened in a row (1 for a step that did not repeat).
+    pub fn times(&self, i: usize) -> u32 {
+        self.repeat.get(i).map_or(1, |r| u32::from(*r) + 1)
+    }
+
+    /// Adds a step at the end of the chain, or counts it as a repeat of the last one.
+    #[inline(always)]
+    pub fn push_step(&mut self, step: u32) {
+        // `chain_len` never exceeds MAX_CHAIN: the masks are no-ops that show the BPF
+        // verifier a bound for the index arithmetic (older ones lose it across `n - 1`).
+        let n = usize::from(self.chain_len & 0xf);
+        if n > 0 {
+            let i = (n - 1) & (MAX_CHAIN - 1);
+            if self.chain[i] == step {
+                self.repeat[i] = self.repeat[i].saturating_add(1);
+                return;
+            }
+        }
+        if n < MAX_CHAIN {
+            self.chain[n] = step;
+            self.chain_len = n as u16 + 1;
+        } else {
+            self.overflow += 1;
+        }
+    }
 }
 
-/// One record per `handle_mm_fault` call (kprobe/fentry modes) or per completed fault
-/// (tracepoint-only mode). 312 bytes, 8-byte aligned.
+/// One record per fault: in the kprobe and fentry modes its `handle_mm_fault` calls from
+/// the first to the one that did not return VM_FAULT_RETRY, linked in the kernel by thread
+/// and page; in tracepoint-only mode one completed fault. 336 bytes, 8-byte aligned.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultRecord {
@@ -130,7 +187,11 @@ pub struct FaultRecord {
     pub _pad0: u8,
     /// [`rflags`] bits.
     pub flags: u16,
-    pub _pad1: u32,
+    /// Calls of this fault that returned VM_FAULT_RETRY before the one that closed it (or,
+    /// with [`rflags::RETRY_UNLINKED`] / [`rflags::RETRY_PENDING`], that never completed).
+    pub retries: u16,
+    /// Of them, calls made under the per-VMA lock (`FAULT_FLAG_VMA_LOCK`).
+    pub vma_lock_retries: u16,
     pub comm: [u8; 16],
     /// Levels tried and entries inserted (fentry and kprobe modes, with the nested probes).
     pub mapping: Mapping,
@@ -184,15 +245,25 @@ impl FaultRecord {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
+    /// Entry of the fault's first call.
     pub start_ns: u64,
     pub address: u64,
-    /// `struct vm_area_struct *` (kprobe/fentry), 0 in tracepoint mode.
+    /// `struct vm_area_struct *` of the call in flight.
     pub vma: u64,
     /// User instruction pointer, from the exception tracepoint.
     pub ip: u64,
+    /// `FAULT_FLAG_*` of the call in flight (of the last call, once it returned).
     pub fault_flags: u32,
     /// How many more entries than returns were seen on this thread.
     pub depth: u32,
+    pub tgid: u32,
+    /// Non-zero: no call is in flight; the last one returned VM_FAULT_RETRY, and the next
+    /// entry on this thread and page continues the fault.
+    pub waiting: u32,
+    /// Calls of this fault that returned VM_FAULT_RETRY, and those under the per-VMA lock.
+    pub retries: u16,
+    pub vma_lock_retries: u16,
+    pub _pad: u32,
     pub error_code: u32,
     /// 1 when `ip` and `error_code` are valid.
     pub has_exception: u32,
@@ -367,7 +438,7 @@ pub mod latency {
 /// A class of faults counted in the kernel instead of recorded one by one: every field of
 /// a [`FaultRecord`] the analysis reads, less what is unique to one fault (thread, address,
 /// times, first and last entry, pfns), with the latency as a [`latency`] bucket. The
-/// `AGGREGATE` map counts faults per class. 152 bytes, 8-byte aligned, zero padding.
+/// `AGGREGATE` map counts faults per class. 176 bytes, 8-byte aligned, zero padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AggKey {
@@ -390,11 +461,15 @@ pub struct AggKey {
     pub _pad0: u8,
     /// [`rflags`] bits.
     pub flags: u16,
-    pub _pad1: u32,
+    /// As in [`FaultRecord`]: the class's retried calls per fault.
+    pub retries: u16,
+    pub vma_lock_retries: u16,
     pub comm: [u8; 16],
     pub entries: [u32; 4],
     pub chain: [u32; MAX_CHAIN],
-    pub chain_len: u32,
+    pub repeat: [u16; MAX_CHAIN],
+    pub chain_len: u16,
+    pub _pad_chain: u16,
     pub overflow: u32,
     pub pfn_missing: u32,
     pub _pad2: u32,
@@ -432,10 +507,13 @@ impl AggKey {
             error_code: self.error_code,
             source: self.source,
             flags,
+            retries: self.retries,
+            vma_lock_retries: self.vma_lock_retries,
             comm: self.comm,
             mapping: Mapping {
                 entries: self.entries,
                 chain: self.chain,
+                repeat: self.repeat,
                 chain_len: self.chain_len,
                 overflow: self.overflow,
                 first_pfn: [NO_PFN; 4],
@@ -508,15 +586,16 @@ mod tests {
 
     #[test]
     fn record_layout_is_fixed() {
-        assert_eq!(FaultRecord::SIZE, 312);
-        assert_eq!(core::mem::size_of::<Mapping>(), 184);
+        assert_eq!(FaultRecord::SIZE, 336);
+        assert_eq!(core::mem::size_of::<Mapping>(), 208);
         assert_eq!(core::mem::align_of::<FaultRecord>(), 8);
         assert_eq!(core::mem::offset_of!(FaultRecord, address), 16);
         assert_eq!(core::mem::offset_of!(FaultRecord, dev), 80);
         assert_eq!(core::mem::offset_of!(FaultRecord, source), 104);
         assert_eq!(core::mem::offset_of!(FaultRecord, flags), 106);
         assert_eq!(core::mem::offset_of!(FaultRecord, comm), 112);
-        assert_eq!(core::mem::size_of::<InFlight>(), 280);
+        assert_eq!(core::mem::offset_of!(FaultRecord, retries), 108);
+        assert_eq!(core::mem::size_of::<InFlight>(), 320);
     }
 
     #[test]
@@ -544,10 +623,10 @@ mod tests {
 
     #[test]
     fn aggregate_key_layout_is_fixed() {
-        assert_eq!(AggKey::SIZE, 152);
+        assert_eq!(AggKey::SIZE, 176);
         assert_eq!(core::mem::align_of::<AggKey>(), 8);
         assert_eq!(core::mem::offset_of!(AggKey, comm), 80);
-        assert_eq!(core::mem::offset_of!(AggKey, _pad2), 148);
+        assert_eq!(core::mem::offset_of!(AggKey, _pad2), 172);
     }
 
     #[test]
@@ -579,7 +658,7 @@ mod tests {
             source: source::KRETPROBE,
             flags: rflags::HAS_VMA | rflags::HAS_RET | rflags::HAS_MAPPING,
             entries: [0, 2, 0, 0],
-            chain: [(u32::from(level::PMD) << 24) | 0x800, 0, 0, 0, 0, 0],
+            chain: [step(level::PMD, 0x800), 0, 0, 0, 0, 0, 0, 0],
             chain_len: 1,
             ..Default::default()
         };
@@ -598,6 +677,32 @@ mod tests {
         assert_eq!(r.latency_ns(), None);
         assert_eq!(r.address, 0x5000);
         assert!(r.has(rflags::HAS_ADDRESS));
+    }
+
+    #[test]
+    fn a_step_after_itself_counts_as_a_repeat() {
+        let mut m = Mapping::default();
+        for s in [step(level::PMD, 0x800), step(level::PTE, 0x100)] {
+            m.push_step(s);
+        }
+        for _ in 0..15 {
+            m.push_step(step(level::PTE, 0x100));
+        }
+        m.push_step(step(level::RETRY, 0x400));
+        assert_eq!(m.chain_len, 3);
+        assert_eq!((m.times(0), m.times(1), m.times(2)), (1, 16, 1));
+        assert_eq!(m.step(1), Some((level::PTE, 0x100)));
+        for i in 0..20u32 {
+            m.push_step(step(level::PTE, i));
+        }
+        assert_eq!(m.chain_len as usize, MAX_CHAIN);
+        assert_eq!(m.overflow, 20 - (MAX_CHAIN as u32 - 3));
+        let mut r = Mapping::default();
+        r.repeat[0] = u16::MAX;
+        r.chain_len = 1;
+        r.chain[0] = step(level::PTE, 0);
+        r.push_step(step(level::PTE, 0));
+        assert_eq!(r.times(0), 65536, "a repeat count saturates");
     }
 
     #[test]

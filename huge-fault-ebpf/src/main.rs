@@ -36,8 +36,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use huge_fault_common::{
-    AggKey, FaultRecord, Filter, InFlight, KernelOffsets, MAX_CHAIN, Mapping, NO_PFN, PFN_MASK,
-    STEP_VIA_RANGE, Settings, counter, latency, level, rflags, source,
+    AggKey, FaultRecord, Filter, InFlight, KernelOffsets, Mapping, NO_PFN, PFN_MASK,
+    STEP_VIA_RANGE, STEP_VMA_LOCK, Settings, counter,
+    kabi::{FAULT_FLAG_VMA_LOCK, NOT_MAPPED, VM_FAULT_NOPAGE, VM_FAULT_RETRY},
+    latency, level, rflags, source, step,
 };
 
 /// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
@@ -57,6 +59,10 @@ static AGG_SCRATCH: PerCpuArray<AggKey> = PerCpuArray::with_max_entries(1, 0);
 /// threads that died mid-fault are recycled instead of filling the map.
 #[map]
 static INFLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(16384, 0);
+
+/// Where a new fault's [`InFlight`] is built before it goes into `INFLIGHT`.
+#[map]
+static INFLIGHT_SCRATCH: PerCpuArray<InFlight> = PerCpuArray::with_max_entries(1, 0);
 
 /// The VMA a process faulted in last (tracepoint-only mode), with the `mm_lock_seq` it was
 /// looked up under: valid while that sequence is unchanged. `bpf_find_vma` from the fault
@@ -260,6 +266,8 @@ struct Closing {
     ret: u32,
     ip: u64,
     error_code: u32,
+    retries: u16,
+    vma_lock_retries: u16,
 }
 
 /// Counts the fault in its class in `AGGREGATE` (atomically: faults of one class may close
@@ -293,11 +301,14 @@ fn aggregate(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mapping>, flags:
             latency::NONE
         };
         (*k).source = c.src;
+        (*k).retries = c.retries;
+        (*k).vma_lock_retries = c.vma_lock_retries;
         (*k).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         let mut flags = flags;
         if let Some(m) = mapping {
             (*k).entries = (*m).entries;
             (*k).chain = (*m).chain;
+            (*k).repeat = (*m).repeat;
             (*k).chain_len = (*m).chain_len;
             (*k).overflow = (*m).overflow;
             (*k).pfn_missing = (*m).pfn_missing;
@@ -368,6 +379,8 @@ fn submit(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mapping>) {
         (*r).ret = c.ret;
         (*r).error_code = c.error_code;
         (*r).source = c.src;
+        (*r).retries = c.retries;
+        (*r).vma_lock_retries = c.vma_lock_retries;
         (*r).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         if let Some(m) = mapping {
             core::ptr::copy_nonoverlapping(m, &mut (*r).mapping, 1);
@@ -396,53 +409,122 @@ const WAKEUP_BYTES: u64 = 256 * 1024;
 // ---------------------------------------------------------------------------------------------
 
 #[inline(always)]
-fn hmf_entry<C: EbpfContext>(ctx: &C, vma: u64, address: u64, fault_flags: u32) {
-    let Some((_tgid, tid)) = wanted() else { return };
+fn hmf_entry<C: EbpfContext>(ctx: &C, src: u8, vma: u64, address: u64, fault_flags: u32) {
+    let Some((tgid, tid)) = wanted() else { return };
     if let Some(state) = INFLIGHT.get_ptr_mut(tid) {
         // SAFETY: a map value of this thread; only this thread touches its key.
-        unsafe { (*state).depth += 1 };
-        bump(counter::NESTED);
-        warn!(
-            ctx,
-            "handle_mm_fault entered on tid {} while a fault is in flight (nested fault or a missed return), address {:x}",
-            tid,
-            address
-        );
-        return;
+        let st = unsafe { &mut *state };
+        if st.waiting == 0 {
+            st.depth += 1;
+            bump(counter::NESTED);
+            warn!(
+                ctx,
+                "handle_mm_fault entered on tid {} while a fault is in flight (nested fault or a missed return), address {:x}",
+                tid,
+                address
+            );
+            return;
+        }
+        if st.address >> 12 == address >> 12 {
+            // The call after a VM_FAULT_RETRY on this page: the same fault goes on. Its
+            // start, steps, entries and exception stay; the call's own arguments replace
+            // the last call's.
+            st.waiting = 0;
+            st.vma = vma;
+            st.address = address;
+            st.fault_flags = fault_flags;
+            st.hf_level = 0;
+            st.in_hf = 0;
+            st.in_pte = 0;
+            st.in_range = 0;
+            st.huge_addr = 0;
+            st.huge_pfn = NO_PFN;
+            // A new exception on this page (the fault was abandoned for a signal and
+            // raised again) has the newer error code.
+            // SAFETY: this thread's own map value, copied out.
+            if let Some(exc) = unsafe { EXCEPTIONS.get(tid) }.copied() {
+                if exc.address >> 12 == address >> 12 {
+                    st.ip = exc.ip;
+                    st.error_code = exc.error_code;
+                    st.has_exception = 1;
+                }
+                let _ = EXCEPTIONS.remove(tid);
+            }
+            return;
+        }
+        // The thread faults on another page: the retried fault never completed here.
+        close_unlinked(st, src);
     }
-    let mut state = InFlight {
-        // SAFETY: helper without preconditions.
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        address,
-        vma,
-        ip: 0,
-        fault_flags,
-        depth: 0,
-        error_code: 0,
-        has_exception: 0,
-        mapping: Mapping::default(),
-        hf_level: 0,
-        in_hf: 0,
-        in_pte: 0,
-        in_range: 0,
-        pte_addr: 0,
-        pte_pfn: NO_PFN,
-        huge_addr: 0,
-        huge_pfn: NO_PFN,
+    // Built in this CPU's scratch slot, not on the stack: 328 bytes there do not fit beside
+    // the callees' frames on older kernels (512 bytes in all).
+    let Some(state) = INFLIGHT_SCRATCH.get_ptr_mut(0) else {
+        bump(counter::INFLIGHT_FULL);
+        return;
     };
+    // SAFETY: this CPU's scratch slot; a program runs to completion on one CPU.
+    let st = unsafe { &mut *state };
+    // SAFETY: as above; all-zero is a valid InFlight.
+    unsafe { core::ptr::write_bytes(state, 0, 1) };
+    // SAFETY: helper without preconditions.
+    st.start_ns = unsafe { bpf_ktime_get_ns() };
+    st.address = address;
+    st.vma = vma;
+    st.fault_flags = fault_flags;
+    st.tgid = tgid;
+    st.pte_pfn = NO_PFN;
+    st.huge_pfn = NO_PFN;
     // The exception that led here, when the tracepoints are attached and it is this page.
     // SAFETY: this thread's own map value, copied out.
     if let Some(exc) = unsafe { EXCEPTIONS.get(tid) }.copied() {
         if exc.address >> 12 == address >> 12 {
-            state.ip = exc.ip;
-            state.error_code = exc.error_code;
-            state.has_exception = 1;
+            st.ip = exc.ip;
+            st.error_code = exc.error_code;
+            st.has_exception = 1;
         }
         let _ = EXCEPTIONS.remove(tid);
     }
-    if INFLIGHT.insert(tid, state, 0).is_err() {
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value it would be copied onto the stack, which is what the scratch slot avoids"
+    )]
+    let inserted = INFLIGHT.insert(tid, &*st, 0);
+    if inserted.is_err() {
         bump(counter::INFLIGHT_FULL);
     }
+}
+
+/// Submits a fault that returned VM_FAULT_RETRY and was not continued on its page (its
+/// thread faulted elsewhere next): a record of its retried calls, not of a fault. Its VMA
+/// is left to user space (the pointer may be stale by now).
+#[inline(always)]
+fn close_unlinked(st: &InFlight, src: u8) {
+    let closing = Closing {
+        tgid: st.tgid,
+        tid: 0,
+        src,
+        flags: rflags::HAS_START
+            | rflags::HAS_ADDRESS
+            | rflags::HAS_FAULT_FLAGS
+            | rflags::RETRY_UNLINKED
+            | if st.has_exception != 0 {
+                rflags::HAS_EXCEPTION
+            } else {
+                0
+            },
+        start_ns: st.start_ns,
+        address: st.address,
+        fault_flags: st.fault_flags,
+        ret: VM_FAULT_RETRY,
+        ip: st.ip,
+        error_code: st.error_code,
+        retries: st.retries,
+        vma_lock_retries: st.vma_lock_retries,
+    };
+    submit(
+        &closing,
+        &VmaInfo::default(),
+        Some(&st.mapping as *const Mapping),
+    );
 }
 
 /// `args` is `Some((vma, address, flags))` where the return probe can read the arguments (fexit).
@@ -458,21 +540,36 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
     };
     let mut start_ns = 0;
     let (mut ip, mut error_code) = (0, 0);
+    let (mut retries, mut vma_lock_retries) = (0, 0);
     let mut mapping: Option<*const Mapping> = None;
     let mut remove = false;
     match INFLIGHT.get_ptr_mut(tid) {
-        Some(state) => {
-            // SAFETY: this thread's own map value.
+        // SAFETY: this thread's own map value.
+        Some(state) if unsafe { (*state).waiting } == 0 => {
+            // SAFETY: as above.
             let st = unsafe { &mut *state };
             if st.depth > 0 {
                 // The inner call of a nested pair returns first; keep the outer state.
                 st.depth -= 1;
                 flags |= rflags::NESTED | arg_bits;
+            } else if ret & VM_FAULT_RETRY != 0 {
+                // Not done: the fault goes on in the thread's next call on this page.
+                st.retries = st.retries.saturating_add(1);
+                let mut mark = ret;
+                if st.fault_flags & FAULT_FLAG_VMA_LOCK != 0 {
+                    st.vma_lock_retries = st.vma_lock_retries.saturating_add(1);
+                    mark |= STEP_VMA_LOCK;
+                }
+                st.mapping.push_step(step(level::RETRY, mark));
+                st.waiting = 1;
+                return;
             } else {
                 start_ns = st.start_ns;
                 vma_ptr = st.vma;
                 address = st.address;
                 fault_flags = st.fault_flags;
+                retries = st.retries;
+                vma_lock_retries = st.vma_lock_retries;
                 flags |= rflags::HAS_START | rflags::HAS_ADDRESS | rflags::HAS_FAULT_FLAGS;
                 if st.has_exception != 0 {
                     ip = st.ip;
@@ -483,7 +580,7 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
                 remove = true;
             }
         }
-        None => {
+        _ => {
             bump(counter::NO_ENTRY);
             warn!(
                 ctx,
@@ -504,6 +601,8 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
         ret,
         ip,
         error_code,
+        retries,
+        vma_lock_retries,
     };
     submit(&closing, &vma, mapping);
     if remove {
@@ -515,23 +614,22 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
 // Nested probes: what the fault in flight on this thread tried and mapped.
 // ---------------------------------------------------------------------------------------------
 
-/// VM_FAULT_ERROR | VM_FAULT_RETRY: a step with none of these bits mapped its entry.
-const NOT_MAPPED: u32 = 0x0001 | 0x0002 | 0x0040 | 0x0010 | 0x0020 | 0x0800 | 0x0400;
-const VM_FAULT_NOPAGE: u32 = 0x0100;
-
 /// The fault in flight on this thread, when its process is traced. With `orphan`, a
 /// nested probe that finds no fault in flight is counted in `ORPHAN_STEPS`.
 #[inline(always)]
 fn fault_state(orphan: bool) -> Option<&'static mut InFlight> {
     let (_tgid, tid) = wanted()?;
-    let Some(state) = INFLIGHT.get_ptr_mut(tid) else {
-        if orphan {
-            bump(counter::ORPHAN_STEPS);
-        }
-        return None;
-    };
     // SAFETY: this thread's own map value; a thread runs one probe at a time.
-    Some(unsafe { &mut *state })
+    match INFLIGHT.get_ptr_mut(tid).map(|s| unsafe { &mut *s }) {
+        // Between the calls of a retried fault nothing belongs to it.
+        Some(st) if st.waiting == 0 => Some(st),
+        _ => {
+            if orphan {
+                bump(counter::ORPHAN_STEPS);
+            }
+            None
+        }
+    }
 }
 
 /// Records one step of the fault in flight on this thread: `level` tried, `ret` returned.
@@ -554,13 +652,7 @@ fn note_step(
     }
     let m = &mut st.mapping;
     if chain {
-        let n = m.chain_len as usize;
-        if n < MAX_CHAIN {
-            m.chain[n] = ((level as u32) << 24) | (ret & 0x00ff_ffff);
-            m.chain_len += 1;
-        } else {
-            m.overflow += 1;
-        }
+        m.push_step(step(level, ret));
     }
     if entry && ret & NOT_MAPPED == 0 && (level as usize) < m.entries.len() {
         let l = level as usize;
@@ -916,7 +1008,7 @@ pub fn hf_fentry_handle_mm_fault(ctx: FEntryContext) -> u32 {
     let vma: u64 = ctx.arg(0);
     let address: u64 = ctx.arg(1);
     let flags: u32 = ctx.arg(2);
-    hmf_entry(&ctx, vma, address, flags);
+    hmf_entry(&ctx, source::FEXIT, vma, address, flags);
     0
 }
 
@@ -936,7 +1028,7 @@ pub fn hf_kprobe_handle_mm_fault(ctx: ProbeContext) -> u32 {
     let vma: u64 = ctx.arg(0).unwrap_or(0);
     let address: u64 = ctx.arg(1).unwrap_or(0);
     let flags: u32 = ctx.arg(2).unwrap_or(0);
-    hmf_entry(&ctx, vma, address, flags);
+    hmf_entry(&ctx, source::KRETPROBE, vma, address, flags);
     0
 }
 
@@ -1098,6 +1190,8 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
         ret: 0,
         ip,
         error_code,
+        retries: 0,
+        vma_lock_retries: 0,
     };
     submit(&closing, &vma, None);
 }

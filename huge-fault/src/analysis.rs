@@ -2,8 +2,10 @@
 //!
 //! Plain Rust: fed by the live ring buffer or by a recorded file alike, and unit-tested
 //! without a kernel. A *fault* is one `handle_mm_fault` call that did not return
-//! VM_FAULT_RETRY; a call that did is a *retry call*, linked to the call that completes it
-//! (same thread, same page, FAULT_FLAG_TRIED set).
+//! VM_FAULT_RETRY; a call that did is a *retry call*. The kernel side links retry calls to
+//! the call that completes them (same thread, next call on the same page), so that one
+//! record carries a fault with its retries; a retry never completed comes as a record of
+//! its own, flagged unlinked or (made at the end of a run) pending.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,6 +22,13 @@ pub struct Stats {
     pub retry_calls: u64,
     /// Faults whose completing call was preceded by at least one linked retry call.
     pub retried_faults: u64,
+    /// Retry calls made under the per-VMA lock (`FAULT_FLAG_VMA_LOCK`).
+    pub vma_lock_retries: u64,
+    /// Retry calls whose fault was not continued on its thread and page (counted in
+    /// `retry_calls` too).
+    pub unlinked_retries: u64,
+    /// Retry calls still waiting for their completing call when tracing ended.
+    pub pending_retries: u64,
     /// Faults that failed (OOM, SIGBUS, SIGSEGV, HWPOISON).
     pub errors: u64,
     /// Faults that needed I/O (VM_FAULT_MAJOR, or the major-faults event).
@@ -36,17 +45,28 @@ pub struct Stats {
     pub chains: BTreeMap<String, u64>,
     /// Faults whose chain holds a FALLBACK.
     pub fallback_faults: u64,
+    /// FALLBACK steps in those chains (a fault falling back at PMD in two calls counts two).
+    pub fallback_steps: u64,
 }
 
 impl Stats {
     /// Adds `n` faults (or retry calls) classified as `f`.
     fn add(&mut self, f: &Classified, n: u64) {
-        if f.retry {
-            self.retry_calls += n;
-            return;
+        self.retry_calls += n * u64::from(f.retry_calls);
+        self.vma_lock_retries += n * u64::from(f.vma_lock_retries);
+        match f.unfinished {
+            Some(Unfinished::Unlinked) => {
+                self.unlinked_retries += n * u64::from(f.retry_calls);
+                return;
+            }
+            Some(Unfinished::Pending) => {
+                self.pending_retries += n * u64::from(f.retry_calls);
+                return;
+            }
+            None => {}
         }
         self.faults += n;
-        self.retried_faults += n * u64::from(f.linked_retries > 0);
+        self.retried_faults += n * u64::from(f.retry_calls > 0);
         self.errors += n * u64::from(f.error);
         self.major += n * u64::from(f.major);
         self.writes += n * u64::from(f.write);
@@ -59,7 +79,8 @@ impl Stats {
             }
             self.bytes_mapped += n * m.bytes;
             *self.chains.entry(m.chain.clone()).or_default() += n;
-            self.fallback_faults += n * u64::from(m.fallback);
+            self.fallback_faults += n * u64::from(m.fallback_steps > 0);
+            self.fallback_steps += n * u64::from(m.fallback_steps);
         }
     }
 }
@@ -74,7 +95,8 @@ pub struct Mapped {
     pub chain: String,
     pub entries: [u32; 4],
     pub bytes: u64,
-    pub fallback: bool,
+    /// FALLBACK steps in the chain.
+    pub fallback_steps: u32,
 }
 
 /// `OK` for a result that mapped its entry, else the names of its failure bits.
@@ -90,21 +112,36 @@ fn step_result(ret: u32) -> String {
     }
 }
 
-/// The chain and entries of a completed call from its record: the nested probes' steps,
-/// then the PTE path when the probes saw no entry mapped and the call succeeded. A PTE fault on
-/// a present entry (x86 PROT bit: write-protect, COW) inserts nothing.
+/// The chain and entries of a completed fault from its record: the nested probes' steps
+/// (of every call, a VM_FAULT_RETRY between calls as `RETRY`; a step repeated in a row as
+/// `STEP×N`), then the PTE path when the probes saw no entry mapped and the fault
+/// succeeded. A PTE fault on a present entry (x86 PROT bit: write-protect, COW) inserts
+/// nothing.
 pub fn mapped(r: &FaultRecord) -> Mapped {
+    use huge_fault_common::level;
     let m = &r.mapping;
     let mut steps = Vec::new();
-    let mut fallback = false;
+    let mut fallback_steps = 0;
     for i in 0..huge_fault_common::MAX_CHAIN {
         let Some((lvl, ret)) = m.step(i) else { break };
-        fallback |= ret & kernel::VM_FAULT_FALLBACK != 0;
-        steps.push(format!(
-            "{}:{}",
-            LEVEL_NAMES.get(lvl as usize).unwrap_or(&"?"),
-            step_result(ret)
-        ));
+        let times = m.times(i);
+        let name = if lvl == level::RETRY {
+            "RETRY".to_string()
+        } else {
+            if ret & kernel::VM_FAULT_FALLBACK != 0 {
+                fallback_steps += times;
+            }
+            format!(
+                "{}:{}",
+                LEVEL_NAMES.get(lvl as usize).unwrap_or(&"?"),
+                step_result(ret)
+            )
+        };
+        steps.push(if times > 1 {
+            format!("{name}×{times}")
+        } else {
+            name
+        });
     }
     if m.overflow > 0 {
         steps.push(format!("+{}", m.overflow));
@@ -114,11 +151,12 @@ pub fn mapped(r: &FaultRecord) -> Mapped {
     // record has the entries, nothing is inferred.
     let seen = entries.iter().any(|&n| n > 0);
     let final_ok = r.ret & (kernel::VM_FAULT_ERROR | kernel::VM_FAULT_RETRY) == 0;
-    // A huge_fault handler asked for a PTE (DAX, drivers) already made the PTE step.
+    // A huge_fault handler asked for a PTE (DAX, drivers) already made the PTE step (in the
+    // last call: a RETRY step ends the calls before it).
     let last = (0..huge_fault_common::MAX_CHAIN)
         .rev()
         .find_map(|i| m.step(i));
-    let pte_step = last.is_some_and(|(lvl, _)| lvl == huge_fault_common::level::PTE);
+    let pte_step = last.is_some_and(|(lvl, _)| lvl == level::PTE);
     if !seen && pte_step {
         if final_ok && last.is_some_and(|(_, ret)| step_result(ret) == "OK") {
             entries[1] += 1;
@@ -142,20 +180,35 @@ pub fn mapped(r: &FaultRecord) -> Mapped {
         chain: steps.join(" "),
         entries,
         bytes,
-        fallback,
+        fallback_steps,
     }
+}
+
+/// Why a record holds retry calls and no fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unfinished {
+    /// The thread's next call was on another page (or the return had no entry).
+    Unlinked,
+    /// Still waiting for its completing call when tracing ended.
+    Pending,
 }
 
 /// What one record says, once interpreted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Classified {
+    /// Not a fault: retry calls that no call completed (see `unfinished`).
     pub retry: bool,
+    pub unfinished: Option<Unfinished>,
     pub error: bool,
     pub major: bool,
     pub write: bool,
+    /// Of the whole fault: from the entry of its first call to the return of its last.
     pub latency_ns: Option<u64>,
-    /// Retry calls on this thread and page that this call completes.
-    pub linked_retries: u32,
+    /// The fault's calls that returned VM_FAULT_RETRY (of a record that is no fault: its
+    /// calls).
+    pub retry_calls: u32,
+    /// Of them, calls made under the per-VMA lock.
+    pub vma_lock_retries: u32,
     /// Levels tried and entries mapped, where the mode and probes see them.
     pub mapped: Option<Mapped>,
 }
@@ -250,13 +303,6 @@ impl VmaResolver for NoResolver {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct PendingRetry {
-    page: u64,
-    calls: u32,
-    start_ns: u64,
-}
-
 /// Accumulates records into totals, processes and VMAs.
 #[derive(Debug)]
 pub struct Analyzer {
@@ -280,13 +326,10 @@ pub struct Analyzer {
     pub no_entry: u64,
     /// Returns of a nested call.
     pub nested: u64,
-    /// Retry calls never completed by a later call on the same thread and page.
-    pub unlinked_retries: u64,
     /// The nested probes that report levels and entries are attached.
     pub sizes_visible: bool,
     /// What the what-if replay needs (addresses in order, pfn runs, levels asked).
     pub whatif: crate::whatif::Observer,
-    pending: HashMap<u32, PendingRetry>,
 }
 
 impl Analyzer {
@@ -303,79 +346,49 @@ impl Analyzer {
             records: 0,
             no_entry: 0,
             nested: 0,
-            unlinked_retries: 0,
             sizes_visible: true,
             whatif: crate::whatif::Observer::default(),
-            pending: HashMap::new(),
         }
     }
 
-    /// Interprets a record and links retries; updates the pending-retry state.
-    pub fn classify(&mut self, r: &FaultRecord) -> Classified {
-        self.classify_linked(r, true)
-    }
-
-    /// [`Analyzer::classify`]; `link` false for a class of faults counted in the kernel,
-    /// which has no thread or address to link retries by.
-    fn classify_linked(&mut self, r: &FaultRecord, link: bool) -> Classified {
+    /// Interprets a record.
+    pub fn classify(&self, r: &FaultRecord) -> Classified {
         let from_return = matches!(r.source, source::FEXIT | source::KRETPROBE);
-        let retry = from_return && r.ret & kernel::VM_FAULT_RETRY != 0;
-        let error = from_return
-            && r.ret
-                & (kernel::VM_FAULT_OOM
-                    | kernel::VM_FAULT_SIGBUS
-                    | kernel::VM_FAULT_SIGSEGV
-                    | kernel::VM_FAULT_HWPOISON
-                    | kernel::VM_FAULT_HWPOISON_LARGE)
-                != 0;
-        let major =
-            r.source == source::PERF_MAJOR || from_return && r.ret & kernel::VM_FAULT_MAJOR != 0;
+        // A record closed on a VM_FAULT_RETRY is no fault: the kernel side gave up waiting
+        // for its completing call, or the return had no entry (or was nested).
+        let retry =
+            from_return && r.ret & kernel::VM_FAULT_RETRY != 0 || r.has(rflags::RETRY_PENDING);
+        let unfinished = retry.then(|| {
+            if r.has(rflags::RETRY_PENDING) {
+                Unfinished::Pending
+            } else {
+                Unfinished::Unlinked
+            }
+        });
+        let error = from_return && !retry && r.ret & kernel::FAULT_FAILED != 0;
+        let major = r.source == source::PERF_MAJOR
+            || from_return && !retry && r.ret & kernel::VM_FAULT_MAJOR != 0;
         let write = (r.has(rflags::HAS_FAULT_FLAGS)
             && r.fault_flags & kernel::FAULT_FLAG_WRITE != 0)
             || (!r.has(rflags::HAS_FAULT_FLAGS)
                 && r.has(rflags::HAS_EXCEPTION)
                 && r.error_code & kernel::X86_PF_WRITE != 0);
-        let page = r.address >> 12;
-        let mut latency_ns = r.latency_ns();
-        let mut linked_retries = 0;
-        if link && from_return && !r.has(rflags::NESTED) {
-            if retry {
-                let entry = self.pending.entry(r.tid).or_insert(PendingRetry {
-                    page,
-                    calls: 0,
-                    start_ns: r.start_ns,
-                });
-                if entry.page != page {
-                    // A retry on another page: the earlier one was never completed.
-                    self.unlinked_retries += u64::from(entry.calls);
-                    *entry = PendingRetry {
-                        page,
-                        calls: 0,
-                        start_ns: r.start_ns,
-                    };
-                }
-                entry.calls += 1;
-            } else if let Some(p) = self.pending.remove(&r.tid) {
-                if p.page == page && r.fault_flags & kernel::FAULT_FLAG_TRIED != 0 {
-                    linked_retries = p.calls;
-                    // The fault's latency spans its retried calls.
-                    if r.has(rflags::HAS_START) && p.start_ns != 0 && p.start_ns <= r.start_ns {
-                        latency_ns = Some(r.end_ns.saturating_sub(p.start_ns));
-                    }
-                } else {
-                    self.unlinked_retries += u64::from(p.calls);
-                }
-            }
-        }
+        let retry_calls = if retry {
+            u32::from(r.retries).max(1)
+        } else {
+            u32::from(r.retries)
+        };
         let mapped =
             (self.sizes_visible && !retry && r.has(rflags::HAS_MAPPING)).then(|| mapped(r));
         Classified {
             retry,
+            unfinished,
             error,
             major,
             write,
-            latency_ns,
-            linked_retries,
+            latency_ns: (!retry).then(|| r.latency_ns()).flatten(),
+            retry_calls,
+            vma_lock_retries: u32::from(r.vma_lock_retries),
             mapped,
         }
     }
@@ -415,7 +428,7 @@ impl Analyzer {
         }
         self.no_entry += n * u64::from(r.has(rflags::NO_ENTRY));
         self.nested += n * u64::from(r.has(rflags::NESTED));
-        let c = self.classify_linked(r, !aggregated);
+        let c = self.classify(r);
         self.totals.add(&c, n);
         let comm = r.comm_bytes();
         // The process table is bounded like the VMA table: a long run sees many short
@@ -512,9 +525,14 @@ impl Analyzer {
         }
     }
 
-    /// Retry calls still waiting for their completing call.
+    /// Retry calls still waiting for their completing call when tracing ended.
     pub fn pending_retries(&self) -> u64 {
-        self.pending.values().map(|p| u64::from(p.calls)).sum()
+        self.totals.pending_retries
+    }
+
+    /// Retry calls that no call completed on their thread and page.
+    pub fn unlinked_retries(&self) -> u64 {
+        self.totals.unlinked_retries
     }
 
     /// VMA rows, most faults first (ties by process and address).
@@ -619,8 +637,8 @@ pub(crate) mod tests {
         assert_eq!(rows[0].1.kind(), "anon");
     }
 
-    /// A class of faults counted in the kernel reads as that many records of the class,
-    /// except that its retry calls link to nothing.
+    /// A class of faults counted in the kernel reads as that many records of the class, its
+    /// retries (linked in the kernel) included.
     #[test]
     fn faults_counted_in_the_kernel_add_up_like_their_records() {
         use huge_fault_common::{latency, level};
@@ -638,8 +656,10 @@ pub(crate) mod tests {
                 | rflags::HAS_MAPPING,
             entries: [0, 0, 1, 0],
             chain: [
-                (u32::from(level::PUD) << 24) | kernel::VM_FAULT_FALLBACK,
-                (u32::from(level::PMD) << 24) | 0x100,
+                huge_fault_common::step(level::PUD, kernel::VM_FAULT_FALLBACK),
+                huge_fault_common::step(level::PMD, 0x100),
+                0,
+                0,
                 0,
                 0,
                 0,
@@ -649,10 +669,21 @@ pub(crate) mod tests {
             comm: *b"work\0\0\0\0\0\0\0\0\0\0\0\0",
             ..Default::default()
         };
+        // Faults whose first call returned VM_FAULT_RETRY under the per-VMA lock: linked in
+        // the kernel, their class has the retry in its chain and counts.
+        let mut retried = class(0x100, latency::bucket(2_000));
+        retried.chain[1] = huge_fault_common::step(
+            level::RETRY,
+            kernel::VM_FAULT_RETRY | huge_fault_common::STEP_VMA_LOCK,
+        );
+        retried.chain[2] = huge_fault_common::step(level::PMD, 0x100);
+        retried.chain_len = 3;
+        retried.retries = 1;
+        retried.vma_lock_retries = 1;
         let classes = [
             (class(0x100, latency::bucket(5_000)), 7),
             (class(0x100, latency::bucket(900_000)), 1),
-            (class(kernel::VM_FAULT_RETRY, latency::bucket(2_000)), 2),
+            (retried, 2),
         ];
         let mut agg = Analyzer::new(16);
         let mut one_by_one = Analyzer::new(16);
@@ -668,16 +699,19 @@ pub(crate) mod tests {
         assert_eq!(agg.aggregated, 10);
         assert_eq!(agg.records, 0);
         let t = &agg.totals;
-        assert_eq!((t.faults, t.retry_calls, t.writes), (8, 2, 8));
-        assert_eq!(t.entries, [0, 0, 8, 0]);
-        assert_eq!(t.bytes_mapped, 8 * (2 << 20));
-        assert_eq!(t.fallback_faults, 8);
+        assert_eq!((t.faults, t.retry_calls, t.writes), (10, 2, 10));
+        assert_eq!((t.retried_faults, t.vma_lock_retries), (2, 2));
+        assert_eq!(t.entries, [0, 0, 10, 0]);
+        assert_eq!(t.bytes_mapped, 10 * (2 << 20));
+        assert_eq!(t.fallback_faults, 10);
         assert_eq!(t.chains.get("PUD:FALLBACK PMD:OK"), Some(&8));
+        assert_eq!(t.chains.get("PUD:FALLBACK RETRY PMD:OK"), Some(&2));
         let o = &one_by_one.totals;
         assert_eq!(
             (
                 t.faults,
                 t.retry_calls,
+                t.retried_faults,
                 &t.entries,
                 &t.chains,
                 t.bytes_mapped
@@ -685,6 +719,7 @@ pub(crate) mod tests {
             (
                 o.faults,
                 o.retry_calls,
+                o.retried_faults,
                 &o.entries,
                 &o.chains,
                 o.bytes_mapped
@@ -695,69 +730,101 @@ pub(crate) mod tests {
         assert_eq!(p50, latency::upper(latency::bucket(5_000)));
         let rows = agg.vmas_sorted();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].1.stats.faults, 8);
-        assert_eq!(agg.unlinked_retries, 0);
+        assert_eq!(rows[0].1.stats.faults, 10);
+        assert_eq!(agg.unlinked_retries(), 0);
         assert_eq!(agg.pending_retries(), 0);
     }
 
+    /// A fault whose first call (under the per-VMA lock) returned VM_FAULT_RETRY: the kernel
+    /// side folds both calls into one record, its chain holding the steps of both.
+    fn retried_fault(tid: u32, addr: u64) -> FaultRecord {
+        use huge_fault_common::{STEP_VMA_LOCK, level, step};
+        let mut r = ret_call(tid, addr, 0x100, kernel::FAULT_FLAG_WRITE, (1000, 9000));
+        r.retries = 1;
+        r.vma_lock_retries = 1;
+        r.flags |= rflags::HAS_MAPPING;
+        let m = &mut r.mapping;
+        for st in [
+            step(level::PUD, kernel::VM_FAULT_FALLBACK),
+            step(level::PMD, kernel::VM_FAULT_FALLBACK),
+            step(level::RETRY, kernel::VM_FAULT_RETRY | STEP_VMA_LOCK),
+            step(level::PMD, kernel::VM_FAULT_FALLBACK),
+            step(level::PTE, 0x100),
+        ] {
+            m.push_step(st);
+        }
+        m.entries[1] = 1;
+        r
+    }
+
     #[test]
-    fn a_retried_call_is_linked_to_the_call_that_completes_it() {
+    fn a_retried_fault_is_one_fault_with_the_steps_of_all_its_calls() {
         let mut a = Analyzer::new(16);
-        let addr = 0x1000_2345;
-        a.ingest(
-            &ret_call(
-                5,
-                addr,
-                kernel::VM_FAULT_RETRY,
-                kernel::FAULT_FLAG_VMA_LOCK,
-                (1000, 1500),
+        a.ingest(&retried_fault(5, 0x1000_2345), &mut NoResolver);
+        let t = &a.totals;
+        assert_eq!(
+            (
+                t.faults,
+                t.retry_calls,
+                t.retried_faults,
+                t.vma_lock_retries
             ),
-            &mut NoResolver,
+            (1, 1, 1, 1)
         );
-        assert_eq!(a.pending_retries(), 1);
-        a.ingest(
-            &ret_call(
-                5,
-                addr,
-                kernel::VM_FAULT_MAJOR,
-                kernel::FAULT_FLAG_TRIED,
-                (2000, 9000),
-            ),
-            &mut NoResolver,
+        assert_eq!((t.unlinked_retries, t.pending_retries), (0, 0));
+        assert_eq!(
+            t.chains.keys().collect::<Vec<_>>(),
+            ["PUD:FALLBACK PMD:FALLBACK RETRY PMD:FALLBACK PTE:OK"]
         );
-        assert_eq!(a.totals.faults, 1);
-        assert_eq!(a.totals.retry_calls, 1);
-        assert_eq!(a.totals.retried_faults, 1);
-        assert_eq!(a.totals.major, 1);
-        assert_eq!(a.unlinked_retries, 0);
-        assert_eq!(a.pending_retries(), 0);
-        // Latency spans the retried call: 9000 - 1000.
-        assert_eq!(a.totals.latency.summary().unwrap().max, 8000);
+        // One fault that fell back three times (two levels in the first call, one in the
+        // second): one fallback fault, three FALLBACK answers.
+        assert_eq!((t.fallback_faults, t.fallback_steps), (1, 3));
+        assert_eq!(t.entries, [0, 1, 0, 0]);
+        // Latency spans both calls: 9000 - 1000.
+        assert_eq!(t.latency.summary().unwrap().max, 8000);
         let v = &a.vmas_sorted()[0].1.stats;
         assert_eq!((v.faults, v.retry_calls, v.retried_faults), (1, 1, 1));
     }
 
     #[test]
-    fn a_retry_on_another_page_is_unlinked() {
+    fn retry_calls_no_call_completed_are_unlinked_or_pending_not_faults() {
         let mut a = Analyzer::new(16);
-        a.ingest(
-            &ret_call(5, 0x1000_0000, kernel::VM_FAULT_RETRY, 0, (1, 2)),
-            &mut NoResolver,
-        );
-        a.ingest(
-            &ret_call(5, 0x1000_8000, 0, kernel::FAULT_FLAG_TRIED, (3, 4)),
-            &mut NoResolver,
-        );
-        assert_eq!(a.totals.retried_faults, 0);
-        assert_eq!(a.unlinked_retries, 1);
-        // Without TRIED the completing call is a new fault, not the retry's completion.
-        a.ingest(
-            &ret_call(6, 0x1000_0000, kernel::VM_FAULT_RETRY, 0, (1, 2)),
-            &mut NoResolver,
-        );
-        a.ingest(&ret_call(6, 0x1000_0000, 0, 0, (3, 4)), &mut NoResolver);
-        assert_eq!(a.unlinked_retries, 2);
-        assert_eq!(a.totals.faults, 2);
+        // The kernel side gave up waiting: the thread's next call was on another page.
+        let mut gone = retried_fault(5, 0x1000_0000);
+        gone.ret = kernel::VM_FAULT_RETRY;
+        gone.retries = 2;
+        gone.flags |= rflags::RETRY_UNLINKED;
+        a.ingest(&gone, &mut NoResolver);
+        // A return without an entry that returned VM_FAULT_RETRY: one call.
+        let mut orphan = ret_call(6, 0x1000_8000, kernel::VM_FAULT_RETRY, 0, (0, 4));
+        orphan.flags = (orphan.flags & !rflags::HAS_START) | rflags::NO_ENTRY;
+        a.ingest(&orphan, &mut NoResolver);
+        // Still waiting when tracing ended.
+        let mut waiting = retried_fault(7, 0x1000_9000);
+        waiting.ret = kernel::VM_FAULT_RETRY;
+        waiting.flags |= rflags::RETRY_PENDING;
+        a.ingest(&waiting, &mut NoResolver);
+        let t = &a.totals;
+        assert_eq!((t.faults, t.retried_faults, t.retry_calls), (0, 0, 4));
+        assert_eq!((t.unlinked_retries, t.pending_retries), (3, 1));
+        assert_eq!((a.unlinked_retries(), a.pending_retries()), (3, 1));
+        assert!(t.chains.is_empty() && t.latency.summary().is_none());
+        let v = &a.vmas_sorted()[0].1.stats;
+        assert_eq!((v.unlinked_retries, v.pending_retries), (3, 1));
+    }
+
+    #[test]
+    fn a_batch_of_inserts_in_one_call_is_one_step_with_a_count() {
+        use huge_fault_common::{level, step};
+        let mut r = ret_call(5, 0x1000_0000, 0x100, kernel::FAULT_FLAG_WRITE, (1, 2));
+        r.flags |= rflags::HAS_MAPPING;
+        for _ in 0..16 {
+            r.mapping.push_step(step(level::PTE, 0x100));
+        }
+        r.mapping.entries[1] = 16;
+        let m = mapped(&r);
+        assert_eq!((m.chain.as_str(), m.entries), ("PTE:OK×16", [0, 16, 0, 0]));
+        assert_eq!(m.bytes, 16 * 4096);
     }
 
     #[test]
@@ -860,8 +927,8 @@ pub(crate) mod tests {
         step(&mut pmd, level::PMD, 0, 2 << 20);
         let m = mapped(&pmd);
         assert_eq!(
-            (m.chain.as_str(), m.entries, m.bytes, m.fallback),
-            ("PMD:OK", [0, 0, 1, 0], 2 << 20, false)
+            (m.chain.as_str(), m.entries, m.bytes, m.fallback_steps),
+            ("PMD:OK", [0, 0, 1, 0], 2 << 20, 0)
         );
 
         let mut fb = base;
@@ -869,8 +936,8 @@ pub(crate) mod tests {
         step(&mut fb, level::PMD, kernel::VM_FAULT_FALLBACK, 2 << 20);
         let m = mapped(&fb);
         assert_eq!(
-            (m.chain.as_str(), m.entries, m.bytes, m.fallback),
-            ("PMD:FALLBACK PTE:OK", [0, 1, 0, 0], 4096, true)
+            (m.chain.as_str(), m.entries, m.bytes, m.fallback_steps),
+            ("PMD:FALLBACK PTE:OK", [0, 1, 0, 0], 4096, 1)
         );
 
         let mut pud = base;
@@ -894,8 +961,8 @@ pub(crate) mod tests {
         dax.mapping.chain_len = 2;
         let m = mapped(&dax);
         assert_eq!(
-            (m.chain.as_str(), m.entries, m.fallback),
-            ("PMD:FALLBACK PTE:OK", [0, 1, 0, 0], true)
+            (m.chain.as_str(), m.entries, m.fallback_steps),
+            ("PMD:FALLBACK PTE:OK", [0, 1, 0, 0], 1)
         );
 
         let mut bus = base;

@@ -7,76 +7,57 @@ use huge_fault_common::KernelOffsets;
 
 use crate::btf::Btf;
 
-/// `enum vm_fault_reason` bits (include/linux/mm_types.h).
-pub const VM_FAULT_BITS: &[(u32, &str)] = &[
-    (0x0001, "OOM"),
-    (0x0002, "SIGBUS"),
-    (0x0004, "MAJOR"),
-    // Removed in 6.2; harmless on later kernels, where the bit is never set.
-    (0x0008, "WRITE"),
-    (0x0010, "HWPOISON"),
-    (0x0020, "HWPOISON_LARGE"),
-    (0x0040, "SIGSEGV"),
-    (0x0100, "NOPAGE"),
-    (0x0200, "LOCKED"),
-    (0x0400, "RETRY"),
-    (0x0800, "FALLBACK"),
-    (0x1000, "DONE_COW"),
-    (0x2000, "NEEDDSYNC"),
-    (0x4000, "COMPLETED"),
+/// The ABI values (`vm_fault_t`, fault flags, x86 error code, `vm_flags`) shared with the
+/// programs.
+pub use huge_fault_common::kabi::*;
+
+/// A kind of fault whose first call (under the per-VMA lock, `FAULT_FLAG_VMA_LOCK`) returns
+/// VM_FAULT_RETRY because that lock is not enough, so that x86 calls `handle_mm_fault` again
+/// under the mmap lock, without `FAULT_FLAG_TRIED` (arch/x86/mm/fault.c adds it only after a
+/// major first call). Read from Debian's 6.12.117 and 7.2.13 sources; Debian's 6.1 has no
+/// per-VMA lock (the lab's three kernels; 6.4 to 6.11 differ and are not listed).
+#[derive(Clone, Copy, Debug)]
+pub struct VmaLockRetry {
+    /// The first kernel (major, minor) of the lab's where it holds.
+    pub since: (u32, u32),
+    pub faults: &'static str,
+    /// Where the kernel returns RETRY.
+    pub source: &'static str,
+}
+
+pub const VMA_LOCK_RETRIES: &[VmaLockRetry] = &[
+    VmaLockRetry {
+        since: (6, 12),
+        faults: "every fault that reaches the PTE path of a `fault` handler without \
+                 `map_pages` (DAX files, device-dax below its alignment, vfio-pci, DRM TTM \
+                 and GEM shmem, the lab's driver); `huge_fault` is asked first, under the \
+                 VMA lock, and asked again for a PMD in the second call when no PTE table \
+                 exists yet",
+        source: "mm/memory.c vmf_can_call_fault (do_read_fault, do_cow_fault, \
+                 do_shared_fault)",
+    },
+    VmaLockRetry {
+        since: (6, 12),
+        faults: "write-protect faults of such mappings with `pfn_mkwrite` or `page_mkwrite`",
+        source: "mm/memory.c wp_pfn_shared, wp_page_shared",
+    },
+    VmaLockRetry {
+        since: (6, 12),
+        faults: "the first write to anonymous memory without an anon_vma yet (also THP, \
+                 COW and private hugetlb), only when mmap_read_trylock fails",
+        source: "mm/memory.c __vmf_anon_prepare",
+    },
+    VmaLockRetry {
+        since: (6, 12),
+        faults: "device-private memory (HMM) swap entries; on 7.2 device-private PMDs too",
+        source: "mm/memory.c do_swap_page, mm/huge_memory.c do_huge_pmd_device_private",
+    },
+    VmaLockRetry {
+        since: (6, 12),
+        faults: "a VMA armed by userfaultfd",
+        source: "handle_userfault (fs/userfaultfd.c; mm/userfaultfd.c on 7.2)",
+    },
 ];
-
-pub const VM_FAULT_OOM: u32 = 0x0001;
-pub const VM_FAULT_SIGBUS: u32 = 0x0002;
-pub const VM_FAULT_MAJOR: u32 = 0x0004;
-pub const VM_FAULT_HWPOISON: u32 = 0x0010;
-pub const VM_FAULT_HWPOISON_LARGE: u32 = 0x0020;
-pub const VM_FAULT_SIGSEGV: u32 = 0x0040;
-pub const VM_FAULT_RETRY: u32 = 0x0400;
-pub const VM_FAULT_FALLBACK: u32 = 0x0800;
-pub const VM_FAULT_COMPLETED: u32 = 0x4000;
-/// `VM_FAULT_ERROR`: the fault failed.
-pub const VM_FAULT_ERROR: u32 = VM_FAULT_OOM
-    | VM_FAULT_SIGBUS
-    | VM_FAULT_SIGSEGV
-    | VM_FAULT_HWPOISON
-    | VM_FAULT_HWPOISON_LARGE
-    | VM_FAULT_FALLBACK;
-
-/// `enum fault_flag` bits (include/linux/mm_types.h).
-pub const FAULT_FLAG_BITS: &[(u32, &str)] = &[
-    (1 << 0, "WRITE"),
-    (1 << 1, "MKWRITE"),
-    (1 << 2, "ALLOW_RETRY"),
-    (1 << 3, "RETRY_NOWAIT"),
-    (1 << 4, "KILLABLE"),
-    (1 << 5, "TRIED"),
-    (1 << 6, "USER"),
-    (1 << 7, "REMOTE"),
-    (1 << 8, "INSTRUCTION"),
-    (1 << 9, "INTERRUPTIBLE"),
-    (1 << 10, "UNSHARE"),
-    (1 << 11, "ORIG_PTE_VALID"),
-    (1 << 12, "VMA_LOCK"),
-];
-
-pub const FAULT_FLAG_WRITE: u32 = 1 << 0;
-pub const FAULT_FLAG_TRIED: u32 = 1 << 5;
-pub const FAULT_FLAG_USER: u32 = 1 << 6;
-pub const FAULT_FLAG_VMA_LOCK: u32 = 1 << 12;
-
-/// x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h).
-pub const X86_PF_PROT: u32 = 1 << 0;
-pub const X86_PF_WRITE: u32 = 1 << 1;
-pub const X86_PF_USER: u32 = 1 << 2;
-pub const X86_PF_INSTR: u32 = 1 << 4;
-
-/// `vm_flags` bits used to classify a mapping (include/linux/mm.h).
-pub const VM_SHARED: u64 = 0x0000_0008;
-pub const VM_PFNMAP: u64 = 0x0000_0400;
-pub const VM_IO: u64 = 0x0000_4000;
-pub const VM_HUGETLB: u64 = 0x0040_0000;
-pub const VM_MIXEDMAP: u64 = 0x1000_0000;
 
 /// `A|B|C` names of the set bits of `value`; unknown bits as hex.
 pub fn bit_names(value: u32, table: &[(u32, &str)]) -> String {
@@ -801,6 +782,14 @@ mod libc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_vma_lock_retry_names_where_the_kernel_returns_it() {
+        for r in VMA_LOCK_RETRIES {
+            assert!(r.since >= (6, 4), "no per-VMA lock before 6.4: {r:?}");
+            assert!(r.source.contains('/') && !r.faults.is_empty(), "{r:?}");
+        }
+    }
 
     #[test]
     fn bit_names_lists_known_and_unknown_bits() {

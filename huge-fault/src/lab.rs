@@ -21,8 +21,11 @@ pub enum Source {
     Tool(&'static str),
     /// A key of the workload's ground-truth line.
     Truth(&'static str),
-    /// The delta of a kernel counter around the workload: a /proc/vmstat key, or the
-    /// absolute path of a sysfs file holding one number.
+    /// A kernel count around the workload: the delta of a /proc/vmstat key or of a sysfs
+    /// file holding one number (its absolute path), or `event:SYS:NAME[ if FILTER]`
+    /// (`event:kprobe:FUNC` for a function) for the hits of a tracepoint or kprobe event by
+    /// the workload's pid, counted by an ftrace hist trigger: the kernel's own tracing,
+    /// independent of the tool.
     Vmstat(&'static str),
 }
 
@@ -30,15 +33,9 @@ pub enum Source {
 pub enum Expected {
     N(u64),
     S(&'static str),
-}
-
-impl Expected {
-    fn to_value(self) -> Value {
-        match self {
-            Expected::N(n) => Value::from(n),
-            Expected::S(s) => Value::from(s),
-        }
-    }
+    /// The value of another source: a second, independent count of the same thing (the
+    /// driver's own count of its answers, a kernel counter).
+    Same(Source),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -90,6 +87,17 @@ const fn truth(key: &'static str, n: u64) -> Check {
         expect: Expected::N(n),
         pending: None,
         needs_return: false,
+        kernels: Needs::Always,
+    }
+}
+/// The tool's `key` must equal a second count of the same thing, from `other`. Seen in the
+/// modes that see every call.
+const fn same(key: &'static str, other: Source) -> Check {
+    Check {
+        source: Source::Tool(key),
+        expect: Expected::Same(other),
+        pending: None,
+        needs_return: true,
         kernels: Needs::Always,
     }
 }
@@ -154,12 +162,79 @@ pub struct Scenario {
     /// The `range`-policy twin whose real faults and entries this run's what-if section
     /// must predict exactly, VMA by VMA (checked when both ran in the same mode).
     pub predicts: Option<&'static str>,
+    /// Who counts the scenario a second time, independently of the tool: its FALLBACK
+    /// steps and retried faults must equal that count (in the modes that see every call).
+    pub counted_by: Option<SecondCount>,
     /// sysfs writes before the workload, restored afterwards.
     pub sysfs: &'static [(&'static str, &'static str)],
     /// A filesystem the workload needs: (mount point, fstype, options), mounted once.
     pub mount: Option<(&'static str, &'static str, &'static str)>,
     pub workload: &'static [&'static str],
     pub checks: &'static [Check],
+}
+
+/// A second count of a scenario's fallbacks and retries, made without the tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondCount {
+    /// The lab driver counts its handlers' answers (HFGPU_GET_STATS, read by the workload
+    /// around its touch loops): the FALLBACK steps are its FALLBACK answers; the retried
+    /// faults are the calls of its PTE fault handler on 6.12+ (the core returns
+    /// VM_FAULT_RETRY under the per-VMA lock before calling a `fault` handler without
+    /// `map_pages`: `vmf_can_call_fault`), each retried once under that lock; none before.
+    Driver,
+    /// DAX counts every PMD fallback in /proc/vmstat `thp_fault_fallback`
+    /// (`dax_iomap_pmd_fault`): the FALLBACK steps. Its `fs_dax:dax_pte_fault` tracepoint
+    /// fires in the PTE fault handler, which the core calls on 6.12+ only after the per-VMA
+    /// lock's RETRY (ext4's DAX operations have no `map_pages`): the retried faults.
+    Dax,
+}
+
+/// [`SecondCount::Driver`]'s checks.
+const DRIVER_COUNTS: &[Check] = &[
+    same("sum:fallback_steps", Source::Truth("drv_fallbacks")),
+    since(
+        same("sum:retried_faults", Source::Truth("drv_fault_calls")),
+        6,
+        12,
+    ),
+    since(
+        same("sum:retry_calls", Source::Truth("drv_fault_calls")),
+        6,
+        12,
+    ),
+    since(
+        same("sum:vma_lock_retries", Source::Truth("drv_fault_calls")),
+        6,
+        12,
+    ),
+    before(sized("sum:retried_faults", 0), 6, 12),
+    before(sized("sum:retry_calls", 0), 6, 12),
+    // The core never calls a `fault` handler without `map_pages` under the per-VMA lock.
+    truth("drv_fault_calls_vma_lock", 0),
+];
+
+/// [`SecondCount::Dax`]'s checks.
+const DAX_COUNTS: &[Check] = &[
+    same("fallback_steps", Source::Vmstat("thp_fault_fallback")),
+    since(
+        same("retried_faults", Source::Vmstat(DAX_PTE_FAULTS)),
+        6,
+        12,
+    ),
+    before(sized("retried_faults", 0), 6, 12),
+];
+
+/// The PTE faults DAX handled, by the workload (see [`SecondCount::Dax`]).
+const DAX_PTE_FAULTS: &str = "event:fs_dax:dax_pte_fault";
+
+impl SecondCount {
+    /// The checks it stands for.
+    fn checks(self) -> &'static [Check] {
+        match self {
+            SecondCount::Driver => DRIVER_COUNTS,
+            SecondCount::Dax => DAX_COUNTS,
+        }
+    }
 }
 
 const THP: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
@@ -192,6 +267,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "anonymous THP",
         needs: Needs::Always,
         todo: None,
+        counted_by: None,
         predicts: None,
         sysfs: &[(THP, "madvise"), (THP_DEFRAG, "madvise")],
         mount: None,
@@ -217,6 +293,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "anonymous THP",
         needs: Needs::Always,
         todo: None,
+        counted_by: None,
         predicts: None,
         sysfs: &[(THP, "madvise"), (THP_DEFRAG, "madvise")],
         mount: None,
@@ -242,6 +319,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "anonymous THP",
         needs: Needs::Always,
         todo: None,
+        counted_by: None,
         predicts: None,
         sysfs: &[(THP, "madvise")],
         mount: None,
@@ -261,6 +339,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "anonymous THP",
         needs: Needs::Always,
         todo: None,
+        counted_by: None,
         predicts: None,
         // THP off system-wide: MADV_HUGEPAGE changes nothing.
         sysfs: &[(THP, "never")],
@@ -281,6 +360,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "hugetlbfs",
         needs: Needs::Always,
         todo: None,
+        counted_by: None,
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -302,6 +382,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "hugetlbfs",
         needs: Needs::Always,
         todo: None,
+        counted_by: None,
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -326,6 +407,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "kernel older than 6.9 (no multi-size anonymous THP fault statistics)",
         ),
         todo: None,
+        counted_by: None,
         predicts: None,
         // PMD-size THP off, 64 KiB anonymous folios always: 1 MiB is sixteen 64 KiB faults,
         // each mapping a 64 KiB folio with 16 PTEs.
@@ -360,6 +442,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "shmem THP",
         needs: Needs::Always,
         todo: None,
+        counted_by: None,
         predicts: None,
         sysfs: &[],
         // tmpfs with huge=always: each 2 MiB of the file is one huge folio, mapped by
@@ -392,6 +475,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "fsdax",
         needs: Needs::Always,
         todo: None,
+        counted_by: Some(SecondCount::Dax),
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -418,6 +502,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "fsdax",
         needs: Needs::Always,
         todo: None,
+        counted_by: Some(SecondCount::Dax),
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -450,15 +535,15 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "fsdax",
         needs: Needs::Always,
         todo: None,
+        counted_by: Some(SecondCount::Dax),
         predicts: None,
         sysfs: &[],
         mount: None,
         // Mapped 64 KiB past a 2 MiB boundary: file offsets and addresses never line up for
-        // a PMD, so every page is a PTE fault. The kernel still asks ext4 for a PMD in each
-        // 2 MiB-aligned range first, which falls back. /proc/vmstat thp_fault_fallback is
-        // not checked: measured around the touch loop it was 4 on 6.1 but 8 or 10 on 6.12
-        // and 7.2 from one run to the next, so it is not a fixed number. Every fault allocates
-        // a block, which DAX reports as a major fault.
+        // a PMD, so every page is a PTE fault. The kernel still asks ext4 for a PMD at the
+        // first fault in each of the five 2 MiB ranges the mapping touches (the workload
+        // owns them all, so no other mapping's page table fills a PMD slot), which falls
+        // back. Every fault allocates a block, which DAX reports as a major fault.
         workload: &[
             "file",
             "--path",
@@ -480,10 +565,28 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pmd", 0),
             sized("entries.pte", 2048),
             sized("bytes_mapped", 8 << 20),
-            // The faults whose chain holds ext4's PMD fallback (`PMD:FALLBACK PTE:OK`) are
-            // not checked: 4 in most runs, 5 in one run on 6.12. On 6.12 and 7.2 every fault
-            // is first tried under the per-VMA lock and retried (retry_calls 2048), which is
-            // where the run-to-run difference comes from.
+            sized("fallback_faults", 5),
+            // 6.1 (no per-VMA lock): one call per fault, one PMD fallback per range.
+            before(sized_s("chains.0.chain", "PTE:OK"), 6, 12),
+            before(sized("chains.0.count", 2043), 6, 12),
+            before(sized_s("chains.1.chain", "PMD:FALLBACK PTE:OK"), 6, 12),
+            before(sized("fallback_steps", 5), 6, 12),
+            before(sized("retried_faults", 0), 6, 12),
+            // 6.12+: the first call runs under the per-VMA lock; ext4's PMD attempt falls
+            // back there, then the PTE path returns RETRY (ext4_dax_vm_ops has no
+            // map_pages: vmf_can_call_fault), and the second call asks for the PMD again
+            // (its PTE table is still missing): two fallbacks per range, every fault
+            // retried once.
+            since(sized_s("chains.0.chain", "RETRY PTE:OK"), 6, 12),
+            since(sized("chains.0.count", 2043), 6, 12),
+            since(
+                sized_s("chains.1.chain", "PMD:FALLBACK RETRY PMD:FALLBACK PTE:OK"),
+                6,
+                12,
+            ),
+            since(sized("fallback_steps", 10), 6, 12),
+            since(sized("retried_faults", 2048), 6, 12),
+            since(sized("vma_lock_retries", 2048), 6, 12),
         ],
     },
     Scenario {
@@ -491,6 +594,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "devdax",
         needs: Needs::Always,
         todo: None,
+        counted_by: None,
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -514,6 +618,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "devdax",
         needs: Needs::Always,
         todo: None,
+        counted_by: None,
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -540,6 +645,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Kernel(6, 12, NO_PFNMAP_HUGE_FAULT_BEFORE),
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: Some("drv-range-aligned"),
         sysfs: &[],
         mount: None,
@@ -566,6 +672,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Below(6, 12, "the kernel calls huge_fault for PFNMAP VMAs"),
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: Some("drv-range-aligned-6.1"),
         sysfs: &[],
         mount: None,
@@ -586,6 +693,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Kernel(6, 12, NO_PFNMAP_HUGE_FAULT_BEFORE),
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: Some("drv-range-aligned"),
         sysfs: &[],
         mount: None,
@@ -608,6 +716,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Always,
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -622,8 +731,30 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pmd", 0),
             sized("entries.pte", 2048),
             sized("bytes_mapped", 8 << 20),
-            sized_s("chains.0.chain", "PTE:OK"),
+            // 6.12+: every fault's first call, under the per-VMA lock, returns RETRY before
+            // the PTE fault handler (no `map_pages`); the first fault of each 2 MiB range
+            // asks for a PMD in both calls, the very first for a PUD too (the PMD table is
+            // allocated in its first call, so the second asks no PUD).
+            before(sized_s("chains.0.chain", "PTE:OK"), 6, 12),
+            since(sized_s("chains.0.chain", "RETRY PTE:OK"), 6, 12),
+            since(sized("chains.0.count", 2044), 6, 12),
+            since(
+                sized_s("chains.1.chain", "PMD:FALLBACK RETRY PMD:FALLBACK PTE:OK"),
+                6,
+                12,
+            ),
+            since(sized("chains.1.count", 3), 6, 12),
+            since(
+                sized_s(
+                    "chains.2.chain",
+                    "PUD:FALLBACK PMD:FALLBACK RETRY PMD:FALLBACK PTE:OK",
+                ),
+                6,
+                12,
+            ),
             since(sized("fallback_faults", 4), 6, 12),
+            since(sized("fallback_steps", 9), 6, 12),
+            since(sized("retried_faults", 2048), 6, 12),
             before(sized("fallback_faults", 0), 6, 12),
             // What-if, by hand: one fault either way. On 6.12+ the kernel asks this VMA for
             // a PUD first, where a module's helper has no PMD table: 512 PTEs make it, then
@@ -644,6 +775,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Kernel(6, 12, NO_PFNMAP_HUGE_FAULT_BEFORE),
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -666,6 +798,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Below(6, 12, "the kernel calls huge_fault for PFNMAP VMAs"),
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -688,6 +821,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Kernel(6, 12, NO_PFNMAP_HUGE_FAULT_BEFORE),
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: Some("drv-mid-gib-range"),
         sysfs: &[],
         mount: None,
@@ -715,17 +849,23 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pte", 32),
             sized("bytes_mapped", (1 << 30) + (4 << 20) + (128 << 10)),
             // The workload owns the 1 GiB blocks around the buffer, so every empty PUD slot
-            // is asked for: a PMD FALLBACK at each edge's first fault (after the VMA-lock
-            // retry, whose PUD FALLBACK stays in the retried call), and PUD FALLBACK then
-            // PMD at the third GiB.
+            // is asked for. Each edge's first fault asks for a PMD in both of its calls (the
+            // first, under the per-VMA lock, returns RETRY before the PTE handler), the
+            // lower edge's for a PUD too in its first call; the third GiB's fault falls back
+            // from PUD to PMD; the PTE faults retry once each.
             sized("fallback_faults", 3),
-            sized_s("chains.0.chain", "PTE:OK"),
+            sized("fallback_steps", 6),
+            sized("retried_faults", 32),
+            sized_s("chains.0.chain", "RETRY PTE:OK"),
             sized("chains.0.count", 30),
-            sized_s("chains.1.chain", "PMD:FALLBACK PTE:OK"),
-            sized("chains.1.count", 2),
+            sized_s("chains.1.chain", "PMD:FALLBACK RETRY PMD:FALLBACK PTE:OK"),
             sized_s("chains.2.chain", "PMD:OK"),
-            sized_s("chains.3.chain", "PUD:FALLBACK PMD:OK"),
-            sized_s("chains.4.chain", "PUD:OK"),
+            sized_s(
+                "chains.3.chain",
+                "PUD:FALLBACK PMD:FALLBACK RETRY PMD:FALLBACK PTE:OK",
+            ),
+            sized_s("chains.4.chain", "PUD:FALLBACK PMD:OK"),
+            sized_s("chains.5.chain", "PUD:OK"),
         ],
     },
     Scenario {
@@ -733,6 +873,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Always,
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -771,6 +912,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Always,
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: Some("drv-misaligned-2m-range"),
         sysfs: &[],
         mount: None,
@@ -785,7 +927,20 @@ pub const SCENARIOS: &[Scenario] = &[
             tool("faults", 2048),
             sized("entries.pmd", 0),
             sized("entries.pte", 2048),
-            sized_s("chains.0.chain", "PTE:OK"),
+            before(sized_s("chains.0.chain", "PTE:OK"), 6, 12),
+            // 6.12+: each fault retried once under the per-VMA lock (see
+            // drv-pte-only-aligned); five 2 MiB ranges asked for a PMD in both calls, the
+            // first for a PUD in its first call.
+            since(sized_s("chains.0.chain", "RETRY PTE:OK"), 6, 12),
+            since(sized("chains.0.count", 2043), 6, 12),
+            since(
+                sized_s("chains.1.chain", "PMD:FALLBACK RETRY PMD:FALLBACK PTE:OK"),
+                6,
+                12,
+            ),
+            since(sized("chains.1.count", 4), 6, 12),
+            since(sized("fallback_steps", 11), 6, 12),
+            since(sized("retried_faults", 2048), 6, 12),
             // 6.12+ asks in all five 2 MiB ranges the VMA touches, whole or not.
             since(sized("fallback_faults", 5), 6, 12),
             before(sized("fallback_faults", 0), 6, 12),
@@ -796,6 +951,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Always,
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -819,6 +975,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Always,
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -845,9 +1002,14 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pmd", 0),
             sized("entries.pte", 2048),
             sized("bytes_mapped", 8 << 20),
-            sized_s("chains.0.chain", "PTE:OK"),
-            since(sized_s("chains.2.chain", "PTE:RANGE"), 6, 12),
+            before(sized_s("chains.0.chain", "PTE:OK"), 6, 12),
             before(sized_s("chains.1.chain", "PTE:RANGE"), 6, 12),
+            // 6.12+: the range fault comes from the PTE fault handler too, after the per-VMA
+            // lock retry.
+            since(sized_s("chains.0.chain", "RETRY PTE:OK"), 6, 12),
+            since(sized("chains.0.count", 28), 6, 12),
+            since(sized_s("chains.3.chain", "RETRY PTE:RANGE"), 6, 12),
+            since(sized("retried_faults", 33), 6, 12),
         ],
     },
     Scenario {
@@ -855,6 +1017,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Always,
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: Some("drv-misaligned-2m-range"),
         sysfs: &[],
         mount: None,
@@ -871,7 +1034,20 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pmd", 0),
             sized("entries.pte", 2048),
             sized("bytes_mapped", 8 << 20),
-            sized_s("chains.0.chain", "PTE:OK"),
+            before(sized_s("chains.0.chain", "PTE:OK"), 6, 12),
+            // 6.12+: each fault retried once under the per-VMA lock (see
+            // drv-pte-only-aligned); five 2 MiB ranges asked for a PMD in both calls, the
+            // first for a PUD in its first call.
+            since(sized_s("chains.0.chain", "RETRY PTE:OK"), 6, 12),
+            since(sized("chains.0.count", 2043), 6, 12),
+            since(
+                sized_s("chains.1.chain", "PMD:FALLBACK RETRY PMD:FALLBACK PTE:OK"),
+                6,
+                12,
+            ),
+            since(sized("chains.1.count", 4), 6, 12),
+            since(sized("fallback_steps", 11), 6, 12),
+            since(sized("retried_faults", 2048), 6, 12),
             since(sized("fallback_faults", 5), 6, 12),
             before(sized("fallback_faults", 0), 6, 12),
         ],
@@ -881,6 +1057,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Kernel(6, 12, NO_PFNMAP_HUGE_FAULT_BEFORE),
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: Some("gpu-runtime-range"),
         sysfs: &[],
         mount: None,
@@ -917,6 +1094,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Always,
         todo: None,
+        counted_by: Some(SecondCount::Driver),
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -960,6 +1138,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: "GPU driver",
         needs: Needs::Always,
         todo: None,
+        counted_by: None,
         predicts: None,
         sysfs: &[],
         mount: None,
@@ -987,15 +1166,40 @@ pub const KERNEL_LOG_ALARMS: &[&str] = &[
     "Call Trace:",
 ];
 
-/// The /proc/vmstat counters a set of scenarios needs.
+/// The kernel counters one scenario reads (see [`Source::Vmstat`]).
+fn counter_keys(s: &Scenario) -> impl Iterator<Item = &'static str> {
+    s.checks
+        .iter()
+        .chain(s.counted_by.map_or(&[][..], SecondCount::checks))
+        .flat_map(|c| {
+            let expected = match c.expect {
+                Expected::Same(Source::Vmstat(k)) => Some(k),
+                _ => None,
+            };
+            let read = match c.source {
+                Source::Vmstat(k) => Some(k),
+                _ => None,
+            };
+            read.into_iter().chain(expected)
+        })
+}
+
+/// The kernel events one scenario counts around its workload (`event:` keys).
+pub fn event_keys(s: &Scenario) -> Vec<&'static str> {
+    let mut keys: Vec<_> = counter_keys(s)
+        .filter(|k| k.starts_with("event:"))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The /proc/vmstat counters (and sysfs files) a set of scenarios needs.
 pub fn vmstat_keys(scenarios: &[&Scenario]) -> Vec<&'static str> {
     let mut keys: Vec<&'static str> = scenarios
         .iter()
-        .flat_map(|s| s.checks.iter())
-        .filter_map(|c| match c.source {
-            Source::Vmstat(k) => Some(k),
-            _ => None,
-        })
+        .flat_map(|s| counter_keys(s))
+        .filter(|k| !k.starts_with("event:"))
         .collect();
     keys.sort_unstable();
     keys.dedup();
@@ -1197,27 +1401,27 @@ pub fn evaluate(
     let mut checks = Vec::new();
     let mut failed = false;
     let version = kernel_version(kernel).unwrap_or((0, 0));
-    for c in s.checks {
+    let second = s.counted_by.map_or(&[][..], SecondCount::checks);
+    for c in s.checks.iter().chain(second) {
         if c.kernels.met(version).is_err() {
             continue;
         }
-        let (what, got) = match c.source {
-            Source::Tool(k) => {
-                let (bo, key) = split_bo(k);
-                let r = match bo {
-                    Some(i) => rows.get(i).copied().flatten(),
-                    None => row,
-                };
-                (format!("tool {k}"), r.and_then(|r| lookup(r, key)).cloned())
+        let (what, got) = source_value(c.source, &rows, row, truth, vmstat_delta);
+        let expected = match c.expect {
+            Expected::N(n) => Value::from(n),
+            Expected::S(s) => Value::from(s),
+            Expected::Same(other) => {
+                let (w, v) = source_value(other, &rows, row, truth, vmstat_delta);
+                Value::from(format!("{w} = {}", v.unwrap_or(Value::Null)))
             }
-            Source::Truth(k) => (format!("workload {k}"), truth.get(k).cloned()),
-            Source::Vmstat(k) => (
-                format!("vmstat {k}"),
-                vmstat_delta.get(k).map(|&d| Value::from(d)),
-            ),
         };
-        let expected = c.expect.to_value();
-        let matches = got.as_ref() == Some(&expected);
+        let matches = match c.expect {
+            Expected::Same(other) => {
+                let v = source_value(other, &rows, row, truth, vmstat_delta).1;
+                v.is_some() && got == v
+            }
+            _ => got.as_ref() == Some(&expected),
+        };
         let what_if = matches!(c.source, Source::Tool(k) if k.contains("what_if"));
         let outcome = if (c.needs_return && !sees_returns) || (what_if && !sees_what_if(mode)) {
             "not-visible"
@@ -1240,6 +1444,34 @@ pub fn evaluate(
             got: got.unwrap_or(Value::Null),
             outcome: outcome.into(),
         });
+    }
+    // Every retry call must be linked to its fault: none unlinked, none left waiting, in each
+    // of the workload's VMAs (a scenario that expects otherwise says so with its own check).
+    if sees_returns {
+        for key in ["unlinked_retries", "pending_retries"] {
+            if s.checks
+                .iter()
+                .any(|c| matches!(c.source, Source::Tool(k) if split_bo(k).1 == key))
+            {
+                continue;
+            }
+            // A missing row fails on its own checks.
+            for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.is_some()) {
+                let got = r.and_then(|r| r.get(key)).cloned();
+                let ok = got == Some(Value::from(0));
+                failed |= !ok;
+                checks.push(CheckResult {
+                    what: if rows.len() > 1 {
+                        format!("tool bo{i}:{key}")
+                    } else {
+                        format!("tool {key}")
+                    },
+                    expected: Value::from(0),
+                    got: got.unwrap_or(Value::Null),
+                    outcome: if ok { "pass" } else { "fail" }.into(),
+                });
+            }
+        }
     }
     // `--aggregate` writes no record: every number above came from the kernel's counts.
     if mode.ends_with("-aggregate") {
@@ -1272,10 +1504,9 @@ pub fn evaluate(
         });
     }
     // A workload without a mapping of its own (bad requests) has no VMA row to find.
-    let needs_row = s
-        .checks
-        .iter()
-        .any(|c| matches!(c.source, Source::Tool(k) if split_bo(k).0.is_none()));
+    let needs_row = s.checks.iter().any(
+        |c| matches!(c.source, Source::Tool(k) if split_bo(k).0.is_none() && !k.starts_with("sum:")),
+    );
     let reason = if row.is_none() && needs_row {
         Some(format!(
             "no VMA row {}-{} for pid {} in the tool's report",
@@ -1312,6 +1543,42 @@ pub fn evaluate(
     }
 }
 
+/// What a check reads, and its value: a key of the tool's row (`boN:KEY` for buffer object
+/// N, `sum:KEY` for the sum over every VMA the workload used), of the workload's ground
+/// truth, or a kernel counter's delta.
+fn source_value(
+    source: Source,
+    rows: &[Option<&Value>],
+    row: Option<&Value>,
+    truth: &Value,
+    vmstat_delta: &BTreeMap<String, i64>,
+) -> (String, Option<Value>) {
+    match source {
+        Source::Tool(k) => {
+            if let Some(key) = k.strip_prefix("sum:") {
+                let sum = rows.iter().try_fold(0u64, |acc, r| {
+                    Some(acc + r.and_then(|r| lookup(r, key))?.as_u64()?)
+                });
+                return (format!("tool {k}"), sum.map(Value::from));
+            }
+            let (bo, key) = split_bo(k);
+            let r = match bo {
+                Some(i) => rows.get(i).copied().flatten(),
+                None => row,
+            };
+            (format!("tool {k}"), r.and_then(|r| lookup(r, key)).cloned())
+        }
+        Source::Truth(k) => (format!("workload {k}"), truth.get(k).cloned()),
+        Source::Vmstat(k) => (
+            match k.strip_prefix("event:") {
+                Some(e) => format!("ftrace {e}"),
+                None => format!("vmstat {k}"),
+            },
+            vmstat_delta.get(k).map(|&d| Value::from(d)),
+        ),
+    }
+}
+
 /// `16M`-style sizes, as the workloads take them.
 pub fn parse_size(s: &str) -> Option<u64> {
     let (num, mult) = match s.chars().last()? {
@@ -1344,6 +1611,7 @@ mod tests {
                "vmas": [
             {"pid": 9, "start": "0x200000", "end": "0xa00000", "faults": faults, "writes": writes,
              "major": 0, "kind": "anon", "entries": {"pte": 0, "pmd": 4, "pud": 0},
+             "unlinked_retries": 0, "pending_retries": 0,
              "bytes_mapped": 8 << 20, "chains": [{"chain": "PMD:OK", "count": 4}]},
             {"pid": 9, "start": "0x1000", "end": "0x2000", "faults": 77}
         ]})
@@ -1368,6 +1636,7 @@ mod tests {
                                   "vma_table_overflow_faults": 0, "process_table_overflow_faults": 0, "malformed_records": 0},
             "vmas": [{"pid": 3, "start": "0x400000", "end": "0x500000", "faults": 16, "writes": 16,
                       "kind": "anon", "entries": {"pte": entries_pte, "pmd": 0, "pud": 0},
+                      "unlinked_retries": 0, "pending_retries": 0,
                       "bytes_mapped": entries_pte * 4096, "chains": [{"chain": "PTE:OK", "count": 16}]}]});
         let truth = json!({"pid": 3, "vma_start": "0x400000", "vma_end": "0x500000", "touches": 256,
                            "minflt": 16, "counter_delta": 16});
@@ -1570,14 +1839,16 @@ mod tests {
         let row = serde_json::json!({
             "pid": 7, "start": "0x1000", "end": "0x2000", "faults": 1,
             "entries": {"pmd": 0, "pte": 2048}, "chains": [{"chain": "PTE:RANGE", "count": 1}],
+            "fallback_steps": 0, "retried_faults": 0, "retry_calls": 0, "vma_lock_retries": 0,
+            "unlinked_retries": 0, "pending_retries": 0,
         });
         let report = serde_json::json!({
             "vmas": [row],
             "loss": {"ringbuf_drops": 0, "inflight_map_full": 0,
                      "vma_table_overflow_faults": 0, "process_table_overflow_faults": 0, "malformed_records": 0},
         });
-        let t =
-            serde_json::json!({"pid": 7, "vma_start": "0x1000", "vma_end": "0x2000", "minflt": 1});
+        let t = serde_json::json!({"pid": 7, "vma_start": "0x1000", "vma_end": "0x2000", "minflt": 1,
+            "drv_fallbacks": 0, "drv_fault_calls": 0, "drv_fault_calls_vma_lock": 0});
         let old = evaluate(s, "6.1.0-56-amd64", "kprobe", &report, &t, &BTreeMap::new());
         assert_eq!(old.status, Status::Pass, "{:?}", old.reason);
         // On 6.12 the chain must be PUD:RANGE: the 6.1 expectation does not apply there.
@@ -1591,6 +1862,99 @@ mod tests {
         );
         assert_eq!(new.status, Status::Fail);
         assert!(new.reason.unwrap().contains("PUD:RANGE"));
+    }
+
+    /// The driver's own count of its answers must equal the tool's, summed over the
+    /// workload's VMAs; an unlinked or pending retry in a VMA fails the scenario.
+    #[test]
+    fn second_counts_and_retry_anomalies_are_checked_per_vma() {
+        let s = scenario("gpu-runtime-range");
+        let row = |start: &str, fallback_steps: u64, unlinked: u64| {
+            json!({"pid": 9, "start": start, "end": "0xe", "faults": 1,
+                "fallback_steps": fallback_steps, "retried_faults": 0, "retry_calls": 0,
+                "vma_lock_retries": 0, "unlinked_retries": unlinked, "pending_retries": 0})
+        };
+        let rep = |a: u64, b: u64, unlinked: u64| {
+            json!({"vmas": [row("0xa", a, 0), row("0xb", b, unlinked)],
+                "loss": {"ringbuf_drops": 0, "inflight_map_full": 0,
+                    "vma_table_overflow_faults": 0, "process_table_overflow_faults": 0,
+                    "malformed_records": 0}})
+        };
+        let truth = json!({"pid": 9, "bos": [{"vma_start": "0xa", "vma_end": "0xe"},
+            {"vma_start": "0xb", "vma_end": "0xe"}], "drv_fallbacks": 3, "drv_fault_calls": 0,
+            "drv_fault_calls_vma_lock": 0});
+        let check = |r: &ScenarioResult, what: &str| {
+            r.checks
+                .iter()
+                .find(|c| c.what == what)
+                .map(|c| c.outcome.clone())
+        };
+        let r = evaluate(
+            s,
+            "6.12.1",
+            "kprobe",
+            &rep(1, 2, 0),
+            &truth,
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            check(&r, "tool sum:fallback_steps").as_deref(),
+            Some("pass"),
+            "{:?}",
+            r.checks
+        );
+        let r = evaluate(
+            s,
+            "6.12.1",
+            "kprobe",
+            &rep(1, 1, 0),
+            &truth,
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            check(&r, "tool sum:fallback_steps").as_deref(),
+            Some("fail")
+        );
+        assert!(
+            r.reason
+                .unwrap()
+                .contains("expected \"workload drv_fallbacks = 3\" got 2")
+        );
+        let r = evaluate(
+            s,
+            "6.12.1",
+            "kprobe",
+            &rep(1, 2, 1),
+            &truth,
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            check(&r, "tool bo1:unlinked_retries").as_deref(),
+            Some("fail")
+        );
+        assert_eq!(r.status, Status::Fail);
+        // Tracepoint-only mode cannot see either: not visible, not a failure.
+        let r = evaluate(
+            s,
+            "6.12.1",
+            "tracepoint-only",
+            &rep(1, 1, 1),
+            &truth,
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            check(&r, "tool sum:fallback_steps").as_deref(),
+            Some("not-visible")
+        );
+        assert!(check(&r, "tool bo1:unlinked_retries").is_none());
+        // A missing second count is never a pass.
+        let mut t = truth.clone();
+        t.as_object_mut().unwrap().remove("drv_fallbacks");
+        let r = evaluate(s, "6.12.1", "kprobe", &rep(1, 2, 0), &t, &BTreeMap::new());
+        assert_eq!(
+            check(&r, "tool sum:fallback_steps").as_deref(),
+            Some("fail")
+        );
     }
 
     #[test]
@@ -1694,6 +2058,11 @@ mod tests {
                 "thp_file_mapped"
             ]
         );
+        assert_eq!(
+            event_keys(scenario("fsdax-misaligned")),
+            ["event:fs_dax:dax_pte_fault"]
+        );
+        assert!(event_keys(scenario("thp-aligned")).is_empty());
         let vm = parse_vmstat("nr_free_pages 10\nthp_fault_alloc 3\n");
         assert_eq!(vm["thp_fault_alloc"], 3);
     }

@@ -17,7 +17,7 @@ use aya::{
     },
 };
 use aya_log::EbpfLogger;
-use huge_fault_common::{AggKey, FaultRecord, Filter, KernelOffsets, Settings, counter};
+use huge_fault_common::{AggKey, FaultRecord, Filter, InFlight, KernelOffsets, Settings, counter};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
@@ -111,12 +111,18 @@ pub fn short_error(e: &ProgramError) -> String {
             verifier_log,
         } => {
             let log = verifier_log.to_string();
+            // The verifier's reason is the last line before its statistics.
             let last = log
                 .lines()
                 .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim();
+                .map(str::trim)
+                .find(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("processed ")
+                        && !l.starts_with("verification time")
+                        && !l.starts_with("stack depth")
+                })
+                .unwrap_or("");
             if last.is_empty() {
                 format!("load refused: {io_error}")
             } else {
@@ -709,6 +715,36 @@ fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
+/// What reaches the analysis from the kernel side: a record, or faults of one class.
+enum Item<'a> {
+    Record(&'a FaultRecord),
+    Class(&'a AggKey, u64),
+}
+
+/// Writes an item to the recording (when there is one) and hands it to the analyzer, with
+/// the VMA resolver's answers recorded too.
+fn feed(
+    item: Item<'_>,
+    analyzer: &mut Analyzer,
+    maps: &mut ProcMaps,
+    mut recorder: Option<&mut Recorder>,
+) {
+    if let Some(r) = recorder.as_deref_mut() {
+        match item {
+            Item::Record(rec) => r.record(rec),
+            Item::Class(k, n) => r.aggregate(k, n),
+        }
+    }
+    let mut resolver = Recording {
+        inner: maps,
+        rec: recorder,
+    };
+    match item {
+        Item::Record(rec) => analyzer.ingest(rec, &mut resolver),
+        Item::Class(k, n) => analyzer.ingest_aggregate(k, n, &mut resolver),
+    }
+}
+
 /// Drains the ring buffer into the analyzer; returns how many records were read.
 fn drain(
     ring: &mut RingBuf<MapData>,
@@ -721,21 +757,64 @@ fn drain(
     while n < limit {
         let Some(item) = ring.next() else { break };
         match FaultRecord::from_bytes(&item) {
-            Some(rec) => {
-                if let Some(r) = recorder.as_deref_mut() {
-                    r.record(&rec);
-                }
-                let mut resolver = Recording {
-                    inner: maps,
-                    rec: recorder.as_deref_mut(),
-                };
-                analyzer.ingest(&rec, &mut resolver);
-            }
+            Some(rec) => feed(Item::Record(&rec), analyzer, maps, recorder.as_deref_mut()),
             None => analyzer.malformed += 1,
         }
         n += 1;
     }
     n
+}
+
+/// Faults that returned VM_FAULT_RETRY and were still waiting for their completing call
+/// when the programs detached, as records of their retry calls (read from the in-flight
+/// map after detach).
+fn pending_retries(ebpf: &Ebpf, mode: Mode) -> Vec<FaultRecord> {
+    let src = match mode {
+        Mode::Fentry => huge_fault_common::source::FEXIT,
+        Mode::Kprobe => huge_fault_common::source::KRETPROBE,
+        Mode::TracepointOnly => return vec![],
+    };
+    let Some(map) = ebpf.map("INFLIGHT") else {
+        return vec![];
+    };
+    let Ok(states) = aya::maps::HashMap::<_, u32, InFlight>::try_from(map) else {
+        return vec![];
+    };
+    let mut out: Vec<FaultRecord> = states
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, st)| st.waiting != 0)
+        .map(|(tid, st)| {
+            use huge_fault_common::rflags as f;
+            let mut comm = [0u8; 16];
+            if let Ok(c) = std::fs::read(format!("/proc/{}/comm", st.tgid)) {
+                let c = c.strip_suffix(b"\n").unwrap_or(&c);
+                let n = c.len().min(15);
+                comm[..n].copy_from_slice(&c[..n]);
+            }
+            FaultRecord {
+                start_ns: st.start_ns,
+                end_ns: st.start_ns,
+                address: st.address,
+                ip: st.ip,
+                tgid: st.tgid,
+                tid,
+                fault_flags: st.fault_flags,
+                ret: kernel::VM_FAULT_RETRY,
+                error_code: st.error_code,
+                source: src,
+                flags: f::HAS_ADDRESS | f::HAS_FAULT_FLAGS | f::HAS_RET | f::RETRY_PENDING,
+                retries: st.retries,
+                vma_lock_retries: st.vma_lock_retries,
+                comm,
+                mapping: st.mapping,
+                ..Default::default()
+            }
+        })
+        .collect();
+    // Map iteration order is the kernel's; a replay must see them in a fixed one.
+    out.sort_by_key(|r| (r.tgid, r.tid));
+    out
 }
 
 /// The `AGGREGATE` map: faults counted in the kernel by class. Counts only grow; each sweep
@@ -767,14 +846,7 @@ impl Aggregates {
             }
             let n = v - *before;
             *before = v;
-            if let Some(r) = recorder.as_deref_mut() {
-                r.aggregate(&k, n);
-            }
-            let mut resolver = Recording {
-                inner: maps,
-                rec: recorder.as_deref_mut(),
-            };
-            analyzer.ingest_aggregate(&k, n, &mut resolver);
+            feed(Item::Class(&k, n), analyzer, maps, recorder.as_deref_mut());
         }
     }
 }
@@ -1215,6 +1287,14 @@ async fn event_loop(
         usize::MAX,
     );
     aggregates.sweep(u64::MAX, &mut analyzer, &mut maps, recorder.as_mut());
+    for rec in pending_retries(&session.ebpf, session.mode) {
+        feed(
+            Item::Record(&rec),
+            &mut analyzer,
+            &mut maps,
+            recorder.as_mut(),
+        );
+    }
     if let Some(l) = logger.as_mut() {
         l.get_mut().flush();
     }

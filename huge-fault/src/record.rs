@@ -1,9 +1,9 @@
 //! Recordings: every per-fault record of a live run, with what the run needs to be
 //! reported again offline to the same numbers (`huge-fault report FILE`).
 //!
-//! Layout: the magic `HFREC003`, then tagged entries:
-//! - `R` + one 312-byte [`FaultRecord`], as the kernel wrote it;
-//! - `A` + one 152-byte [`AggKey`] + u64 count: faults of one class counted in the kernel
+//! Layout: the magic `HFREC004`, then tagged entries:
+//! - `R` + one 336-byte [`FaultRecord`], as the kernel wrote it;
+//! - `A` + one 176-byte [`AggKey`] + u64 count: faults of one class counted in the kernel
 //!   since the previous sweep (`--aggregate`, or the ring buffer was full);
 //! - `V` + u32 length + JSON: an answer of the VMA resolver (/proc/PID/maps) during the
 //!   ingest of the record (or class) before it, so that the replay names VMAs as the live
@@ -22,7 +22,7 @@ use crate::{
     report::RunInfo,
 };
 
-pub const MAGIC: &[u8; 8] = b"HFREC003";
+pub const MAGIC: &[u8; 8] = b"HFREC004";
 
 /// The last entry of a recording.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -198,6 +198,10 @@ pub fn replay_file(path: &std::path::Path, default_max_vmas: usize) -> Result<Re
 }
 
 /// One item read from a recording.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "an entry is read per record of the file; boxing it would allocate for each"
+)]
 enum Item {
     Entry(Entry),
     Trailer(Trailer),
@@ -309,7 +313,8 @@ fn replay_from<R: std::io::Read>(
         if n == magic.len() && magic[..5] == MAGIC[..5] && magic != *MAGIC {
             let v = String::from_utf8_lossy(&magic[5..]).into_owned();
             return Err(format!(
-                "recording format {v} is not the format this huge-fault reads (003): record it again"
+                "recording format {v} is not the format this huge-fault reads ({}): record it again",
+                String::from_utf8_lossy(&MAGIC[5..])
             ));
         }
         if n < magic.len() || magic != *MAGIC {

@@ -11,7 +11,7 @@ use crate::{
 };
 
 pub const SCHEMA: &str = "huge-fault.report";
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The state of one probe after attaching.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +89,6 @@ pub struct Aggregation {
 
 const AGGREGATION_WITHOUT: &[&str] = &[
     "exact latency (known to its bucket, within 12.5%)",
-    "retry links (retry calls are counted, not linked to the fault they precede)",
     "the what-if replay of their VMA (it needs every fault's address)",
 ];
 
@@ -99,6 +98,12 @@ pub struct StatsReport {
     /// `null` where the mode cannot see retried calls.
     pub retry_calls: Option<u64>,
     pub retried_faults: Option<u64>,
+    /// Retry calls made under the per-VMA lock (`FAULT_FLAG_VMA_LOCK`).
+    pub vma_lock_retries: Option<u64>,
+    /// Retry calls whose fault was not continued on the thread's next call (in
+    /// `retry_calls` too), and those still waiting when tracing ended.
+    pub unlinked_retries: Option<u64>,
+    pub pending_retries: Option<u64>,
     pub errors: Option<u64>,
     pub major: u64,
     pub writes: u64,
@@ -114,6 +119,9 @@ pub struct StatsReport {
     /// Faults whose chain holds a FALLBACK, and their share of all faults.
     pub fallback_faults: Option<u64>,
     pub fallback_rate: Option<f64>,
+    /// FALLBACK answers in those chains: a fault whose two calls both fell back at PMD
+    /// counts two (what a handler counting its own answers sees).
+    pub fallback_steps: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -146,6 +154,9 @@ impl StatsReport {
             faults: s.faults,
             retry_calls: vis.every_call.then_some(s.retry_calls),
             retried_faults: vis.every_call.then_some(s.retried_faults),
+            vma_lock_retries: vis.every_call.then_some(s.vma_lock_retries),
+            unlinked_retries: vis.every_call.then_some(s.unlinked_retries),
+            pending_retries: vis.every_call.then_some(s.pending_retries),
             errors: vis.failed_faults.then_some(s.errors),
             major: s.major,
             writes: s.writes,
@@ -162,6 +173,7 @@ impl StatsReport {
             fallback_faults: sizes.then_some(s.fallback_faults),
             fallback_rate: (sizes && s.faults > 0)
                 .then(|| (s.fallback_faults as f64 / s.faults as f64 * 1e4).round() / 1e4),
+            fallback_steps: sizes.then_some(s.fallback_steps),
         }
     }
 
@@ -334,7 +346,7 @@ impl Report {
                 nested_entries: ctr(c::NESTED),
                 returns_without_entry: ctr(c::NO_ENTRY),
                 vma_lookup_failures: ctr(c::VMA_LOOKUP_FAILED),
-                unlinked_retries: a.unlinked_retries,
+                unlinked_retries: a.unlinked_retries(),
                 pending_retries: a.pending_retries(),
             },
             kernel_counters: KernelCounters {
@@ -747,11 +759,11 @@ mod tests {
     }
 
     #[test]
-    fn json_schema_v2_has_versions_visibility_and_ranges() {
+    fn json_schema_v3_has_versions_visibility_and_ranges() {
         let rep = Report::build(&analyzer(), &run(Mode::TracepointOnly));
         let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
         assert_eq!(v["schema"], "huge-fault.report");
-        assert_eq!(v["version"], 2);
+        assert_eq!(v["version"], 3);
         assert_eq!(v["mode"], "tracepoint-only");
         assert_eq!(v["visibility"]["return_codes"], false);
         assert_eq!(v["loss"]["ringbuf_drops"], 4);
@@ -759,6 +771,8 @@ mod tests {
         assert_eq!(v["totals"]["faults"], 10);
         // What the mode cannot see is null, not zero.
         assert!(v["totals"]["retry_calls"].is_null());
+        assert!(v["totals"]["vma_lock_retries"].is_null());
+        assert!(v["totals"]["unlinked_retries"].is_null());
         assert!(v["totals"]["errors"].is_null());
         assert_eq!(v["processes"][0]["pid"], 7);
         assert_eq!(v["processes"][0]["faults"], 10);

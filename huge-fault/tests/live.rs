@@ -157,7 +157,7 @@ fn fault_counts_per_vma_match_the_workload_exactly() {
     let (report, status) = finish(child);
     assert!(status.success(), "huge-fault exited with {status}");
     assert_eq!(report["schema"], "huge-fault.report");
-    assert_eq!(report["version"], 2);
+    assert_eq!(report["version"], 3);
     assert_eq!(report["ended_by"], "signal");
     eprintln!("{summary}mode {}", report["mode"]);
     for (truth, pages) in [(&a, 2048), (&b, 256), (&c, 1024)] {

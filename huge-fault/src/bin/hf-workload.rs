@@ -31,7 +31,58 @@ enum Kind {
 
 /// The hfgpu ioctls (lab-driver/hfgpu.h).
 const HFGPU_SET_POLICY: libc::c_ulong = 0x4004_4801;
+/// `_IOR('H', 3, struct hfgpu_stats)`: 18 u64 counters.
+const HFGPU_GET_STATS: libc::c_ulong = 0x8090_4803;
 const HFGPU_POLICIES: [&str; 4] = ["pud", "pmd-only", "pte-only", "range"];
+
+/// `struct hfgpu_stats`: the driver's handler calls, `[level][result]` with level PTE (the
+/// fault handler), PMD, PUD and result mapped, FALLBACK, other; and those under the
+/// per-VMA lock.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct DrvStats {
+    calls: [[u64; 3]; 3],
+    vma_lock: [[u64; 3]; 3],
+}
+
+impl DrvStats {
+    fn read(fd: i32) -> Result<Self, String> {
+        let mut s = DrvStats::default();
+        // SAFETY: the ioctl writes one struct hfgpu_stats into `s`.
+        if unsafe { libc::ioctl(fd, HFGPU_GET_STATS, &mut s as *mut DrvStats) } != 0 {
+            return Err(format!(
+                "HFGPU_GET_STATS: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(s)
+    }
+
+    /// The driver's second count of what the tool reports, between two reads, as JSON keys
+    /// of the ground-truth line: its FALLBACK answers (PUD and PMD), the calls of its PTE
+    /// fault handler (on 6.12+ each one comes after a VM_FAULT_RETRY under the per-VMA
+    /// lock, which the core returns before calling a `fault` handler without
+    /// `map_pages`), the huge_fault calls under the per-VMA lock, and the fault handler's
+    /// calls under it (none: the core never makes one).
+    fn keys_since(&self, before: &DrvStats) -> String {
+        let d = |a: &[[u64; 3]; 3], b: &[[u64; 3]; 3], l: usize, r: usize| a[l][r] - b[l][r];
+        let (c, b) = (&self.calls, &before.calls);
+        let (v, bv) = (&self.vma_lock, &before.vma_lock);
+        let sum = |a: &[[u64; 3]; 3], b: &[[u64; 3]; 3], l: usize| {
+            (0..3).map(|r| d(a, b, l, r)).sum::<u64>()
+        };
+        format!(
+            "\"drv_fallbacks\":{},\"drv_pud_fallbacks\":{},\"drv_pmd_fallbacks\":{},\"drv_huge_mapped\":{},\"drv_fault_calls\":{},\"drv_huge_calls_vma_lock\":{},\"drv_fault_calls_vma_lock\":{}",
+            d(c, b, 1, 1) + d(c, b, 2, 1),
+            d(c, b, 2, 1),
+            d(c, b, 1, 1),
+            d(c, b, 1, 0) + d(c, b, 2, 0),
+            sum(c, b, 0),
+            sum(v, bv, 1) + sum(v, bv, 2),
+            sum(v, bv, 0),
+        )
+    }
+}
 
 /// The errno of the call that just failed.
 fn last_errno() -> i32 {
@@ -258,6 +309,15 @@ fn main() -> ExitCode {
     });
     let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
     let mut map_len = o.size + o.align + o.offset;
+    let mut prot = libc::PROT_READ | libc::PROT_WRITE;
+    if matches!(o.kind, Kind::File | Kind::Dev) {
+        // A reservation holding every ALIGN-sized block the mapping touches, kept around
+        // it (PROT_NONE, never faulted): no other mapping shares the page tables of its
+        // edge blocks, so whether the kernel finds a PMD slot empty at a block's first
+        // fault does not depend on where the process's other mappings happen to be.
+        map_len = o.size + o.offset + 2 * o.align.max(4096);
+        prot = libc::PROT_NONE;
+    }
     if o.kind == Kind::Hugetlb {
         // MAP_HUGE_SHIFT encodes log2 of the page size.
         flags = libc::MAP_PRIVATE
@@ -268,16 +328,7 @@ fn main() -> ExitCode {
         map_len = o.size;
     }
     // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            map_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            -1,
-            0,
-        )
-    };
+    let base = unsafe { libc::mmap(std::ptr::null_mut(), map_len, prot, flags, -1, 0) };
     if base == libc::MAP_FAILED {
         eprintln!(
             "hf-workload: mmap of {map_len} bytes failed: {}",
@@ -287,8 +338,8 @@ fn main() -> ExitCode {
     }
     let mut start = base as usize;
     if matches!(o.kind, Kind::File | Kind::Dev) {
-        // Reserve [base, base + size + align + offset), then map the file at the aligned
-        // start inside it with MAP_FIXED and trim the rest.
+        // Map the file at the aligned start inside the reservation with MAP_FIXED; the
+        // rest of the reservation stays as a guard.
         let Some(path) = o.path.as_deref() else {
             eprintln!("hf-workload: file needs --path");
             return ExitCode::from(2);
@@ -345,16 +396,6 @@ fn main() -> ExitCode {
                 std::io::Error::last_os_error()
             );
             return ExitCode::FAILURE;
-        }
-        // SAFETY: unmapping the unused ends of our own reservation.
-        unsafe {
-            if start > base as usize {
-                libc::munmap(base, start - base as usize);
-            }
-            let (end, map_end) = (start + o.size, base as usize + map_len);
-            if map_end > end {
-                libc::munmap(end as *mut _, map_end - end);
-            }
         }
     } else if o.kind == Kind::Anon && (o.align > 0 || o.offset > 0) {
         start = start.next_multiple_of(o.align.max(1)) + o.offset;
@@ -520,6 +561,13 @@ fn gpu(o: &Opts) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let stride = o.stride.unwrap_or(4096);
+    let drv_before = match DrvStats::read(fd) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hf-workload: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let before = rusage();
     let mut touched = touch(start, o.size, stride);
     let first = rusage();
@@ -531,8 +579,15 @@ fn gpu(o: &Opts) -> ExitCode {
         touched += touch(start, o.size, 4096);
     }
     let after = rusage();
+    let drv = match DrvStats::read(fd) {
+        Ok(s) => s.keys_since(&drv_before),
+        Err(e) => {
+            eprintln!("hf-workload: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!(
-        "{{\"pid\":{},\"vma_start\":\"{:#x}\",\"vma_end\":\"{:#x}\",\"size\":{},\"bo_offset\":{},\"touches\":{},\"minflt\":{},\"majflt\":{},\"minflt_first\":{}}}",
+        "{{\"pid\":{},\"vma_start\":\"{:#x}\",\"vma_end\":\"{:#x}\",\"size\":{},\"bo_offset\":{},\"touches\":{},\"minflt\":{},\"majflt\":{},\"minflt_first\":{},{drv}}}",
         std::process::id(),
         start,
         start + o.size,
@@ -645,6 +700,13 @@ fn gpu_runtime(policy: &str) -> ExitCode {
             .expect("known buffer object");
         (b.1, b.2)
     };
+    let drv_before = match DrvStats::read(fd) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hf-workload: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Numbers only between the touch loops: an allocation there could fault too.
     let mut phases: Vec<(&str, i64, i64)> = Vec::with_capacity(8);
     let mut touched = 0;
@@ -683,6 +745,13 @@ fn gpu_runtime(policy: &str) -> ExitCode {
         let (a, n) = addr("vertex");
         touch(a, n, 4096)
     });
+    let drv = match DrvStats::read(fd) {
+        Ok(s) => s.keys_since(&drv_before),
+        Err(e) => {
+            eprintln!("hf-workload: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let minflt: i64 = phases.iter().map(|p| p.1).sum();
     let majflt: i64 = phases.iter().map(|p| p.2).sum();
     let phases: Vec<String> = phases
@@ -699,7 +768,7 @@ fn gpu_runtime(policy: &str) -> ExitCode {
         })
         .collect();
     println!(
-        "{{\"pid\":{},\"bos\":[{}],\"touches\":{touched},\"minflt\":{},\"majflt\":{},{}}}",
+        "{{\"pid\":{},\"bos\":[{}],\"touches\":{touched},\"minflt\":{},\"majflt\":{},{},{drv}}}",
         std::process::id(),
         bos_json.join(","),
         minflt,
