@@ -32,12 +32,22 @@ enum { HFGPU_RES_MAPPED = 0, HFGPU_RES_FALLBACK = 1, HFGPU_RES_OTHER = 2, HFGPU_
 struct hfgpu_stats {
 	__u64 calls[HFGPU_NR_LVLS][HFGPU_NR_RES];
 	__u64 vma_lock[HFGPU_NR_LVLS][HFGPU_NR_RES];
+	/* pfn_mkwrite calls (write-notify mappings), and those under the per-VMA lock. */
+	__u64 mkwrite;
+	__u64 mkwrite_vma_lock;
 };
+
+/* Flags of the mappings made through this open file from then on. WRITE_NOTIFY gives them
+ * a pfn_mkwrite handler, so that the kernel maps their pages read-only first and a write
+ * takes a second, write-protect fault (as DRM GEM shmem, DAX and TTM mappings with dirty
+ * tracking do). */
+#define HFGPU_F_WRITE_NOTIFY 1u
 
 /* Policy of the mappings made through this open file (also those made already). */
 #define HFGPU_SET_POLICY _IOW('H', 1, __u32)
 #define HFGPU_GET_INFO _IOR('H', 2, struct hfgpu_info)
 #define HFGPU_GET_STATS _IOR('H', 3, struct hfgpu_stats)
+#define HFGPU_SET_FLAGS _IOW('H', 4, __u32)
 
 /* Buffer objects (mmap offsets) start at multiples of 64 KiB, a GPU page. */
 #define HFGPU_BO_ALIGN (64UL << 10)

@@ -50,12 +50,14 @@ static u32 default_policy;
 /* The handler calls HFGPU_GET_STATS reports. */
 static atomic64_t stat_calls[HFGPU_NR_LVLS][HFGPU_NR_RES];
 static atomic64_t stat_vma_lock[HFGPU_NR_LVLS][HFGPU_NR_RES];
+static atomic64_t stat_mkwrite, stat_mkwrite_vma_lock;
 static phys_addr_t bar_phys;
 static resource_size_t bar_size;
 static struct pci_dev *hf_pdev;
 
 struct hfgpu_file {
 	u32 policy;
+	u32 flags;
 };
 
 /* --- the Rust range insert (hf_range::kernel) and what it calls back --------------- */
@@ -333,9 +335,29 @@ static vm_fault_t hfgpu_fault(struct vm_fault *vmf)
 	return count_call(vmf, HFGPU_LVL_PTE, vmf_insert_pfn(vma, addr, bo_pfn(vma, addr)));
 }
 
+/* A write to a page mapped read-only by a write-notify mapping: allow it (the core makes
+ * the PTE writable). */
+static vm_fault_t hfgpu_pfn_mkwrite(struct vm_fault *vmf)
+{
+	atomic64_inc(&stat_mkwrite);
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+	if (vmf->flags & FAULT_FLAG_VMA_LOCK)
+		atomic64_inc(&stat_mkwrite_vma_lock);
+#endif
+	return 0;
+}
+
 static const struct vm_operations_struct hfgpu_vm_ops = {
 	.fault = hfgpu_fault,
 	.huge_fault = hfgpu_huge_fault,
+};
+
+/* With pfn_mkwrite the VMA wants write notification: the core maps pages read-only
+ * (vma_set_page_prot after our mmap) and calls pfn_mkwrite on the first write. */
+static const struct vm_operations_struct hfgpu_vm_ops_write_notify = {
+	.fault = hfgpu_fault,
+	.huge_fault = hfgpu_huge_fault,
+	.pfn_mkwrite = hfgpu_pfn_mkwrite,
 };
 
 /* --- the character device --------------------------------------------------------- */
@@ -369,7 +391,10 @@ static int hfgpu_mmap(struct file *file, struct vm_area_struct *vma)
 	if (vma->vm_pgoff > (bar_size >> PAGE_SHIFT) || len > bar_size - off)
 		return -EINVAL;
 	vma->vm_private_data = file->private_data;
-	vma->vm_ops = &hfgpu_vm_ops;
+	vma->vm_ops = READ_ONCE(((struct hfgpu_file *)file->private_data)->flags) &
+			      HFGPU_F_WRITE_NOTIFY ?
+			      &hfgpu_vm_ops_write_notify :
+			      &hfgpu_vm_ops;
 	/* VM_HUGEPAGE: asks for huge entries whatever the THP sysfs mode ("madvise"). */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
 	vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP | VM_HUGEPAGE);
@@ -429,6 +454,13 @@ static long hfgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 			return -EINVAL;
 		WRITE_ONCE(hf->policy, p);
 		return 0;
+	case HFGPU_SET_FLAGS:
+		if (get_user(p, (u32 __user *)arg))
+			return -EFAULT;
+		if (p & ~HFGPU_F_WRITE_NOTIFY)
+			return -EINVAL;
+		WRITE_ONCE(hf->flags, p);
+		return 0;
 	case HFGPU_GET_INFO:
 		info.bar_phys = bar_phys;
 		info.bar_size = bar_size;
@@ -441,6 +473,8 @@ static long hfgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 				stats.vma_lock[l][r] = atomic64_read(&stat_vma_lock[l][r]);
 			}
 		}
+		stats.mkwrite = atomic64_read(&stat_mkwrite);
+		stats.mkwrite_vma_lock = atomic64_read(&stat_mkwrite_vma_lock);
 		return copy_to_user((void __user *)arg, &stats, sizeof(stats)) ? -EFAULT : 0;
 	default:
 		return -ENOTTY;

@@ -178,9 +178,10 @@ pub struct Scenario {
 pub enum SecondCount {
     /// The lab driver counts its handlers' answers (HFGPU_GET_STATS, read by the workload
     /// around its touch loops): the FALLBACK steps are its FALLBACK answers; the retried
-    /// faults are the calls of its PTE fault handler on 6.12+ (the core returns
-    /// VM_FAULT_RETRY under the per-VMA lock before calling a `fault` handler without
-    /// `map_pages`: `vmf_can_call_fault`), each retried once under that lock; none before.
+    /// faults are the calls of its PTE fault handler and of its `pfn_mkwrite` on 6.12+
+    /// (the core returns VM_FAULT_RETRY under the per-VMA lock before calling either of
+    /// them, the driver having no `map_pages`: `vmf_can_call_fault`), each retried once
+    /// under that lock; none before.
     Driver,
     /// DAX counts every PMD fallback in /proc/vmstat `thp_fault_fallback`
     /// (`dax_iomap_pmd_fault`): the FALLBACK steps. Its `fs_dax:dax_pte_fault` tracepoint
@@ -193,25 +194,30 @@ pub enum SecondCount {
 const DRIVER_COUNTS: &[Check] = &[
     same("sum:fallback_steps", Source::Truth("drv_fallbacks")),
     since(
-        same("sum:retried_faults", Source::Truth("drv_fault_calls")),
+        same("sum:retried_faults", Source::Truth(NEED_MMAP_LOCK)),
         6,
         12,
     ),
     since(
-        same("sum:retry_calls", Source::Truth("drv_fault_calls")),
+        same("sum:retry_calls", Source::Truth(NEED_MMAP_LOCK)),
         6,
         12,
     ),
     since(
-        same("sum:vma_lock_retries", Source::Truth("drv_fault_calls")),
+        same("sum:vma_lock_retries", Source::Truth(NEED_MMAP_LOCK)),
         6,
         12,
     ),
     before(sized("sum:retried_faults", 0), 6, 12),
     before(sized("sum:retry_calls", 0), 6, 12),
-    // The core never calls a `fault` handler without `map_pages` under the per-VMA lock.
+    // The core never calls a `fault` handler without `map_pages`, or `pfn_mkwrite`, under
+    // the per-VMA lock.
     truth("drv_fault_calls_vma_lock", 0),
+    truth("drv_mkwrite_calls_vma_lock", 0),
 ];
+
+/// The driver's calls that only come after the per-VMA lock's RETRY on 6.12+.
+const NEED_MMAP_LOCK: &str = "drv_calls_needing_mmap_lock";
 
 /// [`SecondCount::Dax`]'s checks.
 const DAX_COUNTS: &[Check] = &[
@@ -1053,6 +1059,53 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "drv-write-notify",
+        kind: "GPU driver",
+        needs: Needs::Always,
+        todo: None,
+        counted_by: Some(SecondCount::Driver),
+        predicts: None,
+        sysfs: &[],
+        mount: None,
+        // drv-pte-only-aligned's layout on a write-notify mapping (the driver has
+        // `pfn_mkwrite`, so the core maps its pages read-only): every page takes a fault
+        // that inserts its PTE and a write-protect fault that inserts nothing, as DRM GEM
+        // shmem and DAX mappings with dirty tracking do.
+        workload: &[
+            "gpu",
+            "--size",
+            "8M",
+            "--align",
+            "1G",
+            "--policy",
+            "pte-only",
+            "--write-notify",
+        ],
+        checks: &[
+            truth("minflt", 4096),
+            truth("drv_mkwrite_calls", 2048),
+            truth("drv_fault_calls", 2048),
+            tool("faults", 4096),
+            tool("writes", 4096),
+            // A write-protect fault inserts nothing: 2048 PTEs, not 4096.
+            sized("entries.pte", 2048),
+            sized("bytes_mapped", 8 << 20),
+            // 6.1: one call per fault.
+            before(sized_s("chains.0.chain", "PTE:OK"), 6, 12),
+            before(sized("chains.0.count", 2048), 6, 12),
+            before(sized_s("chains.1.chain", "PTE:PRESENT"), 6, 12),
+            before(sized("chains.1.count", 2048), 6, 12),
+            // 6.12+: both kinds retry under the per-VMA lock (`pfn_mkwrite` needs the mmap
+            // lock: wp_pfn_shared); the retried call keeps the exception's error code, so
+            // the write-protect fault stays PTE:PRESENT.
+            since(sized_s("chains.0.chain", "RETRY PTE:PRESENT"), 6, 12),
+            since(sized("chains.0.count", 2048), 6, 12),
+            since(sized_s("chains.1.chain", "RETRY PTE:OK"), 6, 12),
+            since(sized("chains.1.count", 2044), 6, 12),
+            since(sized("retried_faults", 4096), 6, 12),
+        ],
+    },
+    Scenario {
         name: "gpu-runtime",
         kind: "GPU driver",
         needs: Needs::Kernel(6, 12, NO_PFNMAP_HUGE_FAULT_BEFORE),
@@ -1848,7 +1901,8 @@ mod tests {
                      "vma_table_overflow_faults": 0, "process_table_overflow_faults": 0, "malformed_records": 0},
         });
         let t = serde_json::json!({"pid": 7, "vma_start": "0x1000", "vma_end": "0x2000", "minflt": 1,
-            "drv_fallbacks": 0, "drv_fault_calls": 0, "drv_fault_calls_vma_lock": 0});
+            "drv_fallbacks": 0, "drv_fault_calls": 0, "drv_fault_calls_vma_lock": 0,
+            "drv_mkwrite_calls_vma_lock": 0, "drv_calls_needing_mmap_lock": 0});
         let old = evaluate(s, "6.1.0-56-amd64", "kprobe", &report, &t, &BTreeMap::new());
         assert_eq!(old.status, Status::Pass, "{:?}", old.reason);
         // On 6.12 the chain must be PUD:RANGE: the 6.1 expectation does not apply there.
@@ -1882,7 +1936,8 @@ mod tests {
         };
         let truth = json!({"pid": 9, "bos": [{"vma_start": "0xa", "vma_end": "0xe"},
             {"vma_start": "0xb", "vma_end": "0xe"}], "drv_fallbacks": 3, "drv_fault_calls": 0,
-            "drv_fault_calls_vma_lock": 0});
+            "drv_fault_calls_vma_lock": 0, "drv_mkwrite_calls_vma_lock": 0,
+            "drv_calls_needing_mmap_lock": 0});
         let check = |r: &ScenarioResult, what: &str| {
             r.checks
                 .iter()

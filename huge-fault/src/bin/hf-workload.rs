@@ -31,8 +31,11 @@ enum Kind {
 
 /// The hfgpu ioctls (lab-driver/hfgpu.h).
 const HFGPU_SET_POLICY: libc::c_ulong = 0x4004_4801;
-/// `_IOR('H', 3, struct hfgpu_stats)`: 18 u64 counters.
-const HFGPU_GET_STATS: libc::c_ulong = 0x8090_4803;
+/// `_IOR('H', 3, struct hfgpu_stats)`: 20 u64 counters.
+const HFGPU_GET_STATS: libc::c_ulong = 0x80a0_4803;
+/// `_IOW('H', 4, __u32)`, and its write-notify flag.
+const HFGPU_SET_FLAGS: libc::c_ulong = 0x4004_4804;
+const HFGPU_F_WRITE_NOTIFY: u32 = 1;
 const HFGPU_POLICIES: [&str; 4] = ["pud", "pmd-only", "pte-only", "range"];
 
 /// `struct hfgpu_stats`: the driver's handler calls, `[level][result]` with level PTE (the
@@ -43,6 +46,8 @@ const HFGPU_POLICIES: [&str; 4] = ["pud", "pmd-only", "pte-only", "range"];
 struct DrvStats {
     calls: [[u64; 3]; 3],
     vma_lock: [[u64; 3]; 3],
+    mkwrite: u64,
+    mkwrite_vma_lock: u64,
 }
 
 impl DrvStats {
@@ -63,7 +68,8 @@ impl DrvStats {
     /// fault handler (on 6.12+ each one comes after a VM_FAULT_RETRY under the per-VMA
     /// lock, which the core returns before calling a `fault` handler without
     /// `map_pages`), the huge_fault calls under the per-VMA lock, and the fault handler's
-    /// calls under it (none: the core never makes one).
+    /// calls under it (none: the core never makes one); the `pfn_mkwrite` calls (likewise
+    /// only after a RETRY under the per-VMA lock: `wp_pfn_shared`), and the two together.
     fn keys_since(&self, before: &DrvStats) -> String {
         let d = |a: &[[u64; 3]; 3], b: &[[u64; 3]; 3], l: usize, r: usize| a[l][r] - b[l][r];
         let (c, b) = (&self.calls, &before.calls);
@@ -72,7 +78,7 @@ impl DrvStats {
             (0..3).map(|r| d(a, b, l, r)).sum::<u64>()
         };
         format!(
-            "\"drv_fallbacks\":{},\"drv_pud_fallbacks\":{},\"drv_pmd_fallbacks\":{},\"drv_huge_mapped\":{},\"drv_fault_calls\":{},\"drv_huge_calls_vma_lock\":{},\"drv_fault_calls_vma_lock\":{}",
+            "\"drv_fallbacks\":{},\"drv_pud_fallbacks\":{},\"drv_pmd_fallbacks\":{},\"drv_huge_mapped\":{},\"drv_fault_calls\":{},\"drv_huge_calls_vma_lock\":{},\"drv_fault_calls_vma_lock\":{},\"drv_mkwrite_calls\":{},\"drv_mkwrite_calls_vma_lock\":{},\"drv_calls_needing_mmap_lock\":{}",
             d(c, b, 1, 1) + d(c, b, 2, 1),
             d(c, b, 2, 1),
             d(c, b, 1, 1),
@@ -80,6 +86,9 @@ impl DrvStats {
             sum(c, b, 0),
             sum(v, bv, 1) + sum(v, bv, 2),
             sum(v, bv, 0),
+            self.mkwrite - before.mkwrite,
+            self.mkwrite_vma_lock - before.mkwrite_vma_lock,
+            sum(c, b, 0) + self.mkwrite - before.mkwrite,
         )
     }
 }
@@ -190,6 +199,8 @@ struct Opts {
     policy: Option<String>,
     /// gpu: after the touch loop, switch to this policy and touch every page again.
     then_policy: Option<String>,
+    /// gpu: a write-notify mapping (HFGPU_F_WRITE_NOTIFY): pages mapped read-only first.
+    write_notify: bool,
 }
 
 fn usage() -> ExitCode {
@@ -200,6 +211,7 @@ fn usage() -> ExitCode {
          \x20      [--prewrite]   (file: write(2) it in 4 KiB pieces before mapping)\n\
          \x20      gpu: [--path /dev/hfgpu] [--bo-offset N] [--policy pud|pmd-only|pte-only|range]\n\
          \x20           [--then-policy P]   (then switch and touch every page again)\n\
+         \x20           [--write-notify]   (pages mapped read-only first: each write a second fault)\n\
          \x20      hf-workload gpu-errors [DEVICE]   (bad requests: the errno of each)\n\
          \x20      hf-workload gpu-runtime [--policy P]   (five buffer objects, a runtime's order)\n\
          \x20      hf-workload storm --size N [--threads T] [--thp always|never] [--gpu POLICY]\n\
@@ -254,11 +266,16 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         bo_offset: 0,
         policy: None,
         then_policy: None,
+        write_notify: false,
     };
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
         if a == "--prewrite" {
             o.prewrite = true;
+            continue;
+        }
+        if a == "--write-notify" {
+            o.write_notify = true;
             continue;
         }
         let v = it.next()?;
@@ -506,6 +523,19 @@ fn gpu(o: &Opts) -> ExitCode {
         && let Err(e) = set_policy(fd, p)
     {
         eprintln!("hf-workload: {e}");
+        return ExitCode::FAILURE;
+    }
+    let flags = if o.write_notify {
+        HFGPU_F_WRITE_NOTIFY
+    } else {
+        0
+    };
+    // SAFETY: the ioctl reads one u32 from the pointer.
+    if unsafe { libc::ioctl(fd, HFGPU_SET_FLAGS, &flags as *const u32) } != 0 {
+        eprintln!(
+            "hf-workload: HFGPU_SET_FLAGS: {}",
+            std::io::Error::last_os_error()
+        );
         return ExitCode::FAILURE;
     }
     let (hint, flags) = if o.align > 0 || o.offset > 0 {
