@@ -1648,6 +1648,8 @@ pub const RESULT_MARK: &str = "HF-LAB-RESULT ";
 pub const KERNEL_MARK: &str = "HF-LAB-KERNEL ";
 pub const DONE_MARK: &str = "HF-LAB-DONE";
 pub const TIME_MARK: &str = "HF-LAB-TIME ";
+/// `HF-LAB-FILE NAME HEX`: a piece of a file the guest hands to the host (appended in order).
+pub const FILE_MARK: &str = "HF-LAB-FILE ";
 
 #[cfg(test)]
 mod tests {

@@ -97,6 +97,8 @@ pub struct LabArgs {
     pub timeout: Duration,
     /// A benchmark boot instead of the scenarios: `SIZE,REPS` (with bpftrace in the guest).
     pub bench: Option<String>,
+    /// Bring the kprobe pass's recording back to target/lab-out/RELEASE-lab-kprobe.hfrec.
+    pub save_recording: bool,
 }
 
 fn cache() -> PathBuf {
@@ -598,6 +600,9 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
     if let Some(b) = &args.bench {
         append.push_str(&format!(" hf.bench={b}"));
     }
+    if args.save_recording {
+        append.push_str(" hf.save-recording");
+    }
     // Emulated NVDIMMs, label-less: each is one region with one raw namespace that the guest
     // turns into a devdax device. Sparse files, fresh per boot.
     let mut nv = Vec::new();
@@ -686,6 +691,30 @@ fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result
                     {
                         progress(&format!("lab: {} mode: all scenarios in {s:.1}s", m));
                         b.times.push((m.to_string(), s));
+                    }
+                } else if let Some(t) = line.strip_prefix("HF-LAB-FILE ") {
+                    // A file from the guest, hex, appended piece by piece.
+                    if let Some((name, hex)) = t.split_once(' ')
+                        && !name.contains('/')
+                    {
+                        let bytes: Option<Vec<u8>> = (0..hex.len())
+                            .step_by(2)
+                            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                            .collect();
+                        let path = log.with_file_name(format!(
+                            "{}-{name}",
+                            b.release.as_deref().unwrap_or("guest")
+                        ));
+                        match bytes {
+                            Some(bytes) => {
+                                let mut f = std::fs::OpenOptions::new()
+                                    .create(true)
+                                    .append(true)
+                                    .open(&path)?;
+                                f.write_all(&bytes)?;
+                            }
+                            None => b.failure = Some(format!("bad file line for {name}")),
+                        }
                     }
                 } else if let Some(t) = line.strip_prefix("HF-BENCH-TABLE ") {
                     b.bench_table.push(t.to_string());

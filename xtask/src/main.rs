@@ -59,6 +59,9 @@ enum Task {
         /// Per-boot time limit in seconds.
         #[arg(long, default_value_t = 900)]
         timeout: u64,
+        /// Bring the kprobe pass's recording back (target/lab-out/RELEASE-lab-kprobe.hfrec).
+        #[arg(long)]
+        save_recording: bool,
     },
     /// Benchmarks: fault storms untraced and under each tracer, interleaved, on this host
     /// (tracepoint-only) and in the lab guests (fentry, kprobe, tracepoint-only, bpftrace).
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
             mode,
             keep,
             timeout,
+            save_recording,
         } => setup().and_then(|()| {
             lab::lab(&lab::LabArgs {
                 kernels: kernel,
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
                 keep,
                 timeout: std::time::Duration::from_secs(timeout),
                 bench: None,
+                save_recording,
             })
         }),
         Task::Bench {
@@ -181,6 +186,7 @@ fn bench(
             keep: false,
             timeout,
             bench: Some(format!("{size},{reps}")),
+            save_recording: false,
         })?;
     }
     progress(&format!("bench: results in {}", out.display()));
@@ -395,6 +401,14 @@ fn test(only: Option<&str>) -> Result<()> {
                     "huge-fault-ebpf",
                     "--lib",
                     "--bins",
+                ]))?;
+                // A lab recording kept from an earlier huge-fault must replay to its JSON.
+                status(cargo().args([
+                    "test",
+                    "--package",
+                    "huge-fault",
+                    "--test",
+                    "recording_fixture",
                 ]))
             },
         },
@@ -434,6 +448,7 @@ fn test(only: Option<&str>) -> Result<()> {
                     keep: false,
                     timeout: std::time::Duration::from_secs(900),
                     bench: None,
+                    save_recording: false,
                 })
             },
         },

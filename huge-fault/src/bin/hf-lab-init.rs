@@ -932,6 +932,16 @@ fn replay_check(path: &str, live: &Value, kernel: &str, mode: &str) -> ScenarioR
             println!("init: [report] {l}");
         }
     }
+    // `hf.save-recording`: the recording goes to the host too, in hex lines on the console.
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if cmdline.split_whitespace().any(|w| w == "hf.save-recording")
+        && let Ok(bytes) = std::fs::read(path)
+    {
+        for chunk in bytes.chunks(512) {
+            let hex: String = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            println!("{}lab-{mode}.hfrec {hex}", lab::FILE_MARK);
+        }
+    }
     let _ = std::fs::remove_file(path);
     println!(
         "init: [{mode}] replay of the recording ({size} bytes): {}",
