@@ -5,12 +5,10 @@
 //! ring buffer ([`live`]) or by recorded records alike. Kernel knowledge is in [`kernel`].
 
 pub mod analysis;
-pub mod bench;
 pub mod btf;
 pub mod cli;
 pub mod hist;
 pub mod kernel;
-pub mod lab;
 pub mod live;
 pub mod procmaps;
 pub mod record;

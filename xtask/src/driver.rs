@@ -16,7 +16,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{lab::Suite, output, pinned, progress, root, status};
+use crate::{
+    debian::{Suite, apt_install, apt_opts, download_unpack},
+    output, pinned, progress, root, status,
+};
 
 /// Builds the hf-range crate for the kernel and returns its object file.
 pub fn rust_object() -> Result<PathBuf> {
@@ -143,7 +146,7 @@ fn build_on_host(suite: Suite, headers: &str, rust_obj: &Path) -> Result<PathBuf
         // The flavour's headers, the common headers and kbuild tools they depend on.
         let deps = output(
             Command::new("apt-cache")
-                .args(crate::lab::apt_opts(suite))
+                .args(apt_opts(suite))
                 .args(["depends", headers]),
         )
         .with_context(|| format!("apt-cache depends {headers}"))?;
@@ -155,7 +158,7 @@ fn build_on_host(suite: Suite, headers: &str, rust_obj: &Path) -> Result<PathBuf
                 .map(str::to_string),
         );
         for p in &packages {
-            crate::lab::download_unpack(suite, p, &cache, &unpacked)?;
+            download_unpack(suite, p, &cache, &unpacked)?;
         }
         std::fs::write(cache.join("complete"), "")?;
     }
@@ -197,7 +200,7 @@ fn ensure_debootstrap() -> Result<()> {
     if output(Command::new("debootstrap").arg("--version")).is_some() {
         return Ok(());
     }
-    crate::lab::apt_install("debootstrap", "a few seconds")
+    apt_install("debootstrap", "a few seconds")
 }
 
 /// Runs `sh -c script` in the chroot with /proc mounted.

@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
+mod debian;
 mod driver;
 mod lab;
 mod selftests;
@@ -47,7 +48,7 @@ enum Task {
         /// Kernels to boot (comma-separated): 6.1, 6.12, 7.2. Default: all.
         #[arg(long, value_delimiter = ',')]
         kernel: Vec<String>,
-        /// Only these scenarios (comma-separated names from huge-fault/src/lab.rs).
+        /// Only these scenarios (comma-separated names from hf-lab/src/scenarios/).
         #[arg(long, value_delimiter = ',')]
         scenario: Vec<String>,
         /// Only these passes (fentry, kprobe, tracepoint-only, kprobe-aggregate). Default: all four.
@@ -161,6 +162,7 @@ fn bench(
     std::fs::create_dir_all(&out)?;
     if host {
         build_release()?;
+        status(cargo().args(["build", "--release", "--package", "hf-lab", "--bins"]))?;
         progress(&format!("bench: host, {size} storms, {reps} repetitions"));
         let bin = root().join("target/release/hf-bench");
         let o = Command::new(&bin)
@@ -402,13 +404,16 @@ fn test(only: Option<&str>) -> Result<()> {
                     "--lib",
                     "--bins",
                 ]))?;
-                // A lab recording kept from an earlier huge-fault must replay to its JSON.
+                // A lab recording kept from an earlier huge-fault must replay to its JSON;
+                // `symbols` on a real kernel's Rust symbols (no privileges needed).
                 status(cargo().args([
                     "test",
                     "--package",
                     "huge-fault",
                     "--test",
                     "recording_fixture",
+                    "--test",
+                    "symbols",
                 ]))
             },
         },
@@ -428,11 +433,13 @@ fn test(only: Option<&str>) -> Result<()> {
             run: || {
                 // The live table is checked in a real terminal (tmux capture-pane).
                 if output(Command::new("tmux").arg("-V")).is_none() {
-                    lab::apt_install("tmux", "about 5 s")?;
+                    debian::apt_install("tmux", "about 5 s")?;
                 }
+                // The live tests run the tool as a built artefact of its own package.
+                status(cargo().args(["build", "--package", "huge-fault"]))?;
                 status(
                     cargo()
-                        .args(["test", "--package", "huge-fault", "--test", "live"])
+                        .args(["test", "--package", "hf-lab", "--test", "live"])
                         .args(["--", "--nocapture", "--test-threads", "1"])
                         .env("HUGE_FAULT_REQUIRE_ROOT", "1"),
                 )

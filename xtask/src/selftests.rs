@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use crate::{
-    lab::{Suite, apt_opts},
+    debian::{Suite, apt_opts, apt_update},
     progress, status,
 };
 
@@ -28,7 +28,7 @@ pub fn build(cache: &Path) -> Result<Vec<(String, PathBuf)>> {
     }
     let t = Instant::now();
     progress("lab: fetching linux-source-6.1 for the mm selftests (once; about 30 s)");
-    crate::lab::apt_update(Suite::Bookworm)?;
+    apt_update(Suite::Bookworm)?;
     let work = dir.join("src");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;

@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use huge_fault::bench::{self, Config, Env};
+use hf_lab::bench::{self, Config, Env};
 
 fn main() -> ExitCode {
     let mut size = "1G".to_string();

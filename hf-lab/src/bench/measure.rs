@@ -1,0 +1,233 @@
+//! One measurement: a tracer started and attached, a storm run under it, its CPU and memory
+//! read, the tracer stopped.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::{BPFTRACE_SCRIPT, Config, Env, Sample, Storm};
+
+pub(super) fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// utime + stime of a process in nanoseconds.
+pub(super) fn cpu_ns(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * 1_000_000_000 / hz)
+}
+
+pub(super) struct Tracer {
+    pub(super) child: Child,
+    config: Config,
+}
+
+/// Starts the tracer of `config` and waits until it is attached; `extra` goes to
+/// huge-fault's command line.
+pub(super) fn start_tracer(
+    env: &Env,
+    config: Config,
+    extra: &[std::ffi::OsString],
+) -> Result<Option<Tracer>, String> {
+    let mut cmd = match (config, config.huge_fault_args()) {
+        (Config::Untraced, _) => return Ok(None),
+        (Config::Bpftrace, _) => {
+            let b = env
+                .bpftrace
+                .as_ref()
+                .ok_or("bpftrace is not available here")?;
+            let mut c = Command::new(b);
+            c.args(["-e", BPFTRACE_SCRIPT]);
+            c
+        }
+        (_, Some(args)) => {
+            let mut c = Command::new(&env.huge_fault);
+            c.args(args).arg("--json").args(extra);
+            c
+        }
+        _ => unreachable!("every configuration is covered"),
+    };
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", config.name()))?;
+    // Ready when huge-fault says which mode it traces in (its probes are attached by
+    // then), or when bpftrace has printed that it attaches (then a second for it to do so).
+    let (stream, marker): (Box<dyn std::io::Read + Send>, &str) = if config == Config::Bpftrace {
+        (Box::new(child.stdout.take().expect("piped")), "Attaching")
+    } else {
+        (
+            Box::new(child.stderr.take().expect("piped")),
+            "huge-fault: tracing in ",
+        )
+    };
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err(format!(
+                "{} did not start: {}{}",
+                config.name(),
+                seen.trim(),
+                err.trim()
+            ));
+        }
+        seen.push_str(&line);
+        if line.starts_with(marker) {
+            break;
+        }
+    }
+    if config == Config::Bpftrace {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // Keep draining what remains so the tracer never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+    });
+    Ok(Some(Tracer { child, config }))
+}
+
+/// Stops a tracer; huge-fault's final JSON gives records and drops.
+pub(super) fn stop_tracer(t: Tracer) -> Result<(Option<u64>, Option<u64>), String> {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(t.child.id() as i32, libc::SIGINT) };
+    let is_hf = t.config != Config::Bpftrace;
+    let out = t
+        .child
+        .wait_with_output()
+        .map_err(|e| format!("{}: {e}", t.config.name()))?;
+    if !is_hf {
+        return Ok((None, None));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{} printed no report: {e}", t.config.name()))?;
+    let records = v["kernel_counters"]["records_submitted"]
+        .as_u64()
+        .zip(v["aggregation"]["calls"].as_u64())
+        .map(|(r, a)| r + a);
+    Ok((records, v["loss"]["ringbuf_drops"].as_u64()))
+}
+
+pub(super) fn run_storm(env: &Env, args: &[String]) -> Result<(u64, u64), String> {
+    let out = Command::new(&env.workload)
+        .args(args)
+        .output()
+        .map_err(|e| format!("hf-workload: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "hf-workload {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("hf-workload output: {e}"))?;
+    match (v["faults"].as_u64(), v["ns"].as_u64()) {
+        (Some(f), Some(ns)) => Ok((f, ns)),
+        _ => Err(format!("hf-workload output without faults/ns: {v}")),
+    }
+}
+
+/// One measurement: start the tracer, run the storm, read the tracer's CPU and memory,
+/// stop it, let the kernel settle.
+pub fn measure(env: &Env, storm: &Storm, config: Config, rep: u32) -> Result<Sample, String> {
+    let tracer = start_tracer(env, config, &[])?;
+    let pid = tracer.as_ref().map(|t| t.child.id());
+    let cpu_before = pid.and_then(cpu_ns);
+    let storm_result = run_storm(env, &storm.args);
+    let cpu_after = pid.and_then(cpu_ns);
+    let rss = pid.and_then(|p| proc_field(p, "status", "VmHWM:"));
+    let (records, drops) = match tracer {
+        Some(t) => stop_tracer(t)?,
+        None => (None, None),
+    };
+    let (faults, ns) = storm_result?;
+    if config != Config::Untraced {
+        // After a detach the kernel keeps working for a while: wait, then a small
+        // throwaway storm, so the next measurement starts from a quiet kernel.
+        std::thread::sleep(env.settle);
+        let _ = run_storm(
+            env,
+            &["storm", "--size", "16M", "--thp", "never"].map(String::from),
+        );
+    }
+    Ok(Sample {
+        storm: storm.name.into(),
+        config,
+        rep,
+        faults,
+        ns,
+        records,
+        drops,
+        tracer_cpu_ns: cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b)),
+        tracer_peak_rss_kib: rss,
+    })
+}
+
+/// Every storm under every configuration, `reps` times, interleaved: each repetition runs
+/// the configurations in a rotated order, so no configuration always follows another.
+/// `progress` gets one line per measurement.
+pub fn run(
+    env: &Env,
+    storms: &[Storm],
+    configs: &[Config],
+    reps: u32,
+    progress: &mut dyn FnMut(&str),
+) -> (Vec<Sample>, Vec<String>) {
+    let mut samples = Vec::new();
+    let mut errors = Vec::new();
+    let total = storms.len() * configs.len() * reps as usize;
+    let started = Instant::now();
+    for storm in storms {
+        // A discarded warm-up: first touches that cost once (a VM's host backing of the
+        // BAR, compaction for THP) must not land on whichever configuration runs first.
+        if let Err(e) = run_storm(env, &storm.args) {
+            errors.push(format!("{} warm-up: {e}", storm.name));
+        }
+        for rep in 0..reps {
+            let mut order = configs.to_vec();
+            order.rotate_left(rep as usize % configs.len().max(1));
+            for c in order {
+                match measure(env, storm, c, rep) {
+                    Ok(s) => {
+                        progress(&format!(
+                            "[{}/{total}, {:.0}s] {} rep {rep} {}: {} faults in {:.1} ms",
+                            samples.len() + errors.len() + 1,
+                            started.elapsed().as_secs_f64(),
+                            storm.name,
+                            c.name(),
+                            s.faults,
+                            s.ns as f64 / 1e6
+                        ));
+                        samples.push(s);
+                    }
+                    Err(e) => {
+                        progress(&format!("{} rep {rep} {}: {e}", storm.name, c.name()));
+                        errors.push(format!("{} {}: {e}", storm.name, c.name()));
+                    }
+                }
+            }
+        }
+    }
+    (samples, errors)
+}

@@ -1,0 +1,84 @@
+//! A benchmark boot, or the bench smoke of a regular boot.
+
+use std::time::Duration;
+
+use hf_lab::protocol::{Line, ScenarioResult, Status};
+
+/// The fault storms untraced and under every tracer this guest has (bpftrace when the
+/// initramfs carries it), interleaved. Prints each sample and the summary table for the
+/// host; passes when every measurement ran, every storm faulted at least once per page
+/// (per 2 MiB for THP and the BAR), and huge-fault lost no record.
+pub fn bench(kernel: &str, size: &str, reps: u32, settle: Duration, full: bool) -> ScenarioResult {
+    use hf_lab::bench::{self, Config, Env};
+    let bpftrace = std::path::Path::new("/bin/bpftrace");
+    let env = Env {
+        huge_fault: "/bin/huge-fault".into(),
+        workload: "/bin/hf-workload".into(),
+        bpftrace: bpftrace.exists().then(|| bpftrace.into()),
+        settle,
+    };
+    let mut configs = vec![Config::Untraced];
+    configs.extend(Config::HUGE_FAULT);
+    if env.bpftrace.is_some() {
+        configs.push(Config::Bpftrace);
+    }
+    let storms = bench::storms(size);
+    let (samples, mut errors) = bench::run(&env, &storms, &configs, reps, &mut |l| {
+        println!("init: [bench] {l}")
+    });
+    for s in &samples {
+        if full {
+            println!(
+                "{}",
+                Line::BenchSample(serde_json::to_string(s).expect("a sample serializes"))
+            );
+        }
+        if s.drops.unwrap_or(0) > 0 {
+            errors.push(format!(
+                "{} {}: {} drops",
+                s.storm,
+                s.config.name(),
+                s.drops.unwrap_or(0)
+            ));
+        }
+        let bytes = hf_lab::parse::parse_size(size).unwrap_or(0);
+        let min_faults = match s.storm.as_str() {
+            "pte" | "pte-2-threads" => bytes >> 12,
+            "bar-pud" => (bytes >> 30).max(1),
+            _ => bytes >> 21,
+        };
+        if s.records.is_some_and(|r| r < s.faults) {
+            errors.push(format!(
+                "{} {}: huge-fault accounted {} calls, fewer than the storm's {} faults",
+                s.storm,
+                s.config.name(),
+                s.records.unwrap_or(0),
+                s.faults
+            ));
+        }
+        if s.faults < min_faults {
+            errors.push(format!(
+                "{} {}: {} faults, fewer than {min_faults}",
+                s.storm,
+                s.config.name(),
+                s.faults
+            ));
+        }
+    }
+    let table = bench::render(&bench::summarize(&samples));
+    for l in table.lines() {
+        println!("{}", Line::BenchTable(l.to_string()));
+    }
+    ScenarioResult {
+        scenario: if full { "bench" } else { "bench-smoke" }.into(),
+        kernel: kernel.into(),
+        mode: "-".into(),
+        status: if errors.is_empty() {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+        reason: (!errors.is_empty()).then(|| errors.join("; ")),
+        checks: vec![],
+    }
+}

@@ -1,0 +1,110 @@
+//! A GPU runtime's start-up on the lab driver (five buffer objects), and bad requests.
+
+use crate::check::*;
+use crate::scenarios::{NO_PFNMAP_HUGE_FAULT_BEFORE, Scenario};
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "gpu-runtime",
+        kind: "GPU driver",
+        needs: Needs::Kernel(6, 12, NO_PFNMAP_HUGE_FAULT_BEFORE),
+        todo: None,
+        counted_by: Some(SecondCount::Driver),
+        predicts: Some("gpu-runtime-range"),
+        sysfs: &[],
+        mount: None,
+        // Five buffer objects under the pud policy, in a runtime's order (hf-workload's
+        // RUNTIME_BOS): ring 16 PTEs; heap 1 PUD; texture 3 PMDs; staging 256 PTEs, a PMD,
+        // 16 PTEs; vertex (64 KiB off) 512 PTEs.
+        workload: &["gpu-runtime", "--policy", "pud"],
+        checks: &[
+            truth("minflt_ring", 16),
+            truth("minflt_upload", 276),
+            truth("minflt_heap", 1),
+            truth("minflt_vertex", 512),
+            truth("minflt", 805),
+            tool("bo0:faults", 16),
+            tool("bo1:faults", 1),
+            tool("bo2:faults", 3),
+            tool("bo3:faults", 273),
+            tool("bo4:faults", 512),
+            sized("bo0:entries.pte", 16),
+            sized("bo1:entries.pud", 1),
+            sized("bo1:entries.pmd", 0),
+            sized("bo2:entries.pmd", 3),
+            sized("bo2:entries.pte", 0),
+            sized("bo3:entries.pmd", 1),
+            sized("bo3:entries.pte", 272),
+            sized("bo4:entries.pmd", 0),
+            sized("bo4:entries.pte", 512),
+            sized_s("bo1:chains.0.chain", "PUD:OK"),
+            sized_s("bo2:chains.0.chain", "PMD:OK"),
+        ],
+    },
+    Scenario {
+        name: "gpu-runtime-range",
+        kind: "GPU driver",
+        needs: Needs::Always,
+        todo: None,
+        counted_by: Some(SecondCount::Driver),
+        predicts: None,
+        sysfs: &[],
+        mount: None,
+        // The same runtime with the range insert: one fault per buffer object. 6.12+ asks
+        // for a PUD where the 1 GiB is still empty (ring, heap, staging first), then for a
+        // PMD (texture, vertex); 6.1 calls the PTE handler, with the heap's PMD table
+        // allocated: 512 PMDs instead of the PUD.
+        workload: &["gpu-runtime", "--policy", "range"],
+        checks: &[
+            truth("minflt_ring", 1),
+            truth("minflt_upload", 2),
+            truth("minflt_heap", 1),
+            truth("minflt_vertex", 1),
+            tool("bo0:faults", 1),
+            tool("bo1:faults", 1),
+            tool("bo2:faults", 1),
+            tool("bo3:faults", 1),
+            tool("bo4:faults", 1),
+            sized("bo0:entries.pte", 16),
+            since(sized("bo1:entries.pud", 1), 6, 12),
+            since(sized("bo1:entries.pmd", 0), 6, 12),
+            before(sized("bo1:entries.pud", 0), 6, 12),
+            before(sized("bo1:entries.pmd", 512), 6, 12),
+            sized("bo2:entries.pmd", 3),
+            sized("bo2:entries.pte", 0),
+            sized("bo3:entries.pmd", 1),
+            sized("bo3:entries.pte", 272),
+            sized("bo4:entries.pmd", 0),
+            sized("bo4:entries.pte", 512),
+            since(sized_s("bo0:chains.0.chain", "PUD:RANGE"), 6, 12),
+            since(sized_s("bo1:chains.0.chain", "PUD:RANGE"), 6, 12),
+            since(sized_s("bo2:chains.0.chain", "PMD:RANGE"), 6, 12),
+            since(sized_s("bo3:chains.0.chain", "PUD:RANGE"), 6, 12),
+            since(sized_s("bo4:chains.0.chain", "PMD:RANGE"), 6, 12),
+            before(sized_s("bo1:chains.0.chain", "PTE:RANGE"), 6, 12),
+            before(sized_s("bo4:chains.0.chain", "PTE:RANGE"), 6, 12),
+        ],
+    },
+    Scenario {
+        name: "drv-bad-requests",
+        kind: "GPU driver",
+        needs: Needs::Always,
+        todo: None,
+        counted_by: None,
+        predicts: None,
+        sysfs: &[],
+        mount: None,
+        // A buffer object offset not on 64 KiB, a length or offset past the BAR, a private
+        // mapping, an unknown policy: EINVAL (22); an unknown ioctl: ENOTTY (25).
+        workload: &["gpu-errors"],
+        checks: &[
+            truth("ok_map", 0),
+            truth("unaligned_offset", 22),
+            truth("length_past_bar", 22),
+            truth("offset_past_bar", 22),
+            truth("private", 22),
+            truth("unknown_policy", 22),
+            truth("unknown_ioctl", 25),
+        ],
+    },
+];
