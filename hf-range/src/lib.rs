@@ -36,50 +36,11 @@ pub mod kernel;
 pub mod model;
 
 /// Base page shift (x86-64, 4 KiB pages).
-pub const PAGE_SHIFT: u32 = 12;
+pub use huge_fault_common::level::PAGE_SHIFT;
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 
-/// A page-table level. The values are the ones huge-fault's records use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Level {
-    Pte = 1,
-    Pmd = 2,
-    Pud = 3,
-}
-
-impl Level {
-    pub const fn shift(self) -> u32 {
-        match self {
-            Level::Pte => 12,
-            Level::Pmd => 21,
-            Level::Pud => 30,
-        }
-    }
-    /// Bytes one entry of this level maps.
-    pub const fn size(self) -> u64 {
-        1 << self.shift()
-    }
-    /// Base pages one entry maps.
-    pub const fn pages(self) -> u64 {
-        1 << (self.shift() - PAGE_SHIFT)
-    }
-    pub const fn from_u8(v: u8) -> Option<Level> {
-        match v {
-            1 => Some(Level::Pte),
-            2 => Some(Level::Pmd),
-            3 => Some(Level::Pud),
-            _ => None,
-        }
-    }
-    pub const fn name(self) -> &'static str {
-        match self {
-            Level::Pte => "PTE",
-            Level::Pmd => "PMD",
-            Level::Pud => "PUD",
-        }
-    }
-}
+/// A page-table level: huge-fault's one encoding, shared with its records and programs.
+pub use huge_fault_common::Level;
 
 /// One page-table entry to insert: virtual address, first pfn, level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

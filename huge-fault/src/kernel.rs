@@ -674,7 +674,7 @@ fn hugetlb_offsets(btf: &Btf) -> KernelOffsets {
 }
 
 /// Field offsets of `exceptions:page_fault_user` the programs assume.
-pub const EXCEPTION_FIELDS: &[(&str, u32)] = &[("address", 8), ("ip", 16), ("error_code", 24)];
+pub const EXCEPTION_FIELDS: &[(&str, u32)] = huge_fault_common::config::exception_fields::ALL;
 
 /// Checks a tracepoint `format` file against the offsets the programs assume.
 pub fn check_tracepoint_format(format: &str, fields: &[(&str, u32)]) -> Result<(), String> {

@@ -1,0 +1,140 @@
+//! What the tool hands the programs before load (member offsets, filters, settings), and
+//! the counters the programs keep for it.
+
+/// Indices into the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// `bpf_ringbuf_reserve` failed: a record was lost because the ring buffer was full.
+    pub const RINGBUF_DROPS: u32 = 0;
+    /// An entry was seen while another fault was in flight on the same thread.
+    pub const NESTED: u32 = 1;
+    /// A return without a recorded entry.
+    pub const NO_ENTRY: u32 = 2;
+    /// The per-thread in-flight map was full at entry.
+    pub const INFLIGHT_FULL: u32 = 3;
+    /// User-mode fault exceptions seen by `exceptions:page_fault_user`.
+    pub const EXC_USER: u32 = 4;
+    /// Kernel-mode fault exceptions seen by `exceptions:page_fault_kernel`.
+    pub const EXC_KERNEL: u32 = 5;
+    /// `bpf_find_vma` found no VMA or could not take the lock.
+    pub const VMA_LOOKUP_FAILED: u32 = 6;
+    /// Records submitted.
+    pub const RECORDS: u32 = 7;
+    /// A nested probe returned with no fault in flight on its thread.
+    pub const ORPHAN_STEPS: u32 = 8;
+    /// Faults counted in the `AGGREGATE` map instead of a record (`--aggregate`, or the
+    /// ring buffer was full).
+    pub const AGGREGATED: u32 = 9;
+    /// Reservations that found the ring buffer full (the fault was aggregated, or lost
+    /// when the aggregate table was full too).
+    pub const RING_FULL: u32 = 10;
+    pub const COUNT: u32 = 11;
+
+    /// Names as the tool prints them, by index.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "ringbuf_drops",
+        "nested_entries",
+        "returns_without_entry",
+        "inflight_map_full",
+        "user_fault_exceptions",
+        "kernel_fault_exceptions",
+        "vma_lookup_failures",
+        "records",
+        "orphan_steps",
+        "aggregated_faults",
+        "ring_full",
+    ];
+}
+
+/// Structure member offsets the programs need, resolved by the tool from the running kernel's
+/// BTF and written into the program's `.rodata` before load (Rust eBPF has no CO-RE).
+/// A zero `valid` means "do not read VMAs".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub valid: u32,
+    pub vma_start: u32,
+    pub vma_end: u32,
+    pub vma_flags: u32,
+    pub vma_pgoff: u32,
+    pub vma_file: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    /// Non-zero when the three hugetlb offsets below are valid.
+    pub hstate_valid: u32,
+    pub sb_fs_info: u32,
+    /// `struct hugetlbfs_sb_info.hstate`
+    pub hugetlbfs_hstate: u32,
+    /// `struct hstate.order`
+    pub hstate_order: u32,
+    /// How `vm_operations_struct.huge_fault` gives the size: 1 = page order (6.6+),
+    /// 0 = `enum page_entry_size` (PTE 0, PMD 1, PUD 2; up to 6.5).
+    pub huge_fault_order: u32,
+    /// `struct vm_fault.address` (never 0: `vma` comes first); 0 when unknown, and then a
+    /// huge insert is taken to map at the fault address.
+    pub vmf_address: u32,
+    /// `struct folio._flags_1`, whose low byte is a large folio's order (never 0); 0 when
+    /// unknown, and then multi-size THP folios are not sized.
+    pub folio_flags_1: u32,
+    /// Bit number of `PG_head` in `struct folio.flags` (offset 0): set for a large folio.
+    pub pg_head: u32,
+    /// `task_struct.mm` and `mm_struct.mm_lock_seq` (6.4+: changes whenever a VMA is
+    /// modified under the mmap write lock). Both non-zero: the tracepoint-only mode may reuse
+    /// a VMA it looked up while the sequence stays the same.
+    pub task_mm: u32,
+    pub mm_lock_seq: u32,
+}
+
+/// Offsets of the fields the programs read from an `exceptions:page_fault_*` record; the
+/// tool checks them against the running kernel's format file before attaching.
+pub mod exception_fields {
+    pub const ADDRESS: u32 = 8;
+    pub const IP: u32 = 16;
+    pub const ERROR_CODE: u32 = 24;
+    /// By name, as the format file has them.
+    pub const ALL: &[(&str, u32)] = &[("address", ADDRESS), ("ip", IP), ("error_code", ERROR_CODE)];
+}
+
+/// Settings of the programs, set by the tool before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Non-zero: count every fault in the `AGGREGATE` map, write no records (`--aggregate`).
+    pub aggregate: u32,
+    pub _pad: u32,
+}
+
+/// Filters applied in the kernel before any other work.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this process (tgid); 0 traces every process.
+    pub target_tgid: u32,
+    /// Never this process (the tool itself); 0 excludes nothing.
+    pub self_tgid: u32,
+    /// Non-zero: trace only the thread groups in the `TRACED` map (a command and the
+    /// processes it forks, followed by `sched:sched_process_fork`).
+    pub follow: u32,
+    /// Offset of `child_pid` in the `sched_process_fork` record (from its format file).
+    pub fork_child_pid_offset: u32,
+    /// Only tasks in this cgroup (v2 id, the inode number of its directory); 0: any.
+    pub cgroup_id: u64,
+    /// Only tasks with this exact comm (NUL-padded, at most 15 bytes); all zero: any.
+    pub comm: [u8; 16],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_names_cover_every_index() {
+        assert_eq!(counter::NAMES.len(), counter::COUNT as usize);
+        assert_eq!(
+            counter::NAMES[counter::RINGBUF_DROPS as usize],
+            "ringbuf_drops"
+        );
+        assert_eq!(counter::NAMES[counter::RECORDS as usize], "records");
+    }
+}

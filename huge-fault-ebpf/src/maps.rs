@@ -1,0 +1,115 @@
+//! Every map and global of the programs: the ring buffer and the aggregate table, the
+//! per-thread state, the counters, and what the tool writes before load.
+
+use crate::ctx::*;
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use huge_fault_common::{AggKey, Filter, InFlight, KernelOffsets, Settings, counter};
+
+/// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Faults counted in the kernel, per class ([`AggKey`]): every fault with `--aggregate`,
+/// else each fault that found the ring buffer full. Entries are allocated on first use.
+#[map]
+pub(crate) static AGGREGATE: HashMap<AggKey, u64> =
+    HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// Where a fault's [`AggKey`] is built (152 bytes do not fit on the stack beside the rest).
+#[map]
+pub(crate) static AGG_SCRATCH: PerCpuArray<AggKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-thread `handle_mm_fault` call in flight, keyed by tid. LRU, so that the entries of
+/// threads that died mid-fault are recycled instead of filling the map.
+#[map]
+pub(crate) static INFLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(16384, 0);
+
+/// Where a new fault's [`InFlight`] is built before it goes into `INFLIGHT`.
+#[map]
+pub(crate) static INFLIGHT_SCRATCH: PerCpuArray<InFlight> = PerCpuArray::with_max_entries(1, 0);
+
+/// The VMA a process faulted in last (tracepoint-only mode), with the `mm_lock_seq` it was
+/// looked up under: valid while that sequence is unchanged. `bpf_find_vma` from the fault
+/// completion event costs about 20 µs on some kernels (its mmap unlock is deferred to an
+/// irq_work); the cache skips it for the next faults in the same VMA.
+#[map]
+pub(crate) static VMA_CACHE: LruHashMap<u32, VmaCache> = LruHashMap::with_max_entries(4096, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct VmaCache {
+    pub(crate) seq: u64,
+    pub(crate) vma: VmaInfo,
+}
+
+/// Per-thread fault exception not yet completed, keyed by tid (exceptions tracepoints).
+#[map]
+pub(crate) static EXCEPTIONS: LruHashMap<u32, Exception> = LruHashMap::with_max_entries(16384, 0);
+
+/// A fault exception not yet completed: 32 bytes, copied on every fault (the whole
+/// [`InFlight`] cost a 280-byte copy in and out for these four fields).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Exception {
+    pub(crate) start_ns: u64,
+    pub(crate) address: u64,
+    pub(crate) ip: u64,
+    pub(crate) error_code: u32,
+    pub(crate) _pad: u32,
+}
+
+/// Anomaly and loss counters, indexed by `huge_fault_common::counter`.
+#[map]
+pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Member offsets from the running kernel's BTF, set by the tool before load.
+#[unsafe(no_mangle)]
+pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
+    valid: 0,
+    vma_start: 0,
+    vma_end: 0,
+    vma_flags: 0,
+    vma_pgoff: 0,
+    vma_file: 0,
+    file_inode: 0,
+    inode_ino: 0,
+    inode_sb: 0,
+    sb_dev: 0,
+    hstate_valid: 0,
+    sb_fs_info: 0,
+    hugetlbfs_hstate: 0,
+    hstate_order: 0,
+    huge_fault_order: 0,
+    vmf_address: 0,
+    folio_flags_1: 0,
+    pg_head: 0,
+    task_mm: 0,
+    mm_lock_seq: 0,
+};
+
+/// Program settings, set by the tool before load.
+#[unsafe(no_mangle)]
+pub(crate) static SETTINGS: Settings = Settings {
+    aggregate: 0,
+    _pad: 0,
+};
+
+/// Process filter, set by the tool before load.
+#[unsafe(no_mangle)]
+pub(crate) static FILTER: Filter = Filter {
+    target_tgid: 0,
+    self_tgid: 0,
+    follow: 0,
+    fork_child_pid_offset: 0,
+    cgroup_id: 0,
+    comm: [0; 16],
+};
+
+/// The thread groups traced when `FILTER.follow` is set: the command `huge-fault run`
+/// started, and every process it forks.
+#[map]
+pub(crate) static TRACED: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);

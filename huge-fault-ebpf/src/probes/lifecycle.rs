@@ -1,0 +1,254 @@
+//! The fault lifecycle: `handle_mm_fault` entry and return, in the fentry and kprobe
+//! flavours, and the retry that continues a fault on its thread.
+
+use crate::{ctx::*, emit::*, maps::*};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::bpf_ktime_get_ns,
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+};
+use aya_log_ebpf::warn;
+use huge_fault_common::{
+    InFlight, Mapping, NO_PFN, STEP_VMA_LOCK, counter,
+    kabi::{FAULT_FLAG_VMA_LOCK, VM_FAULT_RETRY},
+    level, rflags, source, step,
+};
+
+#[inline(always)]
+fn hmf_entry<C: EbpfContext>(ctx: &C, src: u8, vma: u64, address: u64, fault_flags: u32) {
+    let Some((tgid, tid)) = wanted() else { return };
+    if let Some(state) = INFLIGHT.get_ptr_mut(tid) {
+        // SAFETY: a map value of this thread; only this thread touches its key.
+        let st = unsafe { &mut *state };
+        if st.waiting == 0 {
+            st.depth += 1;
+            bump(counter::NESTED);
+            warn!(
+                ctx,
+                "handle_mm_fault entered on tid {} while a fault is in flight (nested fault or a missed return), address {:x}",
+                tid,
+                address
+            );
+            return;
+        }
+        if st.address >> 12 == address >> 12 {
+            // The call after a VM_FAULT_RETRY on this page: the same fault goes on. Its
+            // start, steps, entries and exception stay; the call's own arguments replace
+            // the last call's.
+            st.waiting = 0;
+            st.vma = vma;
+            st.address = address;
+            st.fault_flags = fault_flags;
+            st.hf_level = 0;
+            st.in_hf = 0;
+            st.in_pte = 0;
+            st.in_range = 0;
+            st.huge_addr = 0;
+            st.huge_pfn = NO_PFN;
+            // A new exception on this page (the fault was abandoned for a signal and
+            // raised again) has the newer error code.
+            // SAFETY: this thread's own map value, copied out.
+            if let Some(exc) = unsafe { EXCEPTIONS.get(tid) }.copied() {
+                if exc.address >> 12 == address >> 12 {
+                    st.ip = exc.ip;
+                    st.error_code = exc.error_code;
+                    st.has_exception = 1;
+                }
+                let _ = EXCEPTIONS.remove(tid);
+            }
+            return;
+        }
+        // The thread faults on another page: the retried fault never completed here.
+        close_unlinked(st, src);
+    }
+    // Built in this CPU's scratch slot, not on the stack: 328 bytes there do not fit beside
+    // the callees' frames on older kernels (512 bytes in all).
+    let Some(state) = INFLIGHT_SCRATCH.get_ptr_mut(0) else {
+        bump(counter::INFLIGHT_FULL);
+        return;
+    };
+    // SAFETY: this CPU's scratch slot; a program runs to completion on one CPU.
+    let st = unsafe { &mut *state };
+    // SAFETY: as above; all-zero is a valid InFlight.
+    unsafe { core::ptr::write_bytes(state, 0, 1) };
+    // SAFETY: helper without preconditions.
+    st.start_ns = unsafe { bpf_ktime_get_ns() };
+    st.address = address;
+    st.vma = vma;
+    st.fault_flags = fault_flags;
+    st.tgid = tgid;
+    st.pte_pfn = NO_PFN;
+    st.huge_pfn = NO_PFN;
+    // The exception that led here, when the tracepoints are attached and it is this page.
+    // SAFETY: this thread's own map value, copied out.
+    if let Some(exc) = unsafe { EXCEPTIONS.get(tid) }.copied() {
+        if exc.address >> 12 == address >> 12 {
+            st.ip = exc.ip;
+            st.error_code = exc.error_code;
+            st.has_exception = 1;
+        }
+        let _ = EXCEPTIONS.remove(tid);
+    }
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value it would be copied onto the stack, which is what the scratch slot avoids"
+    )]
+    let inserted = INFLIGHT.insert(tid, &*st, 0);
+    if inserted.is_err() {
+        bump(counter::INFLIGHT_FULL);
+    }
+}
+
+/// Submits a fault that returned VM_FAULT_RETRY and was not continued on its page (its
+/// thread faulted elsewhere next): a record of its retried calls, not of a fault. Its VMA
+/// is left to user space (the pointer may be stale by now).
+#[inline(always)]
+fn close_unlinked(st: &InFlight, src: u8) {
+    let closing = Closing {
+        tgid: st.tgid,
+        tid: 0,
+        src,
+        flags: rflags::HAS_START
+            | rflags::HAS_ADDRESS
+            | rflags::HAS_FAULT_FLAGS
+            | rflags::RETRY_UNLINKED
+            | if st.has_exception != 0 {
+                rflags::HAS_EXCEPTION
+            } else {
+                0
+            },
+        start_ns: st.start_ns,
+        address: st.address,
+        fault_flags: st.fault_flags,
+        ret: VM_FAULT_RETRY,
+        ip: st.ip,
+        error_code: st.error_code,
+        retries: st.retries,
+        vma_lock_retries: st.vma_lock_retries,
+    };
+    submit(
+        &closing,
+        &VmaInfo::default(),
+        Some(&st.mapping as *const Mapping),
+    );
+}
+
+/// `args` is `Some((vma, address, flags))` where the return probe can read the arguments (fexit).
+#[inline(always)]
+fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, ret: u32) {
+    let Some((tgid, tid)) = wanted() else { return };
+    let mut flags = rflags::HAS_RET;
+    let mut vma = VmaInfo::default();
+    // What the return probe itself knows (fexit has the arguments, kretprobe does not).
+    let (mut vma_ptr, mut address, mut fault_flags, arg_bits) = match args {
+        Some((v, a, f)) => (v, a, f, rflags::HAS_ADDRESS | rflags::HAS_FAULT_FLAGS),
+        None => (0, 0, 0, 0),
+    };
+    let mut start_ns = 0;
+    let (mut ip, mut error_code) = (0, 0);
+    let (mut retries, mut vma_lock_retries) = (0, 0);
+    let mut mapping: Option<*const Mapping> = None;
+    let mut remove = false;
+    match INFLIGHT.get_ptr_mut(tid) {
+        // SAFETY: this thread's own map value.
+        Some(state) if unsafe { (*state).waiting } == 0 => {
+            // SAFETY: as above.
+            let st = unsafe { &mut *state };
+            if st.depth > 0 {
+                // The inner call of a nested pair returns first; keep the outer state.
+                st.depth -= 1;
+                flags |= rflags::NESTED | arg_bits;
+            } else if ret & VM_FAULT_RETRY != 0 {
+                // Not done: the fault goes on in the thread's next call on this page.
+                st.retries = st.retries.saturating_add(1);
+                let mut mark = ret;
+                if st.fault_flags & FAULT_FLAG_VMA_LOCK != 0 {
+                    st.vma_lock_retries = st.vma_lock_retries.saturating_add(1);
+                    mark |= STEP_VMA_LOCK;
+                }
+                st.mapping.push_step(step(level::RETRY, mark));
+                st.waiting = 1;
+                return;
+            } else {
+                start_ns = st.start_ns;
+                vma_ptr = st.vma;
+                address = st.address;
+                fault_flags = st.fault_flags;
+                retries = st.retries;
+                vma_lock_retries = st.vma_lock_retries;
+                flags |= rflags::HAS_START | rflags::HAS_ADDRESS | rflags::HAS_FAULT_FLAGS;
+                if st.has_exception != 0 {
+                    ip = st.ip;
+                    error_code = st.error_code;
+                    flags |= rflags::HAS_EXCEPTION;
+                }
+                mapping = Some(&st.mapping as *const Mapping);
+                remove = true;
+            }
+        }
+        _ => {
+            bump(counter::NO_ENTRY);
+            warn!(
+                ctx,
+                "handle_mm_fault returned on tid {} without a recorded entry", tid
+            );
+            flags |= rflags::NO_ENTRY | arg_bits;
+        }
+    }
+    read_vma(vma_ptr, &mut vma);
+    let closing = Closing {
+        tgid,
+        tid,
+        src,
+        flags,
+        start_ns,
+        address,
+        fault_flags,
+        ret,
+        ip,
+        error_code,
+        retries,
+        vma_lock_retries,
+    };
+    submit(&closing, &vma, mapping);
+    if remove {
+        let _ = INFLIGHT.remove(tid);
+    }
+}
+
+#[fentry(function = "handle_mm_fault")]
+pub fn hf_fentry_handle_mm_fault(ctx: FEntryContext) -> u32 {
+    let vma: u64 = ctx.arg(0);
+    let address: u64 = ctx.arg(1);
+    let flags: u32 = ctx.arg(2);
+    hmf_entry(&ctx, source::FEXIT, vma, address, flags);
+    0
+}
+
+#[fexit(function = "handle_mm_fault")]
+pub fn hf_fexit_handle_mm_fault(ctx: FExitContext) -> u32 {
+    let vma: u64 = ctx.arg(0);
+    let address: u64 = ctx.arg(1);
+    let flags: u32 = ctx.arg(2);
+    // handle_mm_fault has four arguments; fexit's return value follows them.
+    let ret: u32 = ctx.arg(4);
+    hmf_return(&ctx, source::FEXIT, Some((vma, address, flags)), ret);
+    0
+}
+
+#[kprobe]
+pub fn hf_kprobe_handle_mm_fault(ctx: ProbeContext) -> u32 {
+    let vma: u64 = ctx.arg(0).unwrap_or(0);
+    let address: u64 = ctx.arg(1).unwrap_or(0);
+    let flags: u32 = ctx.arg(2).unwrap_or(0);
+    hmf_entry(&ctx, source::KRETPROBE, vma, address, flags);
+    0
+}
+
+#[kretprobe]
+pub fn hf_kretprobe_handle_mm_fault(ctx: RetProbeContext) -> u32 {
+    let ret: u32 = ctx.ret();
+    hmf_return(&ctx, source::KRETPROBE, None, ret);
+    0
+}

@@ -1,0 +1,159 @@
+//! Tracepoint-only mode: the exception tracepoints stamp a fault's entry (and give every
+//! mode the x86 error code), the perf minor/major-faults events close it.
+
+use crate::{ctx::*, emit::*, maps::*};
+use aya_ebpf::{
+    bindings::bpf_perf_event_data,
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_find_vma, bpf_get_current_task_btf},
+    },
+    macros::{perf_event, tracepoint},
+    programs::{PerfEventContext, TracePointContext},
+};
+use core::ffi::c_void;
+use huge_fault_common::{config::exception_fields, counter, rflags, source};
+
+/// `exceptions:page_fault_{user,kernel}`: `address` at 8, `ip` at 16, `error_code` at 24
+/// (the tool checks the format file before attaching).
+#[inline(always)]
+fn exception_entry(ctx: &TracePointContext, which: u32) {
+    let Some((_tgid, tid)) = wanted() else { return };
+    bump(which);
+    // SAFETY: offsets inside the tracepoint record, checked by the tool against the format.
+    let address: u64 = unsafe { ctx.read_at(exception_fields::ADDRESS as usize) }.unwrap_or(0);
+    // SAFETY: as above.
+    let ip: u64 = unsafe { ctx.read_at(exception_fields::IP as usize) }.unwrap_or(0);
+    // SAFETY: as above.
+    let error_code: u64 =
+        unsafe { ctx.read_at(exception_fields::ERROR_CODE as usize) }.unwrap_or(0);
+    let state = Exception {
+        // SAFETY: helper without preconditions.
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        address,
+        ip,
+        error_code: error_code as u32,
+        _pad: 0,
+    };
+    // Overwrites a stale entry of an exception that never completed (SIGSEGV, a spurious
+    // fault, a fault fixed up by the kernel): those show as exceptions without completion.
+    if EXCEPTIONS.insert(tid, state, 0).is_err() {
+        bump(counter::INFLIGHT_FULL);
+    }
+}
+
+#[tracepoint]
+pub fn hf_tp_page_fault_user(ctx: TracePointContext) -> u32 {
+    exception_entry(&ctx, counter::EXC_USER);
+    0
+}
+
+#[tracepoint]
+pub fn hf_tp_page_fault_kernel(ctx: TracePointContext) -> u32 {
+    exception_entry(&ctx, counter::EXC_KERNEL);
+    0
+}
+
+/// `bpf_find_vma` callback: copies the VMA into the caller's stack buffer.
+extern "C" fn find_vma_cb(_task: *mut c_void, vma: *mut c_void, out: *mut c_void) -> i64 {
+    // SAFETY: `out` is the caller's VmaInfo on its stack, as passed to bpf_find_vma.
+    let out = unsafe { &mut *out.cast::<VmaInfo>() };
+    read_vma(vma as u64, out);
+    0
+}
+
+#[inline(always)]
+fn perf_completion(ctx: &PerfEventContext, src: u8) {
+    let Some((tgid, tid)) = wanted() else { return };
+    // SAFETY: the context of a perf_event program is a bpf_perf_event_data.
+    let address = unsafe { (*ctx.ctx.cast::<bpf_perf_event_data>()).addr };
+    let mut flags = rflags::HAS_ADDRESS;
+    let (mut start_ns, mut ip, mut error_code) = (0, 0, 0);
+    // SAFETY: this thread's own map value, copied out.
+    if let Some(st) = unsafe { EXCEPTIONS.get(tid) }.copied() {
+        // The exception belongs to this completion when it faulted on the same page.
+        if st.address >> 12 == address >> 12 {
+            start_ns = st.start_ns;
+            ip = st.ip;
+            error_code = st.error_code;
+            flags |= rflags::HAS_START | rflags::HAS_EXCEPTION;
+        }
+        let _ = EXCEPTIONS.remove(tid);
+    }
+    let mut vma = VmaInfo::default();
+    let o = offsets();
+    if o.valid != 0 {
+        // SAFETY: the current task is valid for the program's duration.
+        let task = unsafe { bpf_get_current_task_btf() } as u64;
+        // The VMA tree's sequence now (u64::MAX: not known, no caching).
+        let seq = if o.task_mm != 0 && o.mm_lock_seq != 0 {
+            let mm = read_u64(task, o.task_mm);
+            if mm != 0 {
+                read_u32(mm, o.mm_lock_seq) as u64
+            } else {
+                u64::MAX
+            }
+        } else {
+            u64::MAX
+        };
+        // SAFETY: a copy of this process's cache entry.
+        let cached = unsafe { VMA_CACHE.get(tgid) }.copied();
+        match cached {
+            Some(c)
+                if seq != u64::MAX
+                    && c.seq == seq
+                    && c.vma.found != 0
+                    && address >= c.vma.start
+                    && address < c.vma.end =>
+            {
+                vma = c.vma;
+            }
+            _ => {
+                // SAFETY: the callback is a static subprogram and `vma` is on our stack.
+                let rc = unsafe {
+                    bpf_find_vma(
+                        task as *mut _,
+                        address,
+                        find_vma_cb as *mut c_void,
+                        (&mut vma as *mut VmaInfo).cast(),
+                        0,
+                    )
+                };
+                if rc != 0 || vma.found == 0 {
+                    bump(counter::VMA_LOOKUP_FAILED);
+                    flags |= rflags::VMA_LOOKUP_FAILED;
+                    vma.found = 0;
+                } else if seq != u64::MAX {
+                    let _ = VMA_CACHE.insert(tgid, VmaCache { seq, vma }, 0);
+                }
+            }
+        }
+    }
+    let closing = Closing {
+        tgid,
+        tid,
+        src,
+        flags,
+        start_ns,
+        address,
+        fault_flags: 0,
+        ret: 0,
+        ip,
+        error_code,
+        retries: 0,
+        vma_lock_retries: 0,
+    };
+    submit(&closing, &vma, None);
+}
+
+#[perf_event]
+pub fn hf_perf_minor_fault(ctx: PerfEventContext) -> u32 {
+    perf_completion(&ctx, source::PERF_MINOR);
+    0
+}
+
+#[perf_event]
+pub fn hf_perf_major_fault(ctx: PerfEventContext) -> u32 {
+    perf_completion(&ctx, source::PERF_MAJOR);
+    0
+}
