@@ -20,6 +20,7 @@ pub enum ModeArg {
 /// how many were retried or failed, and what they cost.
 #[derive(Debug, Parser)]
 #[command(
+    args_conflicts_with_subcommands = true,
     name = "huge-fault",
     version,
     after_help = "Examples:\n  \
@@ -38,46 +39,47 @@ pub enum ModeArg {
         Needs root (or CAP_BPF and CAP_PERFMON). The tool's own faults are never counted."
 )]
 pub struct Args {
+    #[command(flatten)]
+    pub trace: TraceArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to trace and how: the options of live tracing (`huge-fault` and `huge-fault run`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TraceArgs {
     /// Trace only this process (thread group id).
-    #[arg(short, long, value_name = "PID", global = true)]
+    #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
 
     /// Trace only tasks with this command name (exact, as in /proc/PID/comm).
-    #[arg(long, value_name = "NAME", global = true, value_parser = parse_comm)]
+    #[arg(long, value_name = "NAME", value_parser = parse_comm)]
     pub comm: Option<String>,
 
     /// Trace only tasks in this cgroup v2 directory (e.g. /sys/fs/cgroup/my.slice).
-    #[arg(long, value_name = "PATH", global = true)]
+    #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
 
     /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(short, long, value_name = "SECS", value_parser = parse_secs, global = true)]
+    #[arg(short, long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<f64>,
 
     /// Print the tables every SECS seconds while tracing.
-    #[arg(short, long, value_name = "SECS", value_parser = parse_secs, global = true)]
+    #[arg(short, long, value_name = "SECS", value_parser = parse_secs)]
     pub interval: Option<f64>,
-
-    /// Print the final report as JSON on stdout instead of tables.
-    #[arg(long, global = true)]
-    pub json: bool,
 
     /// Print one JSON report per line (NDJSON): every interval (-i, default 1 s) with
     /// `ended_by: running`, and the final one last.
-    #[arg(long, global = true, conflicts_with = "json")]
+    #[arg(long, conflicts_with = "json")]
     pub json_stream: bool,
 
     /// How to observe the fault lifecycle.
-    #[arg(long, value_enum, default_value_t = ModeArg::Auto, global = true)]
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
 
     /// Kernel BTF to resolve structure layouts with.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/sys/kernel/btf/vmlinux",
-        global = true
-    )]
+    #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
     pub btf: PathBuf,
 
     /// Range-insert helpers to probe, comma-separated: C function names or Rust paths
@@ -89,25 +91,24 @@ pub struct Args {
         visible_alias = "insert-helper",
         value_name = "SYMBOL,...",
         value_delimiter = ',',
-        default_value = crate::kernel::DEFAULT_RANGE_HELPER,
-        global = true
+        default_value = crate::kernel::DEFAULT_RANGE_HELPER
     )]
     pub range_helper: Vec<String>,
 
     /// More `huge_fault` handlers to probe, comma-separated (C names or Rust paths, `*`
     /// globs), beside every `*_huge_fault` function of /proc/kallsyms: for a driver whose
     /// handler has another name.
-    #[arg(long, value_name = "SYMBOL,...", value_delimiter = ',', global = true)]
+    #[arg(long, value_name = "SYMBOL,...", value_delimiter = ',')]
     pub huge_fault_handler: Vec<String>,
 
     /// Show the programs' own anomaly reports (nesting, lost entries) as they happen.
-    #[arg(short, long, global = true)]
+    #[arg(short, long)]
     pub verbose: bool,
 
     /// Size of the record ring buffer in KiB (a power of two, at least 4). A fault that
     /// finds it full is not lost: it is counted in the kernel by class (see --aggregate),
     /// and the report says how many were.
-    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = parse_ring_kib, global = true)]
+    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = parse_ring_kib)]
     pub ring_buffer_kib: u32,
 
     /// Count every fault in the kernel, per VMA and class (levels tried, entries, result,
@@ -115,44 +116,54 @@ pub struct Args {
     /// cannot carry, and the lowest overhead. The tables, JSON and thresholds stay the same;
     /// latencies are known to 12.5%, retry calls are counted but not linked, and there is
     /// no what-if.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub aggregate: bool,
 
+    /// Write every per-fault record to FILE, to report it again with `huge-fault report FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How the report is given and judged: live, and for a recording (`huge-fault report`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Print the final report as JSON on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+
     /// Rows per table.
-    #[arg(long, value_name = "N", default_value_t = 20, global = true)]
+    #[arg(long, value_name = "N", default_value_t = 20)]
     pub top: usize,
 
     /// Add log2 latency histograms: for all faults and each VMA shown in the tables, and
     /// as `latency_log2` (`from_ns`, `to_ns`, `count`) in the final JSON.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub histogram: bool,
 
     /// Most VMA rows kept; faults in further VMAs are counted as overflow, not dropped.
-    #[arg(long, value_name = "N", default_value_t = 20_000, global = true)]
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
     pub max_vmas: usize,
 
     /// Fail (exit 1) when this holds at the end, e.g. 'fallback_rate > 5%', 'p99 > 2ms',
     /// '/dev/dax*: pmd_share < 90%'. Repeatable; metrics are listed below.
-    #[arg(long = "fail-if", value_name = "COND", global = true, value_parser = parse_threshold)]
+    #[arg(long = "fail-if", value_name = "COND", value_parser = parse_threshold)]
     pub fail_if: Vec<Threshold>,
 
     /// Also write the verdicts as a JUnit XML report to FILE: one test case per --fail-if,
     /// and one for the traced command's exit status.
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-
-    /// Write every per-fault record to FILE, to report it again with `huge-fault report FILE`.
-    #[arg(long, value_name = "FILE", global = true)]
-    pub record: Option<PathBuf>,
-
-    #[command(subcommand)]
-    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a command, trace it and every process it forks, stop when it exits.
     Run {
+        #[command(flatten)]
+        trace: TraceArgs,
         /// The command and its arguments (after `--`).
         #[arg(
             trailing_var_arg = true,
@@ -174,6 +185,8 @@ pub enum Command {
     },
     /// Report a recording made with --record: the same tables, JSON and thresholds.
     Report {
+        #[command(flatten)]
+        output: OutputArgs,
         /// The recording.
         #[arg(value_name = "FILE")]
         file: PathBuf,
@@ -227,11 +240,18 @@ mod tests {
     #[test]
     fn parses_the_common_invocations() {
         let a = Args::try_parse_from(["huge-fault", "-p", "42", "-d", "2.5s", "--json"]).unwrap();
-        assert_eq!((a.pid, a.duration, a.json), (Some(42), Some(2.5), true));
-        assert_eq!(a.mode, ModeArg::Auto);
-        assert_eq!(a.ring_buffer_kib, 4096);
+        let t = &a.trace;
+        assert_eq!(
+            (t.pid, t.duration, t.output.json),
+            (Some(42), Some(2.5), true)
+        );
+        assert_eq!(t.mode, ModeArg::Auto);
+        assert_eq!(t.ring_buffer_kib, 4096);
         let a = Args::try_parse_from(["huge-fault", "--mode", "tracepoint", "-i", "1"]).unwrap();
-        assert_eq!((a.mode, a.interval), (ModeArg::Tracepoint, Some(1.0)));
+        assert_eq!(
+            (a.trace.mode, a.trace.interval),
+            (ModeArg::Tracepoint, Some(1.0))
+        );
         let a = Args::try_parse_from([
             "huge-fault",
             "run",
@@ -244,16 +264,18 @@ mod tests {
             "-l",
         ])
         .unwrap();
-        assert_eq!(a.fail_if.len(), 1);
-        assert_eq!(a.duration, Some(3.0));
         match a.command {
-            Some(Command::Run { argv }) => assert_eq!(argv, ["ls", "-l"]),
+            Some(Command::Run { trace, argv }) => {
+                assert_eq!(argv, ["ls", "-l"]);
+                assert_eq!(trace.output.fail_if.len(), 1);
+                assert_eq!(trace.duration, Some(3.0));
+            }
             other => panic!("{other:?}"),
         }
         // Range helpers: the lab driver's by default, a list or the alias otherwise.
         let a = Args::try_parse_from(["huge-fault"]).unwrap();
         assert_eq!(
-            a.range_helper,
+            a.trace.range_helper,
             ["hf_range::kernel::insert_range", "hf_vmf_insert_range"]
         );
         let a = Args::try_parse_from([
@@ -262,7 +284,34 @@ mod tests {
             "kernel::mm::*::insert_range,my_insert",
         ])
         .unwrap();
-        assert_eq!(a.range_helper, ["kernel::mm::*::insert_range", "my_insert"]);
+        assert_eq!(
+            a.trace.range_helper,
+            ["kernel::mm::*::insert_range", "my_insert"]
+        );
+        let a =
+            Args::try_parse_from(["huge-fault", "report", "--json", "--top", "5", "f"]).unwrap();
+        match a.command {
+            Some(Command::Report { output, file }) => {
+                assert!(output.json);
+                assert_eq!((output.top, file), (5, PathBuf::from("f")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Each subcommand takes only the options that mean something to it.
+    #[test]
+    fn options_belong_to_their_subcommand() {
+        for bad in [
+            vec!["huge-fault", "report", "--aggregate", "f"],
+            vec!["huge-fault", "report", "-p", "1", "f"],
+            vec!["huge-fault", "report", "--json-stream", "f"],
+            vec!["huge-fault", "symbols", "--json", "x"],
+            vec!["huge-fault", "-p", "1", "report", "f"],
+        ] {
+            let err = Args::try_parse_from(&bad).unwrap_err().to_string();
+            assert!(err.starts_with("error:"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::analysis::{VmaDesc, VmaResolver};
+use crate::vma::{VmaDesc, VmaResolver};
 
 /// One line of /proc/PID/maps.
 pub fn parse_line(line: &str) -> Option<VmaDesc> {

@@ -11,7 +11,7 @@ use aya::{
     EbpfLoader, Endianness,
     programs::{Program, ProgramError},
 };
-use huge_fault::{btf::Btf, kernel, live::EBPF_OBJECT};
+use huge_fault::{btf::Btf, kernel, loader::EBPF_OBJECT};
 use huge_fault_common::{Filter, KernelOffsets};
 
 fn required() -> bool {
@@ -27,7 +27,7 @@ fn skip_or_fail(why: &str) {
 
 #[test]
 fn every_program_passes_the_verifier() {
-    if huge_fault::live::check_privileges().is_err() {
+    if huge_fault::host::check_privileges().is_err() {
         return skip_or_fail("not root (needs CAP_BPF and CAP_PERFMON)");
     }
     let raw = match std::fs::read("/sys/kernel/btf/vmlinux") {

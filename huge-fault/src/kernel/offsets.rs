@@ -1,0 +1,96 @@
+//! The structure member offsets the programs read, from the running kernel's BTF.
+
+use huge_fault_common::KernelOffsets;
+
+use crate::btf::Btf;
+
+/// A structure member the programs read that the kernel's BTF does not have.
+#[derive(Debug)]
+pub struct MissingMember {
+    /// `struct.member`
+    pub member: String,
+    pub why: String,
+}
+
+/// Resolves the member offsets the programs read, from the kernel's BTF.
+pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, MissingMember> {
+    let m = |s: &str, f: &str| {
+        btf.member_offset(s, f).map_err(|e| MissingMember {
+            member: format!("{s}.{f}"),
+            why: e.to_string(),
+        })
+    };
+    Ok(KernelOffsets {
+        valid: 1,
+        vma_start: m("vm_area_struct", "vm_start")?,
+        vma_end: m("vm_area_struct", "vm_end")?,
+        vma_flags: m("vm_area_struct", "vm_flags")?,
+        vma_pgoff: m("vm_area_struct", "vm_pgoff")?,
+        vma_file: m("vm_area_struct", "vm_file")?,
+        file_inode: m("file", "f_inode")?,
+        inode_ino: m("inode", "i_ino")?,
+        inode_sb: m("inode", "i_sb")?,
+        sb_dev: m("super_block", "s_dev")?,
+        // `enum page_entry_size` is gone since 6.6, when huge_fault took an order.
+        huge_fault_order: u32::from(
+            btf.find(crate::btf::kind::ENUM, "page_entry_size")
+                .is_none(),
+        ),
+        vmf_address: btf.member_offset("vm_fault", "address").unwrap_or(0),
+        folio_flags_1: btf
+            .enum_value("pageflags", "PG_head")
+            .and(btf.member_offset("folio", "_flags_1").ok())
+            .unwrap_or(0),
+        pg_head: btf.enum_value("pageflags", "PG_head").unwrap_or(0),
+        task_mm: btf
+            .member_offset("mm_struct", "mm_lock_seq")
+            .and(btf.member_offset("task_struct", "mm"))
+            .unwrap_or(0),
+        mm_lock_seq: btf
+            .member_offset("task_struct", "mm")
+            .and(btf.member_offset("mm_struct", "mm_lock_seq"))
+            .unwrap_or(0),
+        ..hugetlb_offsets(btf)
+    })
+}
+
+/// Offsets to a hugetlb VMA's page size (`file → inode → super_block → hugetlbfs_sb_info →
+/// hstate → order`); all zero, with `hstate_valid` 0, when the kernel lacks one of them.
+fn hugetlb_offsets(btf: &Btf) -> KernelOffsets {
+    let m = |s: &str, f: &str| btf.member_offset(s, f).ok();
+    match (
+        m("super_block", "s_fs_info"),
+        m("hugetlbfs_sb_info", "hstate"),
+        m("hstate", "order"),
+    ) {
+        (Some(sb_fs_info), Some(hugetlbfs_hstate), Some(hstate_order)) => KernelOffsets {
+            hstate_valid: 1,
+            sb_fs_info,
+            hugetlbfs_hstate,
+            hstate_order,
+            ..Default::default()
+        },
+        _ => KernelOffsets::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_resolve_through_the_btf_of_this_machine() {
+        // Every kernel huge-fault supports has these members; the host's BTF must resolve.
+        let Ok(raw) = Btf::from_sys_fs() else {
+            eprintln!("skipped: no /sys/kernel/btf/vmlinux on this machine");
+            return;
+        };
+        let btf = Btf::parse(&raw).expect("vmlinux BTF parses");
+        let o = resolve_offsets(&btf).expect("offsets resolve");
+        assert_eq!((o.vma_start, o.vma_end), (0, 8));
+        assert!(o.vma_pgoff > o.vma_end && o.vma_file > o.vma_end);
+        assert_eq!(o.hstate_valid, 1, "hugetlb offsets resolve on this kernel");
+        // The host runs 6.18: huge_fault takes an order.
+        assert_eq!(o.huge_fault_order, 1);
+    }
+}

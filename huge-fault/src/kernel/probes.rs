@@ -1,0 +1,263 @@
+//! The probe table: every program of the object, where it attaches, in which mode, on which
+//! kernels, and what it contributes.
+
+use super::{EXCEPTION_FIELDS, Mode, extras::CALL_MODE_EXTRAS};
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A kernel function, by BTF/kallsyms name.
+    Function(&'static str),
+    /// `category:name` under tracefs `events/`.
+    /// `category:name` under tracefs `events/`, with the fields (name, offset) the program
+    /// reads from its record, checked against the kernel's format file before attaching.
+    Tracepoint(&'static str, &'static str, &'static [(&'static str, u32)]),
+    /// A perf software event, on every online CPU.
+    SoftwareEvent(&'static str),
+    /// Every function in /proc/kallsyms whose name ends with this suffix (modules
+    /// included): the `huge_fault` handlers of DAX, file systems and drivers.
+    Suffix(&'static str),
+    /// The range-insert helper named by `--range-helper` (C name or Rust path).
+    RangeHelper,
+}
+
+/// The range-insert helper probed by default: the lab driver's Rust helper.
+pub const DEFAULT_RANGE_HELPER: &str = "hf_range::kernel::insert_range,hf_vmf_insert_range";
+
+impl Target {
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Function(f) => f.to_string(),
+            Target::Tracepoint(c, n, _) => format!("{c}:{n}"),
+            Target::SoftwareEvent(e) => format!("perf:{e}"),
+            Target::Suffix(s) => format!("*{s}"),
+            Target::RangeHelper => "range-insert helper".into(),
+        }
+    }
+}
+
+/// The program type, which decides how it is loaded and attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgKind {
+    FEntry,
+    FExit,
+    KProbe,
+    KRetProbe,
+    TracePoint,
+    PerfEvent,
+}
+
+/// One program of the object, and when it is used.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeSpec {
+    /// Program name in the object.
+    pub program: &'static str,
+    pub kind: ProgKind,
+    pub target: Target,
+    /// The mode this program serves; a tracepoint serving several modes is listed once per mode.
+    pub mode: Mode,
+    /// Without it the mode cannot work (the fault lifecycle).
+    pub required: bool,
+    /// What the program contributes, for the attach summary.
+    pub role: &'static str,
+    /// The kernels (major, minor) that have the target under this name, where that is not
+    /// every kernel: another version's name for the same job is a row of its own.
+    pub since: Option<(u32, u32)>,
+    pub until: Option<(u32, u32)>,
+}
+
+impl ProbeSpec {
+    /// The role, with the kernels that have this target: `driver/DAX PMD insert (6.4+)`.
+    pub fn role_text(&self) -> String {
+        let v = |(a, b): (u32, u32)| format!("{a}.{b}");
+        match (self.since, self.until) {
+            (None, None) => self.role.to_string(),
+            (Some(s), None) => format!("{} ({}+)", self.role, v(s)),
+            (None, Some(u)) => format!("{} (up to {})", self.role, v(u)),
+            (Some(s), Some(u)) => format!("{} ({} ... {})", self.role, v(s), v(u)),
+        }
+    }
+}
+
+const HMF: &str = "handle_mm_fault";
+
+/// The fault lifecycle per mode, required for the mode to work, plus the optional
+/// tracepoint-only extras. Order matters: it is the attach order.
+pub(super) const LIFECYCLE: &[ProbeSpec] = &[
+    ProbeSpec {
+        program: "hf_fentry_handle_mm_fault",
+        kind: ProgKind::FEntry,
+        target: Target::Function(HMF),
+        mode: Mode::Fentry,
+        required: true,
+        role: "fault entry",
+        since: None,
+        until: None,
+    },
+    ProbeSpec {
+        program: "hf_fexit_handle_mm_fault",
+        kind: ProgKind::FExit,
+        target: Target::Function(HMF),
+        mode: Mode::Fentry,
+        required: true,
+        role: "fault return",
+        since: None,
+        until: None,
+    },
+    ProbeSpec {
+        program: "hf_kprobe_handle_mm_fault",
+        kind: ProgKind::KProbe,
+        target: Target::Function(HMF),
+        mode: Mode::Kprobe,
+        required: true,
+        role: "fault entry",
+        since: None,
+        until: None,
+    },
+    ProbeSpec {
+        program: "hf_kretprobe_handle_mm_fault",
+        kind: ProgKind::KRetProbe,
+        target: Target::Function(HMF),
+        mode: Mode::Kprobe,
+        required: true,
+        role: "fault return",
+        since: None,
+        until: None,
+    },
+    ProbeSpec {
+        program: "hf_tp_page_fault_user",
+        kind: ProgKind::TracePoint,
+        target: Target::Tracepoint("exceptions", "page_fault_user", EXCEPTION_FIELDS),
+        mode: Mode::TracepointOnly,
+        required: true,
+        role: "fault entry (user mode)",
+        since: None,
+        until: None,
+    },
+    ProbeSpec {
+        program: "hf_perf_minor_fault",
+        kind: ProgKind::PerfEvent,
+        target: Target::SoftwareEvent("minor-faults"),
+        mode: Mode::TracepointOnly,
+        required: true,
+        role: "completed minor faults",
+        since: None,
+        until: None,
+    },
+    ProbeSpec {
+        program: "hf_perf_major_fault",
+        kind: ProgKind::PerfEvent,
+        target: Target::SoftwareEvent("major-faults"),
+        mode: Mode::TracepointOnly,
+        required: true,
+        role: "completed major faults",
+        since: None,
+        until: None,
+    },
+    ProbeSpec {
+        program: "hf_tp_page_fault_kernel",
+        kind: ProgKind::TracePoint,
+        target: Target::Tracepoint("exceptions", "page_fault_kernel", EXCEPTION_FIELDS),
+        mode: Mode::TracepointOnly,
+        required: false,
+        role: "fault entry (kernel mode, e.g. copy_to_user)",
+        since: None,
+        until: None,
+    },
+];
+
+/// The generic huge-page paths whose probes must all be attached for the report to claim
+/// levels and sizes (the driver paths add to them where a kernel has them).
+pub const GENERIC_SIZE_FUNCTIONS: [&str; 3] =
+    ["do_huge_pmd_anonymous_page", "do_set_pmd", "hugetlb_fault"];
+
+/// Every probe of one mode, in attach order.
+pub fn probes(mode: Mode) -> Vec<ProbeSpec> {
+    let mut v: Vec<ProbeSpec> = LIFECYCLE
+        .iter()
+        .filter(|p| p.mode == mode)
+        .copied()
+        .collect();
+    if mode != Mode::TracepointOnly {
+        v.extend(CALL_MODE_EXTRAS.iter().map(|p| ProbeSpec { mode, ..*p }));
+    }
+    v
+}
+
+/// The names of every program the tool loads in some mode or for `run`.
+pub fn all_programs() -> std::collections::BTreeSet<&'static str> {
+    LIFECYCLE
+        .iter()
+        .chain(CALL_MODE_EXTRAS)
+        .chain([&FOLLOW_PROBE])
+        .map(|p| p.program)
+        .collect()
+}
+
+/// Follows the processes `huge-fault run` starts: used in every mode, only for `run`.
+pub const FOLLOW_PROBE: ProbeSpec = ProbeSpec {
+    program: "hf_tp_sched_process_fork",
+    kind: ProgKind::TracePoint,
+    target: Target::Tracepoint("sched", "sched_process_fork", &[]),
+    mode: Mode::TracepointOnly,
+    required: true,
+    role: "follows the traced command's children",
+    since: None,
+    until: None,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mode_has_its_required_lifecycle_probes() {
+        for mode in [Mode::Fentry, Mode::Kprobe, Mode::TracepointOnly] {
+            let required = probes(mode)
+                .iter()
+                .filter(|p| p.mode == mode && p.required)
+                .count();
+            assert!(required >= 2, "{mode:?} has {required} required probes");
+        }
+    }
+
+    #[test]
+    fn roles_name_the_kernels_that_have_their_target() {
+        let role = |program: &str, f: &'static str| {
+            probes(Mode::Kprobe)
+                .into_iter()
+                .find(|p| p.program == program && p.target == Target::Function(f))
+                .map(|p| p.role_text())
+        };
+        assert_eq!(
+            role("hf_kret_insert_pmd", "vmf_insert_pfn_pmd_prot").as_deref(),
+            Some("driver/DAX PMD insert (5.15 ... 6.3)")
+        );
+        assert_eq!(
+            role("hf_kret_insert_pmd", "vmf_insert_folio_pmd").as_deref(),
+            Some("DAX PMD folio insert (6.15+)")
+        );
+        assert_eq!(
+            role("hf_kret_insert_pte", "vmf_insert_mixed_mkwrite").as_deref(),
+            Some("DAX write PTE insert (result) (up to 6.14)")
+        );
+        // The exception tracepoints say which fields the programs read.
+        for p in probes(Mode::TracepointOnly) {
+            if let Target::Tracepoint("exceptions", _, fields) = p.target {
+                assert_eq!(fields, EXCEPTION_FIELDS);
+            }
+        }
+    }
+
+    #[test]
+    fn the_generic_size_paths_are_probed_in_both_call_modes() {
+        for mode in [Mode::Fentry, Mode::Kprobe] {
+            for f in GENERIC_SIZE_FUNCTIONS {
+                assert!(
+                    probes(mode).iter().any(|p| p.target == Target::Function(f)),
+                    "{mode:?} lacks {f}"
+                );
+            }
+        }
+    }
+}

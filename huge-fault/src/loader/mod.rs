@@ -1,0 +1,218 @@
+//! Loading the programs and attaching them in the best mode the kernel allows. Everything
+//! aya lives in the loader and the trace loop; the analysis and the report know nothing of
+//! it.
+
+mod attach;
+mod errors;
+mod log;
+mod modes;
+
+use std::{collections::HashSet, path::Path};
+
+use aya::{Ebpf, EbpfLoader, Endianness, maps::PerCpuArray};
+use aya_log::EbpfLogger;
+use huge_fault_common::{Filter, KernelOffsets, Settings, counter};
+
+pub use attach::{probe_report, unload_program};
+pub use errors::short_error;
+pub use log::KernelLogBox;
+
+use crate::{
+    btf::Btf,
+    cli::ModeArg,
+    error::{Error, Result},
+    host::ensure_tracefs,
+    kernel::{self, Mode},
+    run_info::{ProbeReport, ProbeStatus, Reason},
+};
+use log::KernelLog;
+use modes::{KernelProbing, try_mode};
+
+/// The eBPF object built by build.rs, 8-byte aligned as the ELF parser wants.
+pub static EBPF_OBJECT: &[u8] = {
+    #[repr(C, align(8))]
+    struct Aligned<B: ?Sized>(B);
+    static ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+        env!("OUT_DIR"),
+        "/huge-fault-ebpf"
+    )));
+    &ALIGNED.0
+};
+
+/// The loaded object and what attached.
+pub struct Session {
+    pub ebpf: Ebpf,
+    pub mode: Mode,
+    pub probes: Vec<ProbeReport>,
+}
+
+pub struct LoadOptions<'a> {
+    pub btf_path: &'a Path,
+    pub mode: ModeArg,
+    pub filter: Filter,
+    pub ring_buffer_bytes: u32,
+    pub verbose: bool,
+    pub range_helper: &'a [String],
+    pub huge_fault_handler: &'a [String],
+    /// Count every fault in the kernel (no records).
+    pub aggregate: bool,
+}
+
+/// Loads the object, starts the log reader and attaches in the best available mode.
+pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<KernelLogBox>>)> {
+    if EBPF_OBJECT.is_empty() {
+        return Err(Error::NoEbpfObject);
+    }
+    let path = || opts.btf_path.to_path_buf();
+    let raw = match std::fs::read(opts.btf_path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoBtf(path())),
+        Err(source) => {
+            return Err(Error::BtfUnreadable {
+                path: path(),
+                source,
+            });
+        }
+    };
+    let unusable = |why: String| Error::BtfUnusable { path: path(), why };
+    let our_btf = Btf::parse(&raw).map_err(|e| unusable(e.to_string()))?;
+    let offsets: KernelOffsets =
+        kernel::resolve_offsets(&our_btf).map_err(|m| Error::MissingMember {
+            path: path(),
+            member: m.member,
+            why: m.why,
+        })?;
+    // One parsed BTF at a time: start-up is where the tool's memory peaks.
+    drop(our_btf);
+    let btf = aya::Btf::parse(&raw, Endianness::default()).map_err(|e| unusable(e.to_string()))?;
+    drop(raw);
+
+    let tracefs = ensure_tracefs();
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global("OFFSETS", &offsets, true)
+        .override_global("FILTER", &opts.filter, true)
+        .override_global(
+            "SETTINGS",
+            &Settings {
+                aggregate: u32::from(opts.aggregate),
+                _pad: 0,
+            },
+            true,
+        )
+        .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+        .load(EBPF_OBJECT)
+        .map_err(|e| {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            Error::ObjectLoad(msg)
+        })?;
+    let logger = match EbpfLogger::init_with_logger(
+        &mut ebpf,
+        KernelLogBox(Box::new(KernelLog {
+            verbose: opts.verbose,
+        })),
+    ) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            // The log is shown with -v only; without it nothing is lost.
+            if opts.verbose {
+                eprintln!("huge-fault: warning: the programs' log cannot be read: {e}");
+            }
+            None
+        }
+    };
+
+    let order: &[Mode] = match opts.mode {
+        ModeArg::Auto => &[Mode::Fentry, Mode::Kprobe, Mode::TracepointOnly],
+        ModeArg::Fentry => &[Mode::Fentry],
+        ModeArg::Kprobe => &[Mode::Kprobe],
+        ModeArg::Tracepoint => &[Mode::TracepointOnly],
+    };
+    let mut loaded = HashSet::new();
+    let mut reports = Vec::new();
+    let kernel_probing = KernelProbing::new(
+        tracefs.map_err(|e| e.one_line()),
+        opts.range_helper,
+        opts.huge_fault_handler,
+    )?;
+    let mut chosen = None;
+    for &mode in order {
+        if try_mode(
+            &mut ebpf,
+            mode,
+            &btf,
+            &kernel_probing,
+            &mut loaded,
+            &mut reports,
+        ) {
+            chosen = Some(mode);
+            break;
+        }
+    }
+    let Some(mode) = chosen else {
+        // One reason per mode: its first real failure.
+        let mut why: Vec<(Mode, String)> = order
+            .iter()
+            .filter_map(|&m| {
+                reports
+                    .iter()
+                    .filter(|r| r.mode == m)
+                    .find(|r| {
+                        r.status != ProbeStatus::Attached
+                            && !matches!(r.reason, Some(Reason::ModeAbandoned(_)))
+                    })
+                    .and_then(|r| r.reason.as_ref().map(|w| (m, w.to_string())))
+            })
+            .collect();
+        if let [only] = order {
+            let reason = why.pop().map(|(_, w)| w).unwrap_or_default();
+            return Err(Error::ModeUnavailable {
+                mode: *only,
+                reason,
+            });
+        }
+        return Err(Error::NoMode(why));
+    };
+    // Modes after the chosen one were not needed.
+    if let Some(i) = order.iter().position(|&m| m == mode) {
+        for &later in &order[i + 1..] {
+            for p in &kernel::probes(later) {
+                reports.push(probe_report(
+                    p,
+                    ProbeStatus::Skipped,
+                    Some(Reason::ModeInUse(mode)),
+                ));
+            }
+        }
+    }
+    Ok((
+        Session {
+            ebpf,
+            mode,
+            probes: reports,
+        },
+        logger,
+    ))
+}
+
+/// Sums the per-CPU counters.
+pub fn read_counters(ebpf: &Ebpf) -> Vec<u64> {
+    let mut out = vec![0; counter::COUNT as usize];
+    let Some(map) = ebpf.map("COUNTERS") else {
+        return out;
+    };
+    let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {
+        return out;
+    };
+    for (i, slot) in out.iter_mut().enumerate() {
+        if let Ok(v) = arr.get(&(i as u32), 0) {
+            *slot = v.iter().sum();
+        }
+    }
+    out
+}

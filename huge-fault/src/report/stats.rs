@@ -1,0 +1,182 @@
+//! The statistics of one scope as the report gives them (the JSON's `totals`, `processes[]`
+//! and `vmas[]`): what the mode cannot see is `None` (`null`), never 0.
+
+use serde::Serialize;
+
+use crate::{
+    analysis::{Stats, VmaStats},
+    hist::LatencySummary,
+    kernel::Visibility,
+    vma::VmaKey,
+};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsReport {
+    pub faults: u64,
+    /// `null` where the mode cannot see retried calls.
+    pub retry_calls: Option<u64>,
+    pub retried_faults: Option<u64>,
+    /// Retry calls made under the per-VMA lock (`FAULT_FLAG_VMA_LOCK`).
+    pub vma_lock_retries: Option<u64>,
+    /// Retry calls whose fault was not continued on the thread's next call (in
+    /// `retry_calls` too), and those still waiting when tracing ended.
+    pub unlinked_retries: Option<u64>,
+    pub pending_retries: Option<u64>,
+    pub errors: Option<u64>,
+    pub major: u64,
+    pub writes: u64,
+    pub latency_ns: Option<LatencySummary>,
+    /// Log2 latency buckets, with `--histogram` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_log2: Option<Vec<crate::hist::Log2Bucket>>,
+    /// Entries inserted per page-table level; `null` where the probes cannot see them.
+    pub entries: Option<Entries>,
+    pub bytes_mapped: Option<u64>,
+    /// Faults per chain of levels tried, most frequent first.
+    pub chains: Option<Vec<ChainCount>>,
+    /// Faults whose chain holds a FALLBACK, and their share of all faults.
+    pub fallback_faults: Option<u64>,
+    pub fallback_rate: Option<f64>,
+    /// FALLBACK answers in those chains: a fault whose two calls both fell back at PMD
+    /// counts two (what a handler counting its own answers sees).
+    pub fallback_steps: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Entries {
+    pub pte: u64,
+    pub pmd: u64,
+    pub pud: u64,
+    /// hugetlb entries of a size that is neither PMD nor PUD.
+    pub other: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainCount {
+    pub chain: String,
+    pub count: u64,
+}
+
+impl StatsReport {
+    pub(super) fn new(s: &Stats, vis: &Visibility, sizes: bool, histogram: bool) -> Self {
+        let mut chains: Vec<ChainCount> = s
+            .chains
+            .iter()
+            .map(|(c, n)| ChainCount {
+                chain: c.to_string(),
+                count: *n,
+            })
+            .collect();
+        chains.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.chain.cmp(&b.chain)));
+        Self {
+            faults: s.faults,
+            retry_calls: vis.every_call.then_some(s.retry_calls),
+            retried_faults: vis.every_call.then_some(s.retried_faults),
+            vma_lock_retries: vis.every_call.then_some(s.vma_lock_retries),
+            unlinked_retries: vis.every_call.then_some(s.unlinked_retries),
+            pending_retries: vis.every_call.then_some(s.pending_retries),
+            errors: vis.failed_faults.then_some(s.errors),
+            major: s.major,
+            writes: s.writes,
+            latency_ns: s.latency.summary(),
+            latency_log2: histogram.then(|| s.latency.log2()),
+            entries: sizes.then(|| Entries {
+                pte: s.entries[1],
+                pmd: s.entries[2],
+                pud: s.entries[3],
+                other: s.entries[0],
+            }),
+            bytes_mapped: sizes.then_some(s.bytes_mapped),
+            chains: sizes.then_some(chains),
+            fallback_faults: sizes.then_some(s.fallback_faults),
+            fallback_rate: (sizes && s.faults > 0)
+                .then(|| (s.fallback_faults as f64 / s.faults as f64 * 1e4).round() / 1e4),
+            fallback_steps: sizes.then_some(s.fallback_steps),
+        }
+    }
+
+    /// `4×PMD 2×PTE`-style size mix.
+    pub(super) fn size_mix(&self) -> String {
+        let Some(e) = &self.entries else {
+            return "-".into();
+        };
+        let mut parts = Vec::new();
+        for (n, name) in [
+            (e.pud, "PUD"),
+            (e.pmd, "PMD"),
+            (e.pte, "PTE"),
+            (e.other, "HUGE?"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n}×{name}"));
+            }
+        }
+        if parts.is_empty() {
+            "0".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessReport {
+    pub pid: u32,
+    pub comm: String,
+    #[serde(flatten)]
+    pub stats: StatsReport,
+    pub faults_without_vma: u64,
+    pub faults_in_overflowed_vmas: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VmaReport {
+    pub pid: u32,
+    pub comm: String,
+    /// Hex, like /proc/PID/maps.
+    pub start: String,
+    pub end: String,
+    pub size_bytes: u64,
+    pub kind: String,
+    pub path: Option<String>,
+    pub inode: u64,
+    pub dev: String,
+    pub pgoff: u64,
+    pub vm_flags: String,
+    /// `kernel` (read at fault time) or `proc` (looked up in /proc/PID/maps afterwards).
+    pub vma_source: String,
+    #[serde(flatten)]
+    pub stats: StatsReport,
+    /// What a range insert would have done here (VMAs whose inserts carried pfns).
+    pub what_if: Option<crate::whatif::VmaWhatIf>,
+}
+
+pub(super) fn vma_report(
+    k: &VmaKey,
+    v: &VmaStats,
+    vis: &Visibility,
+    sizes: bool,
+    histogram: bool,
+) -> VmaReport {
+    VmaReport {
+        pid: k.tgid,
+        comm: v.comm.clone(),
+        start: format!("{:#x}", k.start),
+        end: format!("{:#x}", k.end),
+        size_bytes: k.end - k.start,
+        kind: v.kind().into(),
+        path: v.name.clone(),
+        inode: v.inode,
+        dev: dev_string(v.dev),
+        pgoff: v.pgoff,
+        vm_flags: format!("{:#x}", v.flags),
+        vma_source: if v.from_proc { "proc" } else { "kernel" }.into(),
+        stats: StatsReport::new(&v.stats, vis, sizes, histogram),
+        what_if: None,
+    }
+}
+
+fn dev_string(dev: u32) -> String {
+    // Kernel-internal dev_t: major in the top 12 bits, minor in the low 20.
+    format!("{}:{}", dev >> 20, dev & 0xf_ffff)
+}

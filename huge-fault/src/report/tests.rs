@@ -1,0 +1,156 @@
+//! The report of hand-made runs: JSON schema, nulls, tables.
+
+use super::*;
+use crate::{
+    analysis::tests::{rec, with_vma},
+    run_info::{ProbeStatus, Reason},
+    vma::NoResolver,
+};
+use huge_fault_common::{counter, source};
+
+fn run(mode: Mode) -> RunInfo {
+    let mut counters = vec![0; counter::COUNT as usize];
+    counters[counter::RINGBUF_DROPS as usize] = 4;
+    counters[counter::EXC_USER as usize] = 12;
+    RunInfo {
+        kernel_release: "6.1.0-test".into(),
+        mode,
+        filter_pid: Some(7),
+        duration_s: 2.5,
+        ended_by: EndedBy::Duration,
+        probes: vec![ProbeReport {
+            program: "hf_kprobe_handle_mm_fault".into(),
+            target: "handle_mm_fault".into(),
+            mode: Mode::Kprobe,
+            role: "fault entry".into(),
+            status: ProbeStatus::Skipped,
+            reason: Some(Reason::from(
+                "kprobes unavailable: kernel built without CONFIG_KPROBES",
+            )),
+        }],
+        counters,
+        aggregate: false,
+    }
+}
+
+fn analyzer() -> Analyzer {
+    let mut a = Analyzer::new(16);
+    for i in 0..10u64 {
+        let mut r = with_vma(
+            rec(source::PERF_MINOR, 7, 7, 0x7f00_0000_0000 + i * 4096),
+            0x7f00_0000_0000,
+            0x7f00_0400_0000,
+        );
+        r.start_ns = 1000;
+        r.end_ns = 1000 + 500 * (i + 1);
+        r.flags |= huge_fault_common::rflags::HAS_START;
+        a.ingest(&r, &mut NoResolver);
+    }
+    a
+}
+
+#[test]
+fn json_schema_v3_has_versions_visibility_and_ranges() {
+    let rep = Report::build(&analyzer(), &run(Mode::TracepointOnly));
+    let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
+    assert_eq!(v["schema"], "huge-fault.report");
+    assert_eq!(v["version"], 3);
+    assert_eq!(v["mode"], "tracepoint-only");
+    assert_eq!(v["visibility"]["return_codes"], false);
+    assert_eq!(v["loss"]["ringbuf_drops"], 4);
+    assert_eq!(v["kernel_counters"]["user_fault_exceptions"], 12);
+    assert_eq!(v["totals"]["faults"], 10);
+    // What the mode cannot see is null, not zero.
+    assert!(v["totals"]["retry_calls"].is_null());
+    assert!(v["totals"]["vma_lock_retries"].is_null());
+    assert!(v["totals"]["unlinked_retries"].is_null());
+    assert!(v["totals"]["errors"].is_null());
+    assert_eq!(v["processes"][0]["pid"], 7);
+    assert_eq!(v["processes"][0]["faults"], 10);
+    let vma = &v["vmas"][0];
+    assert_eq!(vma["start"], "0x7f0000000000");
+    assert_eq!(vma["end"], "0x7f0004000000");
+    assert_eq!(vma["size_bytes"], 64 << 20);
+    assert_eq!(vma["faults"], 10);
+    assert_eq!(vma["latency_ns"]["min"], 500);
+    assert_eq!(vma["latency_ns"]["max"], 5000);
+    assert_eq!(v["probes"][0]["status"], "skipped");
+}
+
+#[test]
+fn kprobe_mode_reports_retries_and_errors_as_numbers() {
+    let rep = Report::build(&analyzer(), &run(Mode::Kprobe));
+    let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
+    assert_eq!(v["totals"]["retry_calls"], 0);
+    assert_eq!(v["totals"]["errors"], 0);
+    // Sizes are claimed only with the generic size probes attached.
+    assert!(!rep.render(20, None).contains("sizes:"));
+    let mut r = run(Mode::Kprobe);
+    r.probes = crate::kernel::GENERIC_SIZE_FUNCTIONS
+        .iter()
+        .map(|f| ProbeReport {
+            program: "p".into(),
+            target: (*f).into(),
+            mode: Mode::Kprobe,
+            role: "size".into(),
+            status: ProbeStatus::Attached,
+            reason: None,
+        })
+        .collect();
+    let text = Report::build(&analyzer(), &r).render(20, None);
+    // The ten faults of analyzer() are completions without nested-probe data.
+    assert!(
+        text.contains("sizes: 0 (0 mapped), fallback 0.0% of faults"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tables_show_rows_loss_and_the_skip_reason() {
+    let r = run(Mode::TracepointOnly);
+    let rep = Report::build(&analyzer(), &r);
+    let text = rep.render(20, None);
+    assert!(
+        text.starts_with("10 faults in 2.5s (tracepoint-only mode)"),
+        "{text}"
+    );
+    assert!(text.contains("lost: 4 ring-buffer drops"), "{text}");
+    assert!(text.contains("7f0000000000-7f0004000000"), "{text}");
+    assert!(text.contains("64.0M"), "{text}");
+    let summary = Report::attach_summary(&r.probes, Mode::TracepointOnly);
+    assert!(summary.contains("kprobes unavailable: kernel built without CONFIG_KPROBES"));
+    assert!(summary.contains("cannot see:"));
+    // No histograms unless asked for, in the text or the JSON.
+    assert!(!text.contains("latency, all faults"));
+    assert!(!rep.to_json().contains("latency_log2"));
+    // Asked for: latencies 500 ns .. 5 µs fall into [256ns, 512ns) .. [4.1µs, 8.2µs).
+    let a = analyzer();
+    let rep = Report::build_with(
+        &a,
+        &r,
+        Extras {
+            histograms: true,
+            ..Extras::default()
+        },
+    );
+    let text = rep.render(20, None);
+    assert!(text.contains("latency, all faults:"), "{text}");
+    assert!(
+        text.contains("latency, pid 7 VMA 7f0000000000-7f0004000000:"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
+    let b = v["vmas"][0]["latency_log2"].as_array().unwrap();
+    let total: u64 = b.iter().map(|x| x["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 10);
+    assert_eq!(b[0]["from_ns"], 256);
+    assert_eq!(v["totals"]["latency_log2"], v["vmas"][0]["latency_log2"]);
+}
+
+#[test]
+fn sizes_are_human() {
+    assert_eq!(fmt_size(4096), "4.0K");
+    assert_eq!(fmt_size(2 << 20), "2.0M");
+    assert_eq!(fmt_size(1 << 30), "1.0G");
+    assert_eq!(fmt_size(100), "100");
+}

@@ -1,0 +1,136 @@
+//! A live run: filters set in the kernel, the programs attached, the command held and
+//! released, the event loop until the duration, a signal or the command's exit.
+
+mod event_loop;
+mod feed;
+mod held;
+mod view;
+
+use std::{path::Path, time::Duration};
+
+use aya::programs::TracePoint;
+use huge_fault_common::Filter;
+
+pub use held::{HOLD_ARG, hold_then_exec};
+
+use crate::{
+    cli::TraceArgs,
+    error::{Error, Result},
+    host::{check_privileges, ensure_tracefs},
+    kernel,
+    loader::{LoadOptions, probe_report, short_error, start},
+    report::Report,
+    run_info::ProbeStatus,
+};
+use held::spawn_held;
+
+/// How often the ring buffer is drained without a wake-up from the kernel side.
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
+/// The whole live run: load, attach, trace until the duration, a signal or the traced
+/// command's exit (`argv`, for `huge-fault run`), report, and judge the thresholds.
+/// Returns the exit status.
+pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
+    check_privileges()?;
+    let tracefs = ensure_tracefs();
+    let mut filter = Filter {
+        target_tgid: args.pid.unwrap_or(0),
+        self_tgid: std::process::id(),
+        follow: 0,
+        fork_child_pid_offset: 0,
+        cgroup_id: 0,
+        comm: [0; 16],
+    };
+    if let Some(name) = &args.comm {
+        filter.comm[..name.len()].copy_from_slice(name.as_bytes());
+    }
+    if let Some(path) = &args.cgroup {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path).map_err(|source| Error::Cgroup {
+            path: path.clone(),
+            source,
+        })?;
+        let cgroup_controllers = path.join("cgroup.controllers");
+        if !meta.is_dir() || !cgroup_controllers.exists() {
+            return Err(Error::NotCgroup(path.clone()));
+        }
+        // A cgroup v2 directory's inode number is the cgroup id BPF sees.
+        filter.cgroup_id = meta.ino();
+    }
+    if argv.is_some() {
+        let tracefs = tracefs
+            .as_ref()
+            .map_err(|e| Error::FollowForks(e.one_line()))?;
+        let format =
+            std::fs::read_to_string(tracefs.join("events/sched/sched_process_fork/format"))
+                .map_err(|e| Error::FollowForks(format!("sched:sched_process_fork: {e}")))?;
+        filter.follow = 1;
+        filter.fork_child_pid_offset = kernel::tracepoint_field_offset(&format, "child_pid")
+            .ok_or_else(|| Error::FollowForks("sched_process_fork has no child_pid".into()))?;
+    }
+    if let Some(pid) = args.pid
+        && !Path::new(&format!("/proc/{pid}")).exists()
+    {
+        return Err(Error::NoProcess(pid));
+    }
+    let opts = LoadOptions {
+        btf_path: &args.btf,
+        mode: args.mode,
+        filter,
+        ring_buffer_bytes: args.ring_buffer_kib * 1024,
+        verbose: args.verbose,
+        range_helper: &args.range_helper,
+        huge_fault_handler: &args.huge_fault_handler,
+        aggregate: args.aggregate,
+    };
+    let (mut session, logger) = start(&opts)?;
+    let mut traced = None;
+    if let Some(argv) = argv {
+        let prog = session
+            .ebpf
+            .program_mut(kernel::FOLLOW_PROBE.program)
+            .ok_or(Error::Object {
+                what: "fork-following program",
+                why: "missing from the object".into(),
+            })?;
+        let object = |e: aya::programs::ProgramError| Error::Object {
+            what: "fork-following program",
+            why: short_error(&e),
+        };
+        let tp = <&mut TracePoint>::try_from(prog).map_err(object)?;
+        tp.load().map_err(object)?;
+        tp.attach("sched", "sched_process_fork")
+            .map_err(|e| Error::FollowForks(short_error(&e)))?;
+        session.probes.push(probe_report(
+            &kernel::FOLLOW_PROBE,
+            ProbeStatus::Attached,
+            None,
+        ));
+        let t = spawn_held(argv)?;
+        let traced_map = |why: String| Error::Object {
+            what: "TRACED map",
+            why,
+        };
+        let map = session
+            .ebpf
+            .map_mut("TRACED")
+            .ok_or_else(|| traced_map("missing".into()))?;
+        let mut set = aya::maps::HashMap::<_, u32, u8>::try_from(map)
+            .map_err(|e| traced_map(e.to_string()))?;
+        set.insert(t.child.id(), 1, 0)
+            .map_err(|e| traced_map(e.to_string()))?;
+        traced = Some(t);
+    }
+    eprint!("{}", Report::attach_summary(&session.probes, session.mode));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the event loop", e))?;
+    rt.block_on(event_loop::event_loop(
+        args,
+        argv,
+        &mut session,
+        logger,
+        traced,
+    ))
+}
