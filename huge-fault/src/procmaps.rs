@@ -1,5 +1,7 @@
 //! `/proc/PID/maps`: names VMAs, and finds the VMA of an address when the kernel side could
-//! not (tracepoint mode without `bpf_find_vma`). Cached per process, re-read on a miss.
+//! not (tracepoint mode without `bpf_find_vma`). Cached per process. On a miss, kernels
+//! with the `PROCMAP_QUERY` ioctl (6.11+) are asked for the one VMA at the address;
+//! older ones have the whole file read again.
 
 use std::{
     collections::HashMap,
@@ -41,8 +43,78 @@ pub fn parse(text: &str) -> Vec<VmaDesc> {
 const MAX_CACHED_PROCESSES: usize = 1024;
 
 struct Entry {
+    /// Sorted by address, not overlapping.
     vmas: Vec<VmaDesc>,
     read_at: Instant,
+    /// The maps file, kept open for `PROCMAP_QUERY`.
+    file: Option<std::fs::File>,
+}
+
+/// Whether the kernel answers `PROCMAP_QUERY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Query {
+    Unknown,
+    Yes,
+    No,
+}
+
+/// `struct procmap_query` (include/uapi/linux/fs.h, 6.11+).
+#[repr(C)]
+#[derive(Default)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
+
+/// `_IOWR('f', 17, struct procmap_query)`.
+const PROCMAP_QUERY: libc::c_ulong = 0xc068_6611;
+const PROCMAP_QUERY_VMA_SHARED: u64 = 0x08;
+
+/// The VMA covering `addr` as the kernel answers `PROCMAP_QUERY` on an open maps file:
+/// `Ok(None)` when no VMA covers it, `Err` when the kernel cannot answer.
+fn query_vma(file: &std::fs::File, addr: u64) -> std::io::Result<Option<VmaDesc>> {
+    use std::os::fd::AsRawFd as _;
+    let mut name = [0u8; 4096];
+    let mut q = ProcmapQuery {
+        size: std::mem::size_of::<ProcmapQuery>() as u64,
+        query_addr: addr,
+        vma_name_size: name.len() as u32,
+        vma_name_addr: name.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: the ioctl reads and writes one procmap_query, and writes at most
+    // `vma_name_size` bytes to `name`, which outlives the call.
+    if unsafe { libc::ioctl(file.as_raw_fd(), PROCMAP_QUERY, &mut q as *mut ProcmapQuery) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // The name comes NUL-terminated; an empty one is an anonymous VMA.
+    let len = (q.vma_name_size as usize).min(name.len()).saturating_sub(1);
+    let name = (len > 0).then(|| String::from_utf8_lossy(&name[..len]).into_owned());
+    Ok(Some(VmaDesc {
+        start: q.vma_start,
+        end: q.vma_end,
+        pgoff: q.vma_offset >> 12,
+        inode: q.inode,
+        shared: q.vma_flags & PROCMAP_QUERY_VMA_SHARED != 0,
+        name,
+    }))
 }
 
 /// Reads /proc/PID/maps (or another root, for tests) with a per-process cache.
@@ -53,6 +125,9 @@ pub struct ProcMaps {
     min_refresh: Duration,
     /// Reads of maps files, for the report.
     pub reads: u64,
+    /// `PROCMAP_QUERY` calls.
+    pub queries: u64,
+    query: Query,
 }
 
 impl ProcMaps {
@@ -66,7 +141,73 @@ impl ProcMaps {
             cache: HashMap::new(),
             min_refresh: Duration::from_millis(50),
             reads: 0,
+            queries: 0,
+            query: Query::Unknown,
         }
+    }
+
+    /// The VMA at `addr` from `PROCMAP_QUERY`, kept in the process's cache; `None` when
+    /// the kernel cannot answer (then the file is read instead).
+    fn query(&mut self, tgid: u32, addr: u64) -> Option<Option<VmaDesc>> {
+        if self.query == Query::No {
+            return None;
+        }
+        if self.cache.get(&tgid).is_none_or(|e| e.file.is_none()) {
+            let file = std::fs::File::open(self.root.join(tgid.to_string()).join("maps")).ok()?;
+            self.make_room(tgid);
+            let e = self.cache.entry(tgid).or_insert_with(|| Entry {
+                vmas: Vec::new(),
+                read_at: Instant::now(),
+                file: None,
+            });
+            e.file = Some(file);
+        }
+        let e = self.cache.get_mut(&tgid)?;
+        self.queries += 1;
+        let got = query_vma(e.file.as_ref()?, addr);
+        match got {
+            Err(_) if self.query == Query::Unknown => {
+                // Not this kernel (before 6.11), or not a procfs file: read files instead.
+                self.query = Query::No;
+                e.file = None;
+                None
+            }
+            // The process is gone: what was read stays known.
+            Err(_) => Some(Self::find(&e.vmas, addr)),
+            Ok(v) => {
+                self.query = Query::Yes;
+                e.read_at = Instant::now();
+                if let Some(v) = &v {
+                    e.vmas.retain(|x| x.end <= v.start || x.start >= v.end);
+                    let i = e.vmas.partition_point(|x| x.end <= v.start);
+                    e.vmas.insert(i, v.clone());
+                }
+                Some(v)
+            }
+        }
+    }
+
+    /// Bounded: the process read longest ago goes (a long run sees many short ones).
+    fn make_room(&mut self, tgid: u32) {
+        if self.cache.len() >= MAX_CACHED_PROCESSES
+            && !self.cache.contains_key(&tgid)
+            && let Some(oldest) = self
+                .cache
+                .iter()
+                .min_by_key(|(_, e)| e.read_at)
+                .map(|(k, _)| *k)
+        {
+            self.cache.remove(&oldest);
+        }
+    }
+
+    /// A miss: the kernel's answer for the address, else the whole file read again.
+    fn refresh(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc> {
+        if let Some(v) = self.query(tgid, addr) {
+            return v;
+        }
+        let e = self.read(tgid)?;
+        Self::find(&e.vmas, addr)
     }
 
     fn read(&mut self, tgid: u32) -> Option<&Entry> {
@@ -79,21 +220,13 @@ impl ProcMaps {
             (None, Some(old)) => old.vmas,
             (None, None) => Vec::new(),
         };
-        // Bounded: the process read longest ago goes (a long run sees many short ones).
-        if self.cache.len() >= MAX_CACHED_PROCESSES
-            && let Some(oldest) = self
-                .cache
-                .iter()
-                .min_by_key(|(_, e)| e.read_at)
-                .map(|(k, _)| *k)
-        {
-            self.cache.remove(&oldest);
-        }
+        self.make_room(tgid);
         self.cache.insert(
             tgid,
             Entry {
                 vmas,
                 read_at: Instant::now(),
+                file: None,
             },
         );
         self.cache.get(&tgid)
@@ -120,8 +253,7 @@ impl VmaResolver for ProcMaps {
         {
             return Some(v);
         }
-        let e = self.read(tgid)?;
-        Self::find(&e.vmas, addr)
+        self.refresh(tgid, addr)
     }
 
     fn lookup(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc> {
@@ -133,8 +265,7 @@ impl VmaResolver for ProcMaps {
                 return None;
             }
         }
-        let e = self.read(tgid)?;
-        Self::find(&e.vmas, addr)
+        self.refresh(tgid, addr)
     }
 }
 
@@ -159,6 +290,55 @@ mod tests {
         assert_eq!((v[1].pgoff, v[1].inode, v[1].shared), (0x200, 2049, true));
         assert_eq!(v[2].name, None);
         assert_eq!(v[3].name.as_deref(), Some("[stack]"));
+    }
+
+    /// This process's own VMAs, asked of the kernel (6.11+) and read from its maps file,
+    /// agree.
+    #[test]
+    fn the_kernel_answers_a_query_as_the_maps_file_says() {
+        let me = std::process::id();
+        let mut pm = ProcMaps::new();
+        pm.min_refresh = Duration::ZERO;
+        // A mapping of our own, and the stack.
+        let len = 3 << 20;
+        // SAFETY: a fresh anonymous mapping, unmapped below.
+        let m = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(m, libc::MAP_FAILED);
+        let local = 0u64;
+        let stack = &local as *const u64 as u64;
+        let maps = parse(&std::fs::read_to_string("/proc/self/maps").unwrap());
+        // And a file's: this test's own code.
+        let code = ProcMaps::find as fn(&[VmaDesc], u64) -> Option<VmaDesc> as usize as u64;
+        for addr in [m as u64 + 4096, stack, code] {
+            let want = ProcMaps::find(&maps, addr).expect("in the maps file");
+            assert_eq!(pm.lookup(me, addr), Some(want), "{addr:#x}");
+        }
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let v = release
+            .split(|c: char| !c.is_ascii_digit())
+            .take(2)
+            .map(|n| n.parse::<u32>().unwrap_or(0))
+            .collect::<Vec<_>>();
+        if (v[0], v[1]) >= (6, 11) {
+            assert_eq!((pm.query, pm.reads), (Query::Yes, 0), "asked, not read");
+            assert_eq!(pm.queries, 3);
+            // An address no VMA covers: no answer, and no file read.
+            assert_eq!(pm.lookup_fresh(me, 0x1000), None);
+            assert_eq!(pm.reads, 0);
+        } else {
+            eprintln!("PROCMAP_QUERY not checked: kernel {release} is older than 6.11");
+        }
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(m, len) };
     }
 
     #[test]

@@ -117,7 +117,11 @@ fn run_returns_the_commands_failure_and_threshold_verdicts() {
     ]);
     assert_eq!(code, Some(1), "{err}");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("tests=\"3\" failures=\"1\""), "{xml}");
+    let suites = xml.lines().find(|l| l.starts_with("<testsuites")).unwrap();
+    assert!(
+        suites.contains("tests=\"3\"") && suites.contains("failures=\"1\""),
+        "{xml}"
+    );
     assert!(xml.contains("name=\"faults &gt; 100\""), "{xml}");
     assert!(xml.contains("classname=\"huge-fault.command\""), "{xml}");
     std::fs::remove_file(&junit).unwrap();

@@ -10,6 +10,10 @@
 
 use serde_json::Value;
 
+mod junit;
+
+pub use junit::junit;
+
 /// Metric names and what they mean, for `--help` and errors.
 pub const METRICS: &[(&str, &str)] = &[
     ("faults", "number of faults"),
@@ -188,68 +192,6 @@ pub struct Verdict {
     pub line: String,
 }
 
-fn xml_escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '&' => "&amp;".into(),
-            '<' => "&lt;".into(),
-            '>' => "&gt;".into(),
-            '"' => "&quot;".into(),
-            '\'' => "&apos;".into(),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => " ".into(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-/// A JUnit XML report of a run: one test case per threshold and, for `huge-fault run`, one
-/// for the traced command (`(command line, exit status)`), which fails when it failed.
-pub fn junit(verdicts: &[Verdict], command: Option<(&str, i32)>, duration_s: f64) -> String {
-    let mut cases = String::new();
-    let mut failures = 0;
-    for v in verdicts {
-        cases.push_str(&format!(
-            "    <testcase classname=\"huge-fault.threshold\" name=\"{}\" time=\"0\">\n",
-            xml_escape(&v.threshold)
-        ));
-        if v.failed {
-            failures += 1;
-            cases.push_str(&format!(
-                "      <failure message=\"{0}\">{0}</failure>\n",
-                xml_escape(&v.line)
-            ));
-        } else {
-            cases.push_str(&format!(
-                "      <system-out>{}</system-out>\n",
-                xml_escape(&v.line)
-            ));
-        }
-        cases.push_str("    </testcase>\n");
-    }
-    if let Some((cmd, code)) = command {
-        cases.push_str(&format!(
-            "    <testcase classname=\"huge-fault.command\" name=\"{}\" time=\"{duration_s:.3}\">\n",
-            xml_escape(cmd)
-        ));
-        if code != 0 {
-            failures += 1;
-            cases.push_str(&format!(
-                "      <failure message=\"exit status {code}\">the traced command failed with status {code}</failure>\n"
-            ));
-        }
-        cases.push_str("    </testcase>\n");
-    }
-    let tests = verdicts.len() + usize::from(command.is_some());
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <testsuites name=\"huge-fault\" tests=\"{tests}\" failures=\"{failures}\" time=\"{duration_s:.3}\">\n\
-         \x20 <testsuite name=\"huge-fault\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{duration_s:.3}\">\n\
-         {cases}\
-         \x20 </testsuite>\n\
-         </testsuites>\n"
-    )
-}
-
 /// Checks every threshold against a report (the JSON form, so that live runs and replays
 /// are judged alike). A metric that cannot be measured (not visible in this mode, no
 /// matching VMA) fails: a check that cannot run must not pass silently.
@@ -337,39 +279,6 @@ mod tests {
 
     fn check(t: &str) -> Verdict {
         evaluate(&[t.parse().unwrap()], &report()).remove(0)
-    }
-
-    #[test]
-    fn junit_has_a_case_per_threshold_and_the_command() {
-        let v = evaluate(
-            &[
-                "p99 > 2ms".parse().unwrap(),
-                "/dev/dax*: pmd_share < 90%".parse().unwrap(),
-            ],
-            &report(),
-        );
-        let x = junit(&v, Some(("sh -c 'exit 3' <&>", 3)), 1.5);
-        assert!(x.starts_with("<?xml version=\"1.0\""), "{x}");
-        assert!(
-            x.contains(
-                "<testsuites name=\"huge-fault\" tests=\"3\" failures=\"2\" time=\"1.500\">"
-            ),
-            "{x}"
-        );
-        assert!(x.contains("name=\"p99 &gt; 2ms\""), "{x}");
-        assert_eq!(x.matches("<failure").count(), 2, "{x}");
-        assert!(
-            x.contains("name=\"sh -c &apos;exit 3&apos; &lt;&amp;&gt;\""),
-            "{x}"
-        );
-        assert!(x.contains("exit status 3"), "{x}");
-        assert_eq!(
-            x.matches("<testcase").count(),
-            x.matches("</testcase>").count()
-        );
-        // Nothing to judge and no command: an empty, passing suite.
-        let x = junit(&[], None, 0.0);
-        assert!(x.contains("tests=\"0\" failures=\"0\""), "{x}");
     }
 
     #[test]
