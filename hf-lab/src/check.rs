@@ -220,3 +220,11 @@ impl Needs {
         }
     }
 }
+
+/// A tool key `boN:key` names buffer object N's row; a plain key the workload's range.
+pub fn split_bo(key: &str) -> (Option<usize>, &str) {
+    match key.split_once(':') {
+        Some((bo, k)) => (bo.strip_prefix("bo").and_then(|n| n.parse().ok()), k),
+        None => (None, key),
+    }
+}

@@ -79,19 +79,6 @@ pub(crate) fn read_u32(base: u64, off: u32) -> u32 {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const u32) }.unwrap_or(0)
 }
 
-/// What the programs keep of a VMA.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct VmaInfo {
-    pub(crate) start: u64,
-    pub(crate) end: u64,
-    pub(crate) flags: u64,
-    pub(crate) pgoff: u64,
-    pub(crate) inode: u64,
-    pub(crate) dev: u32,
-    pub(crate) found: u32,
-}
-
 #[inline(always)]
 pub(crate) fn read_vma(vma: u64, out: &mut VmaInfo) {
     let o = offsets();

@@ -1,7 +1,6 @@
 //! Every map and global of the programs: the ring buffer and the aggregate table, the
 //! per-thread state, the counters, and what the tool writes before load.
 
-use crate::ctx::*;
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
@@ -113,3 +112,16 @@ pub(crate) static FILTER: Filter = Filter {
 /// started, and every process it forks.
 #[map]
 pub(crate) static TRACED: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
+
+/// What the programs keep of a VMA.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct VmaInfo {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) flags: u64,
+    pub(crate) pgoff: u64,
+    pub(crate) inode: u64,
+    pub(crate) dev: u32,
+    pub(crate) found: u32,
+}

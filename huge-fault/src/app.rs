@@ -6,10 +6,11 @@ use std::path::Path;
 use crate::{
     cli::{Args, Command, OutputArgs},
     error::{Error, Result},
+    output::{print_and_judge, write_junit},
     record::replay_file,
     report::{Extras, Report},
     run_info::RunInfo,
-    threshold, trace,
+    trace,
 };
 
 /// Runs what the command line asks for; returns the exit status (1: a threshold failed,
@@ -21,49 +22,6 @@ pub fn run(args: &Args) -> Result<i32> {
         Some(Command::Report { output, file }) => report_file(output, file),
         Some(Command::Symbols { pattern, kallsyms }) => list_symbols(pattern, kallsyms.as_deref()),
     }
-}
-
-/// Prints the report (tables, JSON, or one NDJSON line with `stream`) and judges the
-/// thresholds on its JSON form.
-pub fn print_and_judge(
-    out: &OutputArgs,
-    stream: bool,
-    report: &Report,
-) -> Result<Vec<threshold::Verdict>> {
-    if stream {
-        println!(
-            "{}",
-            serde_json::to_string(report).expect("a report serializes")
-        );
-    } else if out.json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{}", report.render(out.top, None));
-    }
-    let json = serde_json::to_value(report).expect("a report serializes");
-    let verdicts = threshold::evaluate(&out.fail_if, &json);
-    for v in &verdicts {
-        eprintln!("huge-fault: {}", v.line);
-    }
-    Ok(verdicts)
-}
-
-/// Writes the `--junit` report, if asked for.
-pub fn write_junit(
-    out: &OutputArgs,
-    verdicts: &[threshold::Verdict],
-    command: Option<(&str, i32)>,
-    duration_s: f64,
-) -> Result<()> {
-    let Some(path) = &out.junit else {
-        return Ok(());
-    };
-    std::fs::write(path, threshold::junit(verdicts, command, duration_s)).map_err(|source| {
-        Error::Junit {
-            path: path.clone(),
-            source,
-        }
-    })
 }
 
 /// `huge-fault symbols PATTERN`: what a pattern resolves to, one function per line
@@ -101,7 +59,10 @@ fn list_symbols(pattern: &str, file: Option<&Path>) -> Result<i32> {
 /// `huge-fault report FILE`: the tables, JSON and thresholds of a recording, offline.
 /// A damaged file still reports everything before the damage, then fails with the offset.
 fn report_file(out: &OutputArgs, path: &Path) -> Result<i32> {
-    let r = replay_file(path, out.max_vmas)?;
+    let r = replay_file(path, out.max_vmas).map_err(|source| Error::RecordOpen {
+        path: path.into(),
+        source,
+    })?;
     let run = match &r.trailer {
         Some(t) => t.run.clone(),
         None => RunInfo::truncated(),

@@ -14,6 +14,8 @@ use anyhow::{Context as _, Result, bail};
 mod debian;
 mod driver;
 mod lab;
+#[cfg(test)]
+mod layout;
 mod selftests;
 use clap::{Parser, Subcommand};
 

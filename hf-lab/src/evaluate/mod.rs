@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::{
-    check::{Expected, SecondCount, Source},
+    check::{Expected, SecondCount, Source, split_bo},
     parse::kernel_version,
     protocol::{CheckResult, Outcome, ScenarioResult, Status},
     scenarios::Scenario,
@@ -44,14 +44,6 @@ pub fn vma_rows<'a>(report: &'a Value, truth: &Value) -> Vec<Option<&'a Value>> 
             .map(|b| row_for(report, truth, &b["vma_start"], &b["vma_end"]))
             .collect(),
         None => vec![vma_row(report, truth)],
-    }
-}
-
-/// A tool key `boN:key` names buffer object N's row; a plain key the workload's range.
-pub(crate) fn split_bo(key: &str) -> (Option<usize>, &str) {
-    match key.split_once(':') {
-        Some((bo, k)) => (bo.strip_prefix("bo").and_then(|n| n.parse().ok()), k),
-        None => (None, key),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::{
-    check::later,
+    check::{later, split_bo},
     protocol::Outcome,
     scenarios::{self, applies},
 };

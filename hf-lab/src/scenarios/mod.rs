@@ -133,7 +133,7 @@ pub fn applies(s: &Scenario, version: (u32, u32)) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::split_bo;
+    use crate::check::split_bo;
     use crate::parse::parse_vmstat;
 
     fn scenario(name: &str) -> &'static Scenario {

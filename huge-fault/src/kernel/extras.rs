@@ -4,7 +4,7 @@
 
 use super::{
     EXCEPTION_FIELDS, Mode,
-    probes::{ProbeSpec, ProgKind, Target},
+    spec::{ProbeSpec, ProgKind, Target},
 };
 
 /// Optional probes of the modes that see every call (fentry and kprobe): the exception

@@ -3,10 +3,7 @@
 
 use std::path::Path;
 
-use super::{
-    extras::CALL_MODE_EXTRAS,
-    probes::{LIFECYCLE, Target},
-};
+use super::{extras::CALL_MODE_EXTRAS, probes::LIFECYCLE, spec::Target};
 
 /// The functions of /proc/kallsyms a suffix target names, sorted, without duplicates.
 pub fn functions_with_suffix<'a>(

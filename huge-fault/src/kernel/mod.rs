@@ -6,6 +6,7 @@ mod features;
 mod mode;
 mod offsets;
 mod probes;
+mod spec;
 mod tracefs;
 mod vma_lock;
 
@@ -19,10 +20,8 @@ pub use features::{
 };
 pub use mode::{Mode, Visibility};
 pub use offsets::{MissingMember, resolve_offsets};
-pub use probes::{
-    DEFAULT_RANGE_HELPER, FOLLOW_PROBE, GENERIC_SIZE_FUNCTIONS, ProbeSpec, ProgKind, Target,
-    all_programs, probes,
-};
+pub use probes::{FOLLOW_PROBE, GENERIC_SIZE_FUNCTIONS, all_programs, probes};
+pub use spec::{DEFAULT_RANGE_HELPER, ProbeSpec, ProgKind, Target};
 pub use tracefs::{EXCEPTION_FIELDS, check_tracepoint_format, tracepoint_field_offset};
 pub use vma_lock::{VMA_LOCK_RETRIES, VmaLockRetry};
 

@@ -1,83 +1,11 @@
 //! The probe table: every program of the object, where it attaches, in which mode, on which
 //! kernels, and what it contributes.
 
-use super::{EXCEPTION_FIELDS, Mode, extras::CALL_MODE_EXTRAS};
-
-/// Where a program attaches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// A kernel function, by BTF/kallsyms name.
-    Function(&'static str),
-    /// `category:name` under tracefs `events/`.
-    /// `category:name` under tracefs `events/`, with the fields (name, offset) the program
-    /// reads from its record, checked against the kernel's format file before attaching.
-    Tracepoint(&'static str, &'static str, &'static [(&'static str, u32)]),
-    /// A perf software event, on every online CPU.
-    SoftwareEvent(&'static str),
-    /// Every function in /proc/kallsyms whose name ends with this suffix (modules
-    /// included): the `huge_fault` handlers of DAX, file systems and drivers.
-    Suffix(&'static str),
-    /// The range-insert helper named by `--range-helper` (C name or Rust path).
-    RangeHelper,
-}
-
-/// The range-insert helper probed by default: the lab driver's Rust helper.
-pub const DEFAULT_RANGE_HELPER: &str = "hf_range::kernel::insert_range,hf_vmf_insert_range";
-
-impl Target {
-    pub fn describe(&self) -> String {
-        match self {
-            Target::Function(f) => f.to_string(),
-            Target::Tracepoint(c, n, _) => format!("{c}:{n}"),
-            Target::SoftwareEvent(e) => format!("perf:{e}"),
-            Target::Suffix(s) => format!("*{s}"),
-            Target::RangeHelper => "range-insert helper".into(),
-        }
-    }
-}
-
-/// The program type, which decides how it is loaded and attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProgKind {
-    FEntry,
-    FExit,
-    KProbe,
-    KRetProbe,
-    TracePoint,
-    PerfEvent,
-}
-
-/// One program of the object, and when it is used.
-#[derive(Clone, Copy, Debug)]
-pub struct ProbeSpec {
-    /// Program name in the object.
-    pub program: &'static str,
-    pub kind: ProgKind,
-    pub target: Target,
-    /// The mode this program serves; a tracepoint serving several modes is listed once per mode.
-    pub mode: Mode,
-    /// Without it the mode cannot work (the fault lifecycle).
-    pub required: bool,
-    /// What the program contributes, for the attach summary.
-    pub role: &'static str,
-    /// The kernels (major, minor) that have the target under this name, where that is not
-    /// every kernel: another version's name for the same job is a row of its own.
-    pub since: Option<(u32, u32)>,
-    pub until: Option<(u32, u32)>,
-}
-
-impl ProbeSpec {
-    /// The role, with the kernels that have this target: `driver/DAX PMD insert (6.4+)`.
-    pub fn role_text(&self) -> String {
-        let v = |(a, b): (u32, u32)| format!("{a}.{b}");
-        match (self.since, self.until) {
-            (None, None) => self.role.to_string(),
-            (Some(s), None) => format!("{} ({}+)", self.role, v(s)),
-            (None, Some(u)) => format!("{} (up to {})", self.role, v(u)),
-            (Some(s), Some(u)) => format!("{} ({} ... {})", self.role, v(s), v(u)),
-        }
-    }
-}
+use super::{
+    EXCEPTION_FIELDS, Mode,
+    extras::CALL_MODE_EXTRAS,
+    spec::{ProbeSpec, ProgKind, Target},
+};
 
 const HMF: &str = "handle_mm_fault";
 

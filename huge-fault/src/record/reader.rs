@@ -6,7 +6,6 @@ use huge_fault_common::{AggKey, FaultRecord};
 use super::{Answer, MAGIC, ReadError, Trailer};
 use crate::{
     analysis::Analyzer,
-    error::{Error, Result},
     vma::{VmaDesc, VmaResolver},
 };
 
@@ -62,23 +61,15 @@ pub fn replay(bytes: &[u8], default_max_vmas: usize) -> Replay {
 
 /// Reads a recording file in two streaming passes (the trailer, which sets the analyzer's
 /// table sizes, comes last): memory does not grow with the file.
-pub fn replay_file(path: &std::path::Path, default_max_vmas: usize) -> Result<Replay> {
-    let len = std::fs::metadata(path)
-        .map_err(|source| Error::RecordOpen {
-            path: path.into(),
-            source,
-        })?
-        .len();
+pub fn replay_file(path: &std::path::Path, default_max_vmas: usize) -> std::io::Result<Replay> {
+    let len = std::fs::metadata(path)?.len();
     let open = || {
         std::fs::File::open(path)
             .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
             .map_err(|e| ReadError::Unreadable(format!("cannot read {}: {e}", path.display())))
     };
     // Fail early on a file that cannot be opened; a later failure is reported like damage.
-    std::fs::File::open(path).map_err(|source| Error::RecordOpen {
-        path: path.into(),
-        source,
-    })?;
+    std::fs::File::open(path)?;
     Ok(replay_from(open, len, default_max_vmas))
 }
 

@@ -6,10 +6,7 @@ use huge_fault_common::{AggKey, FaultRecord};
 use serde::Serialize;
 
 use super::{Answer, MAGIC, Trailer};
-use crate::{
-    error::{Error, Result},
-    vma::{VmaDesc, VmaResolver},
-};
+use crate::vma::{VmaDesc, VmaResolver};
 
 /// Writes a recording as the run goes.
 pub struct Recorder {
@@ -20,11 +17,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn create(path: &std::path::Path) -> Result<Self> {
-        let f = std::fs::File::create(path).map_err(|source| Error::RecordCreate {
-            path: path.into(),
-            source,
-        })?;
+    pub fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        let f = std::fs::File::create(path)?;
         let mut r = Recorder {
             w: std::io::BufWriter::new(f),
             path: path.into(),
@@ -61,20 +55,15 @@ impl Recorder {
         self.write(&n.to_le_bytes());
     }
 
-    pub fn finish(mut self, trailer: &Trailer) -> Result<()> {
+    /// Writes the trailer; the first write error of the whole recording, if any.
+    pub fn finish(mut self, trailer: &Trailer) -> std::io::Result<()> {
         self.json(b'E', trailer);
         if self.error.is_none()
             && let Err(e) = self.w.flush()
         {
             self.error = Some(e);
         }
-        match self.error {
-            None => Ok(()),
-            Some(source) => Err(Error::RecordWrite {
-                path: self.path,
-                source,
-            }),
-        }
+        self.error.map_or(Ok(()), Err)
     }
 }
 

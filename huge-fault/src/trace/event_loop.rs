@@ -15,11 +15,11 @@ use super::{
 };
 use crate::{
     analysis::Analyzer,
-    app::{print_and_judge, write_junit},
     cli::TraceArgs,
     error::{Error, Result},
     host::kernel_release,
     loader::{KernelLogBox, Session, read_counters, unload_program},
+    output::{print_and_judge, write_junit},
     procmaps::ProcMaps,
     record::{Recorder, Trailer},
     report::{Extras, Report},
@@ -67,7 +67,12 @@ pub async fn event_loop(
     let mut analyzer = Analyzer::new(args.output.max_vmas);
     let mut maps = ProcMaps::new();
     let mut recorder = match &args.record {
-        Some(path) => Some(Recorder::create(path)?),
+        Some(path) => Some(
+            Recorder::create(path).map_err(|source| Error::RecordCreate {
+                path: path.clone(),
+                source,
+            })?,
+        ),
         None => None,
     };
     let started = Instant::now();
@@ -180,10 +185,12 @@ pub async fn event_loop(
     let extras = Extras::finished(&analyzer, &run, args.output.histogram);
     let report = Report::build_with(&analyzer, &run, extras);
     if let Some(r) = recorder.take() {
+        let path = r.path.clone();
         r.finish(&Trailer {
             run: run.clone(),
             max_vmas: args.output.max_vmas,
-        })?;
+        })
+        .map_err(|source| Error::RecordWrite { path, source })?;
     }
     let verdicts = print_and_judge(&args.output, args.json_stream, &report)?;
     let thresholds_failed = verdicts.iter().any(|v| v.failed);
