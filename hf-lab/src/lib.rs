@@ -7,6 +7,7 @@
 //! (`cargo xtask lab`) boots the kernels and reads the guest's [`protocol::Line`]s.
 
 pub mod bench;
+pub mod bpf_objects;
 pub mod check;
 pub mod evaluate;
 pub mod parse;

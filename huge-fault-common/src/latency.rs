@@ -49,8 +49,15 @@ pub fn bucket(v: u64) -> u32 {
     (2 * SUB + (u64::from(exp) - u64::from(SUB_BITS) - 1) * SUB + sub) as u32
 }
 
-/// The largest value in bucket `i`.
+/// The last bucket: the one of `u64::MAX`.
+pub const LAST: u32 = (2 * SUB + (63 - SUB_BITS as u64 - 1) * SUB + (SUB - 1)) as u32;
+
+/// The largest value in bucket `i`; `u64::MAX` for a bucket past the last (a class counted
+/// in the kernel carries its bucket, and a damaged recording may carry any number).
 pub fn upper(i: u32) -> u64 {
+    if i >= LAST {
+        return u64::MAX;
+    }
     let i = u64::from(i);
     if i < 2 * SUB {
         return i;
@@ -80,6 +87,11 @@ mod tests {
             if v > 0 {
                 assert_eq!(latency::msb(v), 63 - v.leading_zeros());
             }
+        }
+        // Found by the records fuzzer: a bucket past the last one.
+        assert_eq!(latency::bucket(u64::MAX), latency::LAST);
+        for b in [latency::LAST, latency::LAST + 1, latency::NONE - 1] {
+            assert_eq!(latency::upper(b), u64::MAX);
         }
     }
 }

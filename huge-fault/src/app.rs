@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::{
     cli::{Args, Command, OutputArgs},
     error::{Error, Result},
-    output::{print_and_judge, write_junit},
+    output::{judge, print, write_junit},
     record::replay_file,
     report::{Extras, Report},
     run_info::RunInfo,
@@ -16,6 +16,10 @@ use crate::{
 /// Runs what the command line asks for; returns the exit status (1: a threshold failed,
 /// else the traced command's status, 0 without one).
 pub fn run(args: &Args) -> Result<i32> {
+    if let Some(what) = args.generate {
+        crate::stdio::out(&what.render())?;
+        return Ok(0);
+    }
     match &args.command {
         None => trace::run(&args.trace, None),
         Some(Command::Run { trace, argv }) => trace::run(trace, Some(argv)),
@@ -43,16 +47,18 @@ fn list_symbols(pattern: &str, file: Option<&Path>) -> Result<i32> {
             path: path.into(),
         });
     }
+    let mut text = String::new();
     for s in found {
-        println!(
-            "{}\t{}\t{}",
+        text.push_str(&format!(
+            "{}\t{}\t{}\n",
             s.name,
             s.demangled.as_deref().unwrap_or("-"),
             s.module
                 .as_deref()
                 .map_or(String::new(), |m| format!("[{m}]"))
-        );
+        ));
     }
+    crate::stdio::out(&text)?;
     Ok(0)
 }
 
@@ -63,14 +69,20 @@ fn report_file(out: &OutputArgs, path: &Path) -> Result<i32> {
         path: path.into(),
         source,
     })?;
+    // A file that is not a recording at all gets the error alone, no empty tables.
+    if let Some(error) = r.error.as_ref().filter(|e| e.before_any_entry()) {
+        return Err(Error::NotRecording(path.into(), error.clone()));
+    }
     let run = match &r.trailer {
         Some(t) => t.run.clone(),
         None => RunInfo::truncated(),
     };
     let extras = Extras::finished(&r.analyzer, &run, out.histogram);
     let report = Report::build_with(&r.analyzer, &run, extras);
-    let verdicts = print_and_judge(out, false, &report)?;
+    let printed = print(out, false, &report);
+    let verdicts = judge(out, &report);
     write_junit(out, &verdicts, None, report.duration_s)?;
+    printed?;
     let failed = verdicts.iter().any(|v| v.failed);
     if let Some(error) = r.error {
         return Err(Error::RecordDamaged {

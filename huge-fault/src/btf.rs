@@ -252,12 +252,29 @@ impl Btf {
         }
     }
 
+    /// The member's bit offset and bitfield size, searched through anonymous members at
+    /// most `MAX_NESTING` deep (a hostile file may nest a type in itself).
     fn find_member_bits(&self, id: u32, member: &str, base: u32) -> Option<(u32, u32)> {
+        self.find_member_bits_at(id, member, base, 0)
+    }
+
+    fn find_member_bits_at(
+        &self,
+        id: u32,
+        member: &str,
+        base: u32,
+        depth: u32,
+    ) -> Option<(u32, u32)> {
+        /// Anonymous structs and unions nest a few levels in real kernels.
+        const MAX_NESTING: u32 = 16;
+        if depth > MAX_NESTING {
+            return None;
+        }
         let t = self.type_by_id(id)?;
         let ms = self.members(t);
         for m in ms {
             if self.name(m.name_off) == member {
-                return Some((base + m.bit_offset, m.bitfield_size));
+                return Some((base.checked_add(m.bit_offset)?, m.bitfield_size));
             }
         }
         for m in ms {
@@ -265,7 +282,12 @@ impl Btf {
                 let inner = self.skip_modifiers(m.type_id);
                 let it = self.type_by_id(inner)?;
                 if (it.kind == kind::STRUCT || it.kind == kind::UNION)
-                    && let Some(found) = self.find_member_bits(inner, member, base + m.bit_offset)
+                    && let Some(found) = self.find_member_bits_at(
+                        inner,
+                        member,
+                        base.checked_add(m.bit_offset)?,
+                        depth + 1,
+                    )
                 {
                     return Some(found);
                 }
@@ -520,6 +542,28 @@ mod tests {
         let names: Vec<_> = params.iter().map(|p| p.0.as_str()).collect();
         assert_eq!(names, ["vma", "address"]);
         assert!(btf.func_params("absent").is_none());
+    }
+
+    /// Found by the btf fuzzer: a struct whose anonymous member is itself recursed
+    /// without end; offsets that overflow.
+    #[test]
+    fn survives_self_nesting_and_overflowing_offsets() {
+        let mut b = BtfBuilder::new();
+        let ul = b.int("unsigned long", 8);
+        // Type 2 names itself as its anonymous member.
+        let id = b.composite(kind::STRUCT, "loop", 8, &[("", 2, 0, 0), ("x", ul, 0, 0)]);
+        assert_eq!(id, 2);
+        b.composite(
+            kind::STRUCT,
+            "far",
+            8,
+            &[("", 4, u32::MAX - 1, 0), ("y", ul, 8, 0)],
+        );
+        b.composite(kind::STRUCT, "", 8, &[("z", ul, 64, 0)]);
+        let btf = Btf::parse(&b.finish()).unwrap();
+        assert!(btf.member_offset("loop", "nope").is_err());
+        assert_eq!(btf.member_offset("loop", "x").unwrap(), 0);
+        assert!(btf.member_offset("far", "z").is_err());
     }
 
     #[test]

@@ -16,8 +16,46 @@ pub enum ModeArg {
     Tracepoint,
 }
 
-/// Shows what the kernel does on page faults: per process and per VMA, how many faults,
-/// how many were retried or failed, and what they cost.
+/// What `--generate` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+    /// The man page, huge-fault(1).
+    Man,
+}
+
+impl Generate {
+    /// The completion script or man page, as text.
+    pub fn render(self) -> String {
+        use clap::CommandFactory as _;
+        use clap_complete::Shell;
+        let mut cmd = Args::command();
+        let mut out = Vec::new();
+        let shell = match self {
+            Generate::Bash => Shell::Bash,
+            Generate::Zsh => Shell::Zsh,
+            Generate::Fish => Shell::Fish,
+            Generate::Elvish => Shell::Elvish,
+            Generate::Powershell => Shell::PowerShell,
+            Generate::Man => {
+                clap_mangen::Man::new(cmd)
+                    .render(&mut out)
+                    .expect("rendering into memory cannot fail");
+                return String::from_utf8_lossy(&out).into_owned();
+            }
+        };
+        clap_complete::generate(shell, &mut cmd, "huge-fault", &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Shows what the kernel does on page faults: per process and per mapping, which
+/// page-table level each fault ended at, which levels fell back, the entries it inserted,
+/// retries, errors and latency.
 #[derive(Debug, Parser)]
 #[command(
     args_conflicts_with_subcommands = true,
@@ -27,7 +65,7 @@ pub enum ModeArg {
         huge-fault                      trace every process until Ctrl-C, then print the summary\n  \
         huge-fault -p 1234 -d 10        trace process 1234 for 10 seconds\n  \
         huge-fault -i 1                 redraw the tables every second\n  \
-        huge-fault -d 5 --json          print the report as JSON (schema huge-fault.report v1)\n  \
+        huge-fault -d 5 --json          print the report as JSON (schema huge-fault.report v3)\n  \
         huge-fault run -- ./test        trace a command and its children until it exits\n  \
         huge-fault run --fail-if 'fallback_rate > 5%' --fail-if '/dev/dax*: pmd_share < 90%' -- ./t\n\n\
         Threshold metrics (--fail-if 'METRIC OP VALUE', optionally 'GLOB: ...' for the VMAs\n\
@@ -41,6 +79,10 @@ pub enum ModeArg {
 pub struct Args {
     #[command(flatten)]
     pub trace: TraceArgs,
+
+    /// Print a shell completion script or the man page (roff) on stdout, then exit.
+    #[arg(long, value_enum, value_name = "WHAT", exclusive = true)]
+    pub generate: Option<Generate>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -120,8 +162,14 @@ pub struct TraceArgs {
     pub aggregate: bool,
 
     /// Write every per-fault record to FILE, to report it again with `huge-fault report FILE`.
+    /// The file is private (mode 0600), written as FILE.partial while the run goes and
+    /// renamed at the end; an existing FILE is an error without --force.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// Let --record replace an existing FILE (never a symbolic link).
+    #[arg(long, requires = "record")]
+    pub force: bool,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -191,6 +239,45 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+/// A command line clap refused, as one line on stderr (status 2); `--help` and `--version`
+/// printed on stdout (status 0).
+pub fn usage_error(e: &clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let code = match crate::stdio::out(&e.render().to_string()) {
+            Ok(()) => 0,
+            Err(e) => e.exit_code(),
+        };
+        return std::process::ExitCode::from(code);
+    }
+    crate::say!(
+        "huge-fault: error: {} (see --help)",
+        usage_line(&e.render().to_string())
+    );
+    std::process::ExitCode::from(2)
+}
+
+/// clap's message on one line: its first line, with the list a line ending in `:`
+/// announces.
+fn usage_line(text: &str) -> String {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or("bad command line");
+    let mut s = first.trim_start_matches("error: ").to_string();
+    if s.ends_with(':') {
+        let items: Vec<&str> = lines
+            .take_while(|l| l.starts_with(' '))
+            .map(str::trim)
+            .collect();
+        s = format!("{} {}", s, items.join(", "));
+    }
+    s
 }
 
 fn parse_comm(s: &str) -> Result<String, String> {
@@ -312,6 +399,66 @@ mod tests {
             let err = Args::try_parse_from(&bad).unwrap_err().to_string();
             assert!(err.starts_with("error:"), "{bad:?}: {err}");
         }
+    }
+
+    /// The option table of docs/usage.md (linked from the README) lists exactly the
+    /// options `--help` shows, with their short forms.
+    #[test]
+    fn the_docs_option_table_matches_the_help() {
+        use std::collections::BTreeSet;
+        let doc = include_str!("../../docs/usage.md");
+        let mut in_doc = BTreeSet::new();
+        for row in doc.lines().filter(|l| l.starts_with("| `-")) {
+            let cell = row[2..].split(" | ").next().unwrap();
+            for span in cell.split('`').skip(1).step_by(2) {
+                for word in span.split([' ', ',']).filter(|w| w.starts_with('-')) {
+                    in_doc.insert(word.to_string());
+                }
+            }
+        }
+        let mut in_help = BTreeSet::new();
+        let cmd = Args::command();
+        for a in cmd.get_arguments() {
+            if let Some(l) = a.get_long() {
+                in_help.insert(format!("--{l}"));
+            }
+            if let Some(s) = a.get_short() {
+                in_help.insert(format!("-{s}"));
+            }
+        }
+        in_help.remove("--help");
+        in_help.remove("-h");
+        in_help.remove("--version");
+        in_help.remove("-V");
+        // The alias is named in the table's text, not as a row.
+        assert!(doc.contains("alias `--insert-helper`"));
+        assert_eq!(in_doc, in_help, "docs/usage.md's option table vs --help");
+        for a in cmd.get_arguments().filter(|a| a.get_long().is_some()) {
+            assert!(
+                a.get_help().is_some_and(|h| !h.to_string().is_empty()),
+                "--{} has no help text",
+                a.get_long().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let one = |argv: &[&str]| {
+            usage_line(&Args::try_parse_from(argv).unwrap_err().render().to_string())
+        };
+        assert_eq!(
+            one(&["huge-fault", "-d", "soon"]),
+            "invalid value 'soon' for '--duration <SECS>': `soon` is not a number of seconds"
+        );
+        assert_eq!(
+            one(&["huge-fault", "run"]),
+            "the following required arguments were not provided: <CMD>..."
+        );
+        assert_eq!(
+            one(&["huge-fault", "--frobnicate"]),
+            "unexpected argument '--frobnicate' found"
+        );
     }
 
     #[test]

@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use crate::{kernel::Mode, record::ReadError};
+use crate::{
+    kernel::Mode,
+    record::{CreateError, ReadError},
+};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -104,6 +107,30 @@ pub enum Error {
     NoSymbols(PathBuf),
     #[error("no kernel function matches `{pattern}` in {}", path.display())]
     NoSymbolMatch { pattern: String, path: PathBuf },
+    /// Stdout was closed (a pipe into `head`): the run ends quietly, status 141.
+    #[error("stdout closed")]
+    BrokenPipe,
+    #[error("{command}: command not found")]
+    CommandNotFound { command: String },
+    #[error("{command}: cannot run it")]
+    CommandNotExecutable {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{} exists: pass --force to replace it", .0.display())]
+    RecordExists(PathBuf),
+    #[error("{} is a symbolic link: a recording is never written through one", .0.display())]
+    RecordSymlink(PathBuf),
+    #[error(
+        "{} exists, left by a run that did not finish: report it, then remove it",
+        .0.display()
+    )]
+    PartialExists(PathBuf),
+    /// A file that is not a recording at all (nothing of it is reported).
+    #[error("{path}: {error}", path = .0.display(), error = .1)]
+    NotRecording(PathBuf, ReadError),
+    #[error("{}", .0)]
+    Usage(String),
 }
 
 fn reasons_text(reasons: &[(Mode, String)]) -> String {
@@ -115,11 +142,38 @@ fn reasons_text(reasons: &[(Mode, String)]) -> String {
 }
 
 impl Error {
+    /// The exit status this error ends the tool with: 141 (128 + SIGPIPE) for a closed
+    /// stdout, 127 and 126 for a command that cannot be run (as a shell says), else 2.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::BrokenPipe => 141,
+            Error::CommandNotFound { .. } => 127,
+            Error::CommandNotExecutable { .. } => 126,
+            _ => 2,
+        }
+    }
+
     /// An I/O failure of something the tool needs, with what it was doing.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),
             source,
+        }
+    }
+
+    /// A recording that could not be started or published as `path`.
+    pub fn record(path: &std::path::Path, e: CreateError) -> Self {
+        match e {
+            CreateError::Exists => Error::RecordExists(path.into()),
+            CreateError::Symlink => Error::RecordSymlink(path.into()),
+            CreateError::Partial(p, e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Error::PartialExists(p)
+            }
+            CreateError::Partial(path, source) => Error::RecordCreate { path, source },
+            CreateError::Io(source) => Error::RecordCreate {
+                path: path.into(),
+                source,
+            },
         }
     }
 

@@ -79,8 +79,9 @@ impl Histogram {
         } else if i >= self.lo + self.counts.len() {
             self.counts.resize(i - self.lo + 1, 0);
         }
-        self.counts[i - self.lo] += n;
-        self.count += n;
+        let c = &mut self.counts[i - self.lo];
+        *c = c.saturating_add(n);
+        self.count = self.count.saturating_add(n);
         self.sum += u128::from(v) * u128::from(n);
         self.min = self.min.min(v);
         self.max = self.max.max(v);
@@ -160,7 +161,7 @@ pub fn render_log2(buckets: &[Log2Bucket]) -> String {
     let max = buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1);
     let mut out = String::new();
     for b in buckets {
-        let bar = (b.count * 40).div_ceil(max) as usize;
+        let bar = (u128::from(b.count) * 40).div_ceil(u128::from(max)) as usize;
         let range = format!("[{}, {})", fmt_ns(b.from_ns), fmt_ns(b.to_ns));
         out.push_str(&format!(
             "{range:<20} {:>9} |{:<40}|\n",

@@ -21,6 +21,7 @@ pub mod procmaps;
 pub mod record;
 pub mod report;
 pub mod run_info;
+pub mod stdio;
 pub mod symbols;
 pub mod threshold;
 pub mod trace;

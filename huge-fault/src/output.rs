@@ -5,32 +5,32 @@ use crate::{
     cli::OutputArgs,
     error::{Error, Result},
     report::Report,
-    threshold,
+    say, stdio, threshold,
 };
 
-/// Prints the report (tables, JSON, or one NDJSON line with `stream`) and judges the
-/// thresholds on its JSON form.
-pub fn print_and_judge(
-    out: &OutputArgs,
-    stream: bool,
-    report: &Report,
-) -> Result<Vec<threshold::Verdict>> {
+/// Prints the report: tables, JSON, or one NDJSON line with `stream`. A closed stdout is
+/// [`Error::BrokenPipe`].
+pub fn print(out: &OutputArgs, stream: bool, report: &Report) -> Result<()> {
     if stream {
-        println!(
-            "{}",
+        stdio::out(&format!(
+            "{}\n",
             serde_json::to_string(report).expect("a report serializes")
-        );
+        ))
     } else if out.json {
-        println!("{}", report.to_json());
+        stdio::out(&format!("{}\n", report.to_json()))
     } else {
-        print!("{}", report.render(out.top, None));
+        stdio::out(&report.render(out.top, None))
     }
+}
+
+/// Judges the thresholds on the report's JSON form, one line each on stderr.
+pub fn judge(out: &OutputArgs, report: &Report) -> Vec<threshold::Verdict> {
     let json = serde_json::to_value(report).expect("a report serializes");
     let verdicts = threshold::evaluate(&out.fail_if, &json);
     for v in &verdicts {
-        eprintln!("huge-fault: {}", v.line);
+        say!("huge-fault: {}", v.line);
     }
-    Ok(verdicts)
+    verdicts
 }
 
 /// Writes the `--junit` report, if asked for.

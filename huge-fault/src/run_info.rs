@@ -93,6 +93,8 @@ pub enum EndedBy {
     Duration,
     Signal,
     CommandExit,
+    /// Stdout was closed (a pipe into `head`): the run ended without printing.
+    OutputClosed,
     /// Not ended: an interval report.
     Running,
     /// A recording cut off before its trailer.

@@ -6,17 +6,21 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, ExitCode},
-    time::Instant,
 };
 
 use anyhow::{Context as _, Result, bail};
 
+mod bench;
 mod debian;
 mod driver;
+mod fuzz;
 mod lab;
 #[cfg(test)]
 mod layout;
+mod release;
 mod selftests;
+mod setup;
+mod test;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -96,12 +100,12 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Setup => setup(),
-        Task::Build => setup().and_then(|()| build_release()),
-        Task::Run { args } => setup()
-            .and_then(|()| build_release())
+        Task::Setup => setup::setup(),
+        Task::Build => setup::setup().and_then(|()| release::build()),
+        Task::Run { args } => setup::setup()
+            .and_then(|()| release::build())
             .and_then(|()| run(&args)),
-        Task::Test { only } => test(only.as_deref()),
+        Task::Test { only } => test::test(only.as_deref()),
         Task::Lab {
             kernel,
             scenario,
@@ -109,7 +113,7 @@ fn main() -> ExitCode {
             keep,
             timeout,
             save_recording,
-        } => setup().and_then(|()| {
+        } => setup::setup().and_then(|()| {
             lab::lab(&lab::LabArgs {
                 kernels: kernel,
                 scenarios: scenario,
@@ -128,8 +132,8 @@ fn main() -> ExitCode {
             host_only,
             lab_only,
             timeout,
-        } => setup().and_then(|()| {
-            bench(
+        } => setup::setup().and_then(|()| {
+            bench::bench(
                 &kernel,
                 &size,
                 reps,
@@ -147,54 +151,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `cargo xtask bench`: the host's storms (tracepoint-only, the mode this machine allows),
-/// the replay cost and an optional soak, then the lab guests' storms.
-fn bench(
-    kernels: &[String],
-    size: &str,
-    reps: u32,
-    soak: u64,
-    host: bool,
-    guests: bool,
-    timeout: std::time::Duration,
-) -> Result<()> {
-    let out = root().join("target/bench-out");
-    std::fs::create_dir_all(&out)?;
-    if host {
-        build_release()?;
-        status(cargo().args(["build", "--release", "--package", "hf-lab", "--bins"]))?;
-        progress(&format!("bench: host, {size} storms, {reps} repetitions"));
-        let bin = root().join("target/release/hf-bench");
-        let o = Command::new(&bin)
-            .args(["--size", size, "--reps", &reps.to_string(), "--soak"])
-            .arg(soak.to_string())
-            .arg("--json")
-            .arg(out.join("host.json"))
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .with_context(|| format!("running {}", bin.display()))?;
-        let text = String::from_utf8_lossy(&o.stdout);
-        print!("{text}");
-        std::fs::write(out.join("host.md"), text.as_bytes())?;
-        if !o.status.success() {
-            bail!("hf-bench failed on this host ({})", o.status);
-        }
-    }
-    if guests {
-        lab::lab(&lab::LabArgs {
-            kernels: kernels.to_vec(),
-            scenarios: vec![],
-            modes: vec![],
-            keep: false,
-            timeout,
-            bench: Some(format!("{size},{reps}")),
-            save_recording: false,
-        })?;
-    }
-    progress(&format!("bench: results in {}", out.display()));
-    Ok(())
 }
 
 pub(crate) fn root() -> PathBuf {
@@ -238,107 +194,10 @@ pub(crate) fn output(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn setup() -> Result<()> {
-    let toolchain = pinned("ebpf-toolchain")?;
-    let linker_version = pinned("bpf-linker")?;
-    if output(Command::new("rustup").arg("--version")).is_none() {
-        bail!(
-            "rustup is not installed; the eBPF programs need the {toolchain} toolchain with \
-             rust-src (see README, \"Requirements\")"
-        );
-    }
-    let have_toolchain =
-        output(Command::new("rustup").args(["run", &toolchain, "rustc", "-V"])).is_some();
-    let sysroot =
-        output(Command::new("rustup").args(["run", &toolchain, "rustc", "--print", "sysroot"]));
-    let have_src = sysroot
-        .as_deref()
-        .map(|s| {
-            Path::new(s.trim())
-                .join("lib/rustlib/src/rust/library/core")
-                .is_dir()
-        })
-        .unwrap_or(false);
-    if !have_toolchain || !have_src {
-        let t = Instant::now();
-        progress(&format!(
-            "installing {toolchain} with rust-src (once; about 20 s)"
-        ));
-        status(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            &toolchain,
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src,clippy",
-            "--no-self-update",
-        ]))
-        .with_context(|| format!("installing the {toolchain} toolchain"))?;
-        progress(&format!("{toolchain} installed in {:.0?}", t.elapsed()));
-    }
-    // clippy for the eBPF crate (the test suite lints it on its own target).
-    if output(Command::new("rustup").args(["run", &toolchain, "cargo", "clippy", "--version"]))
-        .is_none()
-    {
-        progress(&format!("adding clippy to {toolchain}"));
-        status(Command::new("rustup").args([
-            "component",
-            "add",
-            "--toolchain",
-            &toolchain,
-            "clippy",
-        ]))
-        .with_context(|| format!("adding clippy to {toolchain}"))?;
-    }
-    let current = output(Command::new("bpf-linker").arg("--version"));
-    let ok = current
-        .as_deref()
-        .is_some_and(|v| v.split_whitespace().any(|w| w == linker_version));
-    if !ok {
-        let t = Instant::now();
-        match current {
-            Some(v) => progress(&format!(
-                "found {}, need bpf-linker {linker_version}: installing (once; about 1-2 min)",
-                v.trim()
-            )),
-            None => progress(&format!(
-                "installing bpf-linker {linker_version} (once; about 1-2 min)"
-            )),
-        }
-        status(Command::new("cargo").args([
-            &format!("+{toolchain}"),
-            "install",
-            "bpf-linker",
-            "--version",
-            &linker_version,
-            "--locked",
-            "--quiet",
-        ]))
-        .context("installing bpf-linker")?;
-        progress(&format!(
-            "bpf-linker {linker_version} installed in {:.0?}",
-            t.elapsed()
-        ));
-        if output(Command::new("bpf-linker").arg("--version")).is_none() {
-            bail!(
-                "bpf-linker was installed but is not on PATH; add cargo's bin directory \
-                 (usually ~/.cargo/bin) to PATH"
-            );
-        }
-    }
-    Ok(())
-}
-
 pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
     cmd
-}
-
-fn build_release() -> Result<()> {
-    progress("building huge-fault (release)");
-    status(cargo().args(["build", "--release", "--package", "huge-fault"]))
 }
 
 fn run(args: &[String]) -> Result<()> {
@@ -351,176 +210,4 @@ fn run(args: &[String]) -> Result<()> {
         std::process::exit(st.code().unwrap_or(1));
     }
     Ok(())
-}
-
-struct Stage {
-    name: &'static str,
-    run: fn() -> Result<()>,
-}
-
-fn test(only: Option<&str>) -> Result<()> {
-    let stages = [
-        Stage {
-            name: "setup",
-            run: setup,
-        },
-        Stage {
-            name: "fmt",
-            run: || status(cargo().args(["fmt", "--all", "--check"])),
-        },
-        Stage {
-            name: "clippy",
-            run: || {
-                status(cargo().args([
-                    "clippy",
-                    "--workspace",
-                    "--exclude",
-                    "huge-fault-ebpf",
-                    "--all-targets",
-                    "--",
-                    "-D",
-                    "warnings",
-                ]))?;
-                // The range insert's kernel glue (the lab driver's), checked on the host.
-                status(cargo().args([
-                    "clippy",
-                    "--package",
-                    "hf-range",
-                    "--features",
-                    "kernel",
-                    "--",
-                    "-D",
-                    "warnings",
-                ]))?;
-                clippy_ebpf()
-            },
-        },
-        Stage {
-            name: "unit",
-            run: || {
-                status(cargo().args([
-                    "test",
-                    "--workspace",
-                    "--exclude",
-                    "huge-fault-ebpf",
-                    "--lib",
-                    "--bins",
-                ]))?;
-                // A lab recording kept from an earlier huge-fault must replay to its JSON;
-                // `symbols` on a real kernel's Rust symbols (no privileges needed).
-                status(cargo().args([
-                    "test",
-                    "--package",
-                    "huge-fault",
-                    "--test",
-                    "recording_fixture",
-                    "--test",
-                    "symbols",
-                ]))
-            },
-        },
-        Stage {
-            name: "verifier",
-            run: || {
-                status(
-                    cargo()
-                        .args(["test", "--package", "huge-fault", "--test", "verifier"])
-                        .args(["--", "--nocapture"])
-                        .env("HUGE_FAULT_REQUIRE_VERIFIER", "1"),
-                )
-            },
-        },
-        Stage {
-            name: "live",
-            run: || {
-                // The live table is checked in a real terminal (tmux capture-pane).
-                if output(Command::new("tmux").arg("-V")).is_none() {
-                    debian::apt_install("tmux", "about 5 s")?;
-                }
-                // The live tests run the tool as a built artefact of its own package.
-                status(cargo().args(["build", "--package", "huge-fault"]))?;
-                status(
-                    cargo()
-                        .args(["test", "--package", "hf-lab", "--test", "live"])
-                        .args(["--", "--nocapture", "--test-threads", "1"])
-                        .env("HUGE_FAULT_REQUIRE_ROOT", "1"),
-                )
-            },
-        },
-        Stage {
-            name: "lab",
-            run: || {
-                lab::lab(&lab::LabArgs {
-                    kernels: vec![],
-                    scenarios: vec![],
-                    modes: vec![],
-                    keep: false,
-                    timeout: std::time::Duration::from_secs(900),
-                    bench: None,
-                    save_recording: false,
-                })
-            },
-        },
-    ];
-    let total = Instant::now();
-    let mut times = Vec::new();
-    for stage in stages
-        .iter()
-        .filter(|s| s.name == "setup" || only.is_none_or(|o| s.name.contains(o)))
-    {
-        progress(&format!("stage {} ...", stage.name));
-        let t = Instant::now();
-        let result = (stage.run)();
-        let took = t.elapsed();
-        progress(&format!(
-            "stage {} {} in {:.1}s",
-            stage.name,
-            if result.is_ok() { "passed" } else { "FAILED" },
-            took.as_secs_f64()
-        ));
-        times.push((stage.name, took, result.is_ok()));
-        result.with_context(|| format!("stage {}", stage.name))?;
-    }
-    progress("stage times:");
-    for (name, took, _) in &times {
-        progress(&format!("  {name:<10} {:>7.1}s", took.as_secs_f64()));
-    }
-    progress(&format!(
-        "  {:<10} {:>7.1}s",
-        "total",
-        total.elapsed().as_secs_f64()
-    ));
-    Ok(())
-}
-
-/// Clippy for the eBPF crate itself, on its real target with the pinned toolchain.
-fn clippy_ebpf() -> Result<()> {
-    let toolchain = pinned("ebpf-toolchain")?;
-    let mut cmd = Command::new("rustup");
-    cmd.current_dir(root())
-        .args([
-            "run",
-            &toolchain,
-            "cargo",
-            "clippy",
-            "--package",
-            "huge-fault-ebpf",
-            "--bins",
-        ])
-        .args([
-            "--release",
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-        ])
-        .args(["--target-dir", "target/ebpf-clippy", "--", "-D", "warnings"])
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            "--cfg=bpf_target_arch=\"x86_64\"",
-        )
-        .env_remove("RUSTC")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CARGO");
-    status(&mut cmd)
 }

@@ -10,9 +10,11 @@
 //! else `huge-fault` beside this test's own profile directory (`cargo xtask test` builds it
 //! first).
 
+mod bad_input;
 mod counts;
 mod ends;
 mod recording;
+mod robust;
 mod run;
 mod terminal;
 

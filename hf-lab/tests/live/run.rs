@@ -63,17 +63,19 @@ fn run_returns_the_commands_failure_and_threshold_verdicts() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("failed with status 7"));
-    // A command that cannot be started: 127, as from a shell, with the reason.
+    // A command that cannot be started: 127, as from a shell, said before anything is
+    // attached (no attach summary) and nothing printed.
     let out = Command::new(hf())
         .args(["run", "--", "/nonexistent/cmd"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(127), "{err}");
-    assert!(
-        err.contains("cannot run /nonexistent/cmd: No such file or directory"),
-        "{err}"
+    assert_eq!(
+        err,
+        "huge-fault: error: /nonexistent/cmd: command not found\n"
     );
+    assert!(out.stdout.is_empty());
 
     let run = |args: &[&str]| {
         let out = Command::new(hf())

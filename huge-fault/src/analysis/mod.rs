@@ -100,16 +100,22 @@ impl Analyzer {
             r.source,
             source::FEXIT | source::KRETPROBE | source::PERF_MINOR | source::PERF_MAJOR
         ) {
-            self.malformed += n;
+            stats::add(&mut self.malformed, n);
             return;
         }
         if aggregated {
-            self.aggregated += n;
+            stats::add(&mut self.aggregated, n);
         } else {
             self.records += 1;
         }
-        self.no_entry += n * u64::from(r.has(rflags::NO_ENTRY));
-        self.nested += n * u64::from(r.has(rflags::NESTED));
+        stats::add(
+            &mut self.no_entry,
+            n.saturating_mul(u64::from(r.has(rflags::NO_ENTRY))),
+        );
+        stats::add(
+            &mut self.nested,
+            n.saturating_mul(u64::from(r.has(rflags::NESTED))),
+        );
         let c = classify(r, self.sizes_visible);
         self.totals.add(&c, n);
         let comm = r.comm_bytes();
@@ -119,7 +125,10 @@ impl Analyzer {
         let proc = if self.processes.len() < self.max_vmas || self.processes.contains_key(&r.tgid) {
             self.processes.entry(r.tgid).or_default()
         } else {
-            self.process_overflow += n * u64::from(!c.retry);
+            stats::add(
+                &mut self.process_overflow,
+                n.saturating_mul(u64::from(!c.retry)),
+            );
             &mut spare
         };
         // The main thread's name, or the first seen (converted only when it changes).
@@ -149,15 +158,15 @@ impl Analyzer {
         }
         let Some((key, flags, pgoff, inode, dev, name, from_proc)) = vma else {
             if !c.retry {
-                proc.no_vma += n;
+                stats::add(&mut proc.no_vma, n);
             }
             return;
         };
         if !self.vmas.contains_key(&key) {
             if self.vmas.len() >= self.max_vmas {
                 if !c.retry {
-                    self.vma_overflow += n;
-                    proc.vma_overflow += n;
+                    stats::add(&mut self.vma_overflow, n);
+                    stats::add(&mut proc.vma_overflow, n);
                 }
                 return;
             }
@@ -226,8 +235,8 @@ impl Analyzer {
     pub fn vmas_sorted(&self) -> Vec<(&VmaKey, &VmaStats)> {
         let mut v: Vec<_> = self.vmas.iter().collect();
         v.sort_by(|a, b| {
-            (b.1.stats.faults + b.1.stats.retry_calls)
-                .cmp(&(a.1.stats.faults + a.1.stats.retry_calls))
+            (b.1.stats.faults.saturating_add(b.1.stats.retry_calls))
+                .cmp(&a.1.stats.faults.saturating_add(a.1.stats.retry_calls))
                 .then(a.0.cmp(b.0))
         });
         v
@@ -237,8 +246,8 @@ impl Analyzer {
     pub fn processes_sorted(&self) -> Vec<(u32, &ProcStats)> {
         let mut v: Vec<_> = self.processes.iter().map(|(k, p)| (*k, p)).collect();
         v.sort_by(|a, b| {
-            (b.1.stats.faults + b.1.stats.retry_calls)
-                .cmp(&(a.1.stats.faults + a.1.stats.retry_calls))
+            (b.1.stats.faults.saturating_add(b.1.stats.retry_calls))
+                .cmp(&a.1.stats.faults.saturating_add(a.1.stats.retry_calls))
                 .then(a.0.cmp(&b.0))
         });
         v

@@ -8,6 +8,12 @@ use super::{
 };
 use crate::hist::Histogram;
 
+/// Adds to a counter without overflowing: counts come from the kernel or from a
+/// recording, which may be damaged or hostile.
+pub(crate) fn add(counter: &mut u64, v: u64) {
+    *counter = counter.saturating_add(v);
+}
+
 /// Counts of one scope (all, a process, a VMA).
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -55,35 +61,56 @@ impl Stats {
 
     /// Adds `n` faults (or retry calls) classified as `f`.
     pub(crate) fn add(&mut self, f: &Classified, n: u64) {
-        self.retry_calls += n * u64::from(f.retry_calls);
-        self.vma_lock_retries += n * u64::from(f.vma_lock_retries);
+        add(
+            &mut self.retry_calls,
+            n.saturating_mul(u64::from(f.retry_calls)),
+        );
+        add(
+            &mut self.vma_lock_retries,
+            n.saturating_mul(u64::from(f.vma_lock_retries)),
+        );
         match f.unfinished {
             Some(Unfinished::Unlinked) => {
-                self.unlinked_retries += n * u64::from(f.retry_calls);
+                add(
+                    &mut self.unlinked_retries,
+                    n.saturating_mul(u64::from(f.retry_calls)),
+                );
                 return;
             }
             Some(Unfinished::Pending) => {
-                self.pending_retries += n * u64::from(f.retry_calls);
+                add(
+                    &mut self.pending_retries,
+                    n.saturating_mul(u64::from(f.retry_calls)),
+                );
                 return;
             }
             None => {}
         }
-        self.faults += n;
-        self.retried_faults += n * u64::from(f.retry_calls > 0);
-        self.errors += n * u64::from(f.error);
-        self.major += n * u64::from(f.major);
-        self.writes += n * u64::from(f.write);
+        add(&mut self.faults, n);
+        add(
+            &mut self.retried_faults,
+            n.saturating_mul(u64::from(f.retry_calls > 0)),
+        );
+        add(&mut self.errors, n.saturating_mul(u64::from(f.error)));
+        add(&mut self.major, n.saturating_mul(u64::from(f.major)));
+        add(&mut self.writes, n.saturating_mul(u64::from(f.write)));
         if let Some(ns) = f.latency_ns {
             self.latency.record_n(ns, n);
         }
         if let Some(m) = &f.mapped {
             for (i, e) in m.entries.iter().enumerate() {
-                self.entries[i] += n * u64::from(*e);
+                add(&mut self.entries[i], n.saturating_mul(u64::from(*e)));
             }
-            self.bytes_mapped += n * m.bytes;
-            *self.chains.entry(m.chain.clone()).or_default() += n;
-            self.fallback_faults += n * u64::from(m.fallback_steps > 0);
-            self.fallback_steps += n * u64::from(m.fallback_steps);
+            add(&mut self.bytes_mapped, n.saturating_mul(m.bytes));
+            add(self.chains.entry(m.chain.clone()).or_default(), n);
+            add(
+                &mut self.fallback_faults,
+                n.saturating_mul(u64::from(m.fallback_steps > 0)),
+            );
+            add(
+                &mut self.fallback_steps,
+                n.saturating_mul(u64::from(m.fallback_steps)),
+            );
         }
     }
 }

@@ -11,7 +11,7 @@ impl log::Log for KernelLog {
     }
     fn log(&self, record: &log::Record<'_>) {
         if self.verbose {
-            eprintln!(
+            crate::say!(
                 "[kernel {}] {}",
                 record.level().as_str().to_lowercase(),
                 record.args()

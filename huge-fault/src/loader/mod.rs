@@ -121,7 +121,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         Err(e) => {
             // The log is shown with -v only; without it nothing is lost.
             if opts.verbose {
-                eprintln!("huge-fault: warning: the programs' log cannot be read: {e}");
+                crate::say!("huge-fault: warning: the programs' log cannot be read: {e}");
             }
             None
         }

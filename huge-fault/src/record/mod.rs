@@ -20,7 +20,7 @@ mod writer;
 use serde::{Deserialize, Serialize};
 
 pub use reader::{Replay, replay, replay_file};
-pub use writer::{Recorder, Recording};
+pub use writer::{CreateError, Recorder, Recording, partial_path};
 
 use crate::{run_info::RunInfo, vma::VmaDesc};
 
@@ -76,4 +76,12 @@ pub enum ReadError {
     AnswersOutOfStep { tgid: u32, addr: u64, have: String },
     #[error("{0}")]
     Unreadable(String),
+}
+
+impl ReadError {
+    /// The file failed before its first entry: it is not a recording (or not one this
+    /// huge-fault reads), as opposed to one damaged further on.
+    pub fn before_any_entry(&self) -> bool {
+        matches!(self, ReadError::BadMagic | ReadError::OtherFormat(_))
+    }
 }

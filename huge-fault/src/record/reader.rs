@@ -62,7 +62,15 @@ pub fn replay(bytes: &[u8], default_max_vmas: usize) -> Replay {
 /// Reads a recording file in two streaming passes (the trailer, which sets the analyzer's
 /// table sizes, comes last): memory does not grow with the file.
 pub fn replay_file(path: &std::path::Path, default_max_vmas: usize) -> std::io::Result<Replay> {
-    let len = std::fs::metadata(path)?.len();
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(std::io::ErrorKind::IsADirectory.into());
+    }
+    if !meta.is_file() {
+        // Two passes need a file that can be read twice (not a pipe or a device).
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let len = meta.len();
     let open = || {
         std::fs::File::open(path)
             .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
@@ -91,19 +99,25 @@ struct Reader<R> {
 }
 
 impl<R: std::io::Read> Reader<R> {
-    /// Fills `buf`; returns how many bytes there were (fewer at the end of the input).
-    fn fill(&mut self, buf: &mut [u8]) -> usize {
+    /// Fills `buf`; returns how many bytes there were (fewer at the end of the input). A
+    /// read error is the file's error at that offset.
+    fn fill(&mut self, buf: &mut [u8]) -> std::result::Result<usize, ReadError> {
         let mut n = 0;
         while n < buf.len() {
             match self.r.read(&mut buf[n..]) {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+                Err(e) => {
+                    return Err(ReadError::Unreadable(format!(
+                        "read error at offset {}: {e}",
+                        self.pos + n as u64
+                    )));
+                }
             }
         }
         self.pos += n as u64;
-        n
+        Ok(n)
     }
 
     /// The next item with its offset; `Ok(None)` at the end of the input; the error names
@@ -111,13 +125,13 @@ impl<R: std::io::Read> Reader<R> {
     fn next(&mut self) -> std::result::Result<Option<(u64, Item)>, ReadError> {
         let at = self.pos;
         let mut tag = [0u8; 1];
-        if self.fill(&mut tag) == 0 {
+        if self.fill(&mut tag)? == 0 {
             return Ok(None);
         }
         match tag[0] {
             b'R' => {
                 let mut b = [0u8; FaultRecord::SIZE];
-                if self.fill(&mut b) < b.len() {
+                if self.fill(&mut b)? < b.len() {
                     return Err(ReadError::Truncated { what: "record", at });
                 }
                 let rec = FaultRecord::from_bytes(&b).expect("a whole record");
@@ -125,7 +139,7 @@ impl<R: std::io::Read> Reader<R> {
             }
             b'A' => {
                 let mut b = [0u8; AggKey::SIZE + 8];
-                if self.fill(&mut b) < b.len() {
+                if self.fill(&mut b)? < b.len() {
                     return Err(ReadError::Truncated {
                         what: "aggregate",
                         at,
@@ -137,7 +151,7 @@ impl<R: std::io::Read> Reader<R> {
             }
             b'V' | b'E' => {
                 let mut l = [0u8; 4];
-                if self.fill(&mut l) < 4 {
+                if self.fill(&mut l)? < 4 {
                     return Err(ReadError::Truncated {
                         what: "entry length",
                         at,
@@ -148,7 +162,7 @@ impl<R: std::io::Read> Reader<R> {
                     return Err(ReadError::TruncatedBody { at, len });
                 }
                 let mut body = vec![0u8; len as usize];
-                if self.fill(&mut body) < body.len() {
+                if self.fill(&mut body)? < body.len() {
                     return Err(ReadError::TruncatedBody { at, len });
                 }
                 if tag[0] == b'V' {
@@ -194,7 +208,7 @@ fn replay_from<R: std::io::Read>(
             len,
         };
         let mut magic = [0u8; 8];
-        let n = reader.fill(&mut magic);
+        let n = reader.fill(&mut magic)?;
         if n == magic.len() && magic[..5] == MAGIC[..5] && magic != *MAGIC {
             return Err(ReadError::OtherFormat(
                 String::from_utf8_lossy(&magic[5..]).into_owned(),

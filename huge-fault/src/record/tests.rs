@@ -44,7 +44,7 @@ fn run_info() -> RunInfo {
 /// Records a small run, returning the file bytes and the live report's JSON.
 fn live_run(dir: &std::path::Path) -> (Vec<u8>, String) {
     let path = dir.join("run.hfrec");
-    let mut recorder = Recorder::create(&path).unwrap();
+    let mut recorder = Recorder::create(&path, false).unwrap();
     let mut live = Analyzer::new(64);
     let mut maps = Maps;
     for i in 0..20u64 {
@@ -211,5 +211,86 @@ fn truncated_and_corrupt_files_keep_what_came_before_and_name_the_offset() {
     // An older format is named as such.
     let old = replay(b"HFREC001R", 64).error.unwrap().to_string();
     assert!(old.contains("recording format 001"), "{old}");
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn recordings_are_private_partial_until_the_end_and_never_clobber() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let d = tmp("safe");
+    let path = d.join("r.hfrec");
+    let partial = partial_path(&path);
+    assert_eq!(partial, d.join("r.hfrec.partial"));
+    let mut r = Recorder::create(&path, false).unwrap();
+    r.record(&rec(source::PERF_MINOR, 7, 7, 0x4000));
+    r.flush();
+    // While the run goes, only the partial file exists, mode 0600, readable so far.
+    assert!(!path.exists());
+    let meta = std::fs::metadata(&partial).unwrap();
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "{:o}",
+        meta.mode()
+    );
+    let so_far = replay_file(&partial, 64).unwrap();
+    assert_eq!(so_far.records, 1);
+    assert!(matches!(so_far.error, Some(ReadError::NoTrailer(_))));
+    // A second recorder for the same file refuses the partial file it finds.
+    let e = Recorder::create(&path, false).err().unwrap();
+    assert!(matches!(e, CreateError::Partial(..)), "{e:?}");
+    r.finish(&Trailer {
+        run: run_info(),
+        max_vmas: 64,
+    })
+    .unwrap();
+    assert!(path.exists() && !partial.exists());
+    // An existing file is refused unless --force; a symlink always.
+    assert!(matches!(
+        Recorder::create(&path, false),
+        Err(CreateError::Exists)
+    ));
+    let victim = d.join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    let link = d.join("link.hfrec");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    for force in [false, true] {
+        assert!(matches!(
+            Recorder::create(&link, force),
+            Err(CreateError::Symlink)
+        ));
+    }
+    // A symlink planted as the partial file is not followed.
+    let planted = d.join("p.hfrec");
+    std::os::unix::fs::symlink(&victim, partial_path(&planted)).unwrap();
+    assert!(matches!(
+        Recorder::create(&planted, true),
+        Err(CreateError::Partial(..))
+    ));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    // A file that appears during the run is not replaced at the end...
+    let late = d.join("late.hfrec");
+    let r = Recorder::create(&late, false).unwrap();
+    std::fs::write(&late, "theirs").unwrap();
+    let e = r
+        .finish(&Trailer {
+            run: run_info(),
+            max_vmas: 64,
+        })
+        .unwrap_err();
+    assert!(matches!(e, CreateError::Exists), "{e:?}");
+    assert_eq!(std::fs::read_to_string(&late).unwrap(), "theirs");
+    // ...and is with --force.
+    std::fs::remove_file(partial_path(&late)).unwrap();
+    let r = Recorder::create(&late, true).unwrap();
+    r.finish(&Trailer {
+        run: run_info(),
+        max_vmas: 64,
+    })
+    .unwrap();
+    assert_eq!(replay_file(&late, 64).unwrap().error, None);
+    // Not a regular file.
+    let e = replay_file(&d, 64).err().unwrap();
+    assert_eq!(e.to_string(), "is a directory");
     std::fs::remove_dir_all(d).unwrap();
 }

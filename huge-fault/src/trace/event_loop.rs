@@ -19,9 +19,9 @@ use crate::{
     error::{Error, Result},
     host::kernel_release,
     loader::{KernelLogBox, Session, read_counters, unload_program},
-    output::{print_and_judge, write_junit},
+    output::{judge, print, write_junit},
     procmaps::ProcMaps,
-    record::{Recorder, Trailer},
+    record::{CreateError, Recorder, Trailer},
     report::{Extras, Report},
     run_info::{EndedBy, RunInfo},
 };
@@ -34,6 +34,7 @@ pub async fn event_loop(
     session: &mut Session,
     logger: Option<EbpfLogger<KernelLogBox>>,
     mut traced: Option<Traced>,
+    mut recorder: Option<Recorder>,
 ) -> Result<i32> {
     let object = |what, why: String| Error::Object { what, why };
     let ring_map = session
@@ -66,15 +67,6 @@ pub async fn event_loop(
     };
     let mut analyzer = Analyzer::new(args.output.max_vmas);
     let mut maps = ProcMaps::new();
-    let mut recorder = match &args.record {
-        Some(path) => Some(
-            Recorder::create(path).map_err(|source| Error::RecordCreate {
-                path: path.clone(),
-                source,
-            })?,
-        ),
-        None => None,
-    };
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
     let tick = Duration::from_secs_f64(args.interval.unwrap_or(1.0));
@@ -87,7 +79,11 @@ pub async fn event_loop(
     let signal = |kind: tokio::signal::unix::SignalKind, name: &str| {
         tokio::signal::unix::signal(kind).map_err(|e| Error::io(format!("cannot handle {name}"), e))
     };
-    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?;
+    use tokio::signal::unix::SignalKind;
+    let mut sigterm = signal(SignalKind::terminate(), "SIGTERM")?;
+    let mut sighup = signal(SignalKind::hangup(), "SIGHUP")?;
+    // A write to a closed pipe fails with EPIPE as well; this catches `kill -PIPE`.
+    let mut sigpipe = signal(SignalKind::pipe(), "SIGPIPE")?;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let sleep = tokio::time::sleep_until(deadline.map_or_else(
@@ -104,6 +100,7 @@ pub async fn event_loop(
             .map_err(|e| Error::io("cannot start the command", e))?;
     }
     let mut command_status: Option<std::process::ExitStatus> = None;
+    let mut output_error = None;
     let ended_by;
     loop {
         tokio::select! {
@@ -135,8 +132,15 @@ pub async fn event_loop(
                     &mut maps,
                     recorder.as_mut(),
                 );
+                if let Some(r) = recorder.as_mut() {
+                    r.flush();
+                }
                 let left = deadline.map(|d| d.saturating_duration_since(Instant::now()).as_secs());
-                view.tick(args, &analyzer, &run, left);
+                if let Err(e) = view.tick(args, &analyzer, &run, left) {
+                    output_error = Some(e);
+                    ended_by = EndedBy::OutputClosed;
+                    break;
+                }
             }
             _ = sigchld.recv() => {
                 if let Some(t) = traced.as_mut()
@@ -150,6 +154,8 @@ pub async fn event_loop(
             _ = &mut sleep => { ended_by = EndedBy::Duration; break; }
             _ = &mut ctrl_c => { ended_by = EndedBy::Signal; break; }
             _ = sigterm.recv() => { ended_by = EndedBy::Signal; break; }
+            _ = sighup.recv() => { ended_by = EndedBy::Signal; break; }
+            _ = sigpipe.recv() => { ended_by = EndedBy::Signal; break; }
         }
     }
     view.finish(args);
@@ -184,15 +190,29 @@ pub async fn event_loop(
     }
     let extras = Extras::finished(&analyzer, &run, args.output.histogram);
     let report = Report::build_with(&analyzer, &run, extras);
-    if let Some(r) = recorder.take() {
-        let path = r.path.clone();
-        r.finish(&Trailer {
-            run: run.clone(),
-            max_vmas: args.output.max_vmas,
-        })
-        .map_err(|source| Error::RecordWrite { path, source })?;
-    }
-    let verdicts = print_and_judge(&args.output, args.json_stream, &report)?;
+    let recorded = match recorder.take() {
+        Some(r) => {
+            let path = r.path.clone();
+            r.finish(&Trailer {
+                run: run.clone(),
+                max_vmas: args.output.max_vmas,
+            })
+            .map_err(|e| match e {
+                CreateError::Io(source) => Error::RecordWrite {
+                    path: path.clone(),
+                    source,
+                },
+                e => Error::record(&path, e),
+            })
+        }
+        None => Ok(()),
+    };
+    // With stdout gone there is nothing to print; the recording and JUnit still count.
+    let printed = match output_error {
+        Some(e) => Err(e),
+        None => print(&args.output, args.json_stream, &report),
+    };
+    let verdicts = judge(&args.output, &report);
     let thresholds_failed = verdicts.iter().any(|v| v.failed);
     // A command still running (the duration ended first, or a signal) is left running.
     let command_code = match (command_status, traced.as_ref()) {
@@ -200,7 +220,7 @@ pub async fn event_loop(
             use std::os::unix::process::ExitStatusExt as _;
             let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
             if code != 0 {
-                eprintln!(
+                crate::say!(
                     "huge-fault: the traced command (pid {}) failed with status {code}",
                     t.child.id()
                 );
@@ -216,6 +236,8 @@ pub async fn event_loop(
         command_line.as_deref().map(|c| (c, command_code)),
         report.duration_s,
     )?;
+    recorded?;
+    printed?;
     Ok(if thresholds_failed { 1 } else { command_code })
 }
 

@@ -19,6 +19,7 @@ use crate::{
     host::{check_privileges, ensure_tracefs},
     kernel,
     loader::{LoadOptions, probe_report, short_error, start},
+    record::Recorder,
     report::Report,
     run_info::ProbeStatus,
 };
@@ -73,6 +74,15 @@ pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
     {
         return Err(Error::NoProcess(pid));
     }
+    // What can fail without the kernel fails before anything is attached.
+    let program = argv.map(|a| held::resolve_command(&a[0])).transpose()?;
+    if let Some(path) = &args.output.junit {
+        check_writable_dir(path)?;
+    }
+    let recorder = match &args.record {
+        Some(path) => Some(Recorder::create(path, args.force).map_err(|e| Error::record(path, e))?),
+        None => None,
+    };
     let opts = LoadOptions {
         btf_path: &args.btf,
         mode: args.mode,
@@ -85,7 +95,7 @@ pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
     };
     let (mut session, logger) = start(&opts)?;
     let mut traced = None;
-    if let Some(argv) = argv {
+    if let (Some(argv), Some(program)) = (argv, program.as_deref()) {
         let prog = session
             .ebpf
             .program_mut(kernel::FOLLOW_PROBE.program)
@@ -106,7 +116,7 @@ pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
             ProbeStatus::Attached,
             None,
         ));
-        let t = spawn_held(argv)?;
+        let t = spawn_held(program, argv)?;
         let traced_map = |why: String| Error::Object {
             what: "TRACED map",
             why,
@@ -121,7 +131,7 @@ pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
             .map_err(|e| traced_map(e.to_string()))?;
         traced = Some(t);
     }
-    eprint!("{}", Report::attach_summary(&session.probes, session.mode));
+    crate::stdio::err(&Report::attach_summary(&session.probes, session.mode));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -132,5 +142,25 @@ pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
         &mut session,
         logger,
         traced,
+        recorder,
     ))
+}
+
+/// The directory a file is to be written in at the end must be there now.
+fn check_writable_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Junit {
+            path: path.into(),
+            source: std::io::ErrorKind::NotADirectory.into(),
+        }),
+        Err(source) => Err(Error::Junit {
+            path: path.into(),
+            source,
+        }),
+    }
 }

@@ -5,7 +5,9 @@ use std::{collections::HashMap, time::Instant};
 
 use huge_fault_common::counter;
 
-use crate::{analysis::Analyzer, cli::TraceArgs, report::Report, run_info::RunInfo};
+use crate::{
+    analysis::Analyzer, cli::TraceArgs, error::Result, report::Report, run_info::RunInfo, stdio,
+};
 
 /// The live view's state between ticks.
 pub struct View {
@@ -29,24 +31,24 @@ impl View {
         }
     }
 
-    /// One tick: `run` is the run so far (ended by `running`).
+    /// One tick: `run` is the run so far (ended by `running`). A closed stdout is an error.
     pub fn tick(
         &mut self,
         args: &TraceArgs,
         analyzer: &Analyzer,
         run: &RunInfo,
         left: Option<u64>,
-    ) {
+    ) -> Result<()> {
         let elapsed = self.last_tick.elapsed().as_secs_f64().max(1e-9);
         self.last_tick = Instant::now();
         let records_per_s = (analyzer.records - self.last_records) as f64 / elapsed;
         self.last_records = analyzer.records;
         if args.json_stream {
             let rep = Report::build(analyzer, run);
-            println!(
-                "{}",
+            stdio::out(&format!(
+                "{}\n",
                 serde_json::to_string(&rep).expect("a report serializes")
-            );
+            ))?;
         } else if args.interval.is_some() && !args.output.json {
             let drops = run.counter(counter::RINGBUF_DROPS);
             let header = format!(
@@ -61,9 +63,9 @@ impl View {
             };
             let text = format!("{header}{}", rep.render(args.output.top, Some(&rates)));
             if self.stdout_tty {
-                print!("\x1b[H\x1b[2J{text}");
+                stdio::out(&format!("\x1b[H\x1b[2J{text}"))?;
             } else {
-                println!("--- {:.0}s ---\n{text}", run.duration_s);
+                stdio::out(&format!("--- {:.0}s ---\n{text}\n", run.duration_s))?;
             }
             self.last_counts = analyzer
                 .processes
@@ -71,7 +73,7 @@ impl View {
                 .map(|(k, p)| (*k, p.stats.faults))
                 .collect();
         } else if self.stderr_tty {
-            eprint!(
+            stdio::err(&format!(
                 "\r\x1b[Ktracing ({} mode): {} faults, {} processes, {} VMAs{}",
                 run.mode.name(),
                 analyzer.totals.faults,
@@ -81,14 +83,15 @@ impl View {
                     || "; Ctrl-C to stop".to_string(),
                     |l| format!("; {l}s left")
                 ),
-            );
+            ));
         }
+        Ok(())
     }
 
     /// Clears the progress line, when one was drawn.
     pub fn finish(&self, args: &TraceArgs) {
         if self.stderr_tty && args.interval.is_none() && !args.json_stream {
-            eprint!("\r\x1b[K");
+            stdio::err("\r\x1b[K");
         }
     }
 }

@@ -126,3 +126,61 @@ pub fn kernel_log_check(kernel: &str) -> ScenarioResult {
         checks: vec![],
     }
 }
+
+/// A tracer killed with SIGKILL in `mode` (after attaching everything it attaches) leaves
+/// no BPF program, map or link and no kprobe or uprobe event behind.
+pub fn sigkill_check(kernel: &str, mode: &str) -> ScenarioResult {
+    use hf_lab::bpf_objects::Census;
+    use std::io::BufRead as _;
+    let result = |reason: Option<String>| {
+        println!(
+            "init: [{mode}] after kill -9: {}",
+            reason.as_deref().unwrap_or("nothing left in the kernel")
+        );
+        ScenarioResult {
+            scenario: "sigkill-cleanup".into(),
+            kernel: kernel.into(),
+            mode: mode.into(),
+            status: if reason.is_none() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            reason,
+            checks: vec![],
+        }
+    };
+    let before = match Census::now() {
+        Ok(c) => c,
+        Err(e) => return result(Some(format!("cannot list BPF objects: {e}"))),
+    };
+    let mut child = match Command::new("/bin/huge-fault")
+        .args(["--mode", mode, "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return result(Some(format!("cannot start huge-fault: {e}"))),
+    };
+    // The first line of the attach summary comes once everything is attached.
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("piped"));
+    let mut line = String::new();
+    let _ = err.read_line(&mut line);
+    if !line.starts_with("huge-fault: tracing in ") {
+        let _ = child.kill();
+        let _ = child.wait();
+        return result(Some(format!("huge-fault did not attach: {}", line.trim())));
+    }
+    let during = Census::now().ok();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    if during.is_none_or(|d| d.left_over(&before).is_none()) {
+        return result(Some("the census did not see the tracer's programs".into()));
+    }
+    result(Census::settles_to(
+        &before,
+        std::time::Duration::from_secs(10),
+    ))
+}

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::{
     bench::bench,
-    checks::kernel_log_check,
+    checks::{kernel_log_check, sigkill_check},
     ci::ci_example,
     dax::setup_dax,
     pass::run_mode,
@@ -139,6 +139,16 @@ fn main() {
     if wants_ci && std::path::Path::new("/bin/map_hugetlb").exists() {
         for r in ci_example(&kernel) {
             emit(&r);
+        }
+    }
+    // A tracer killed with SIGKILL leaves nothing in the kernel, in the modes that attach
+    // the most.
+    if only
+        .as_ref()
+        .is_none_or(|o| o.iter().any(|n| n == "sigkill-cleanup"))
+    {
+        for mode in ["fentry", "kprobe"] {
+            emit(&sigkill_check(&kernel, mode));
         }
     }
     // A smoke run of the benchmark: it works in every mode, not how fast.
