@@ -17,6 +17,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let extras = Extras::finished(&r.analyzer, &run, true);
     let report = Report::build_with(&r.analyzer, &run, extras);
-    let _ = report.render(20, None);
+    let _ = report.render(20, None, None);
     let _ = report.to_json();
 });

@@ -34,6 +34,6 @@ fuzz_target!(|data: &[u8]| {
     let run = RunInfo::truncated();
     let extras = Extras::finished(&a, &run, true);
     let report = Report::build_with(&a, &run, extras);
-    let _ = report.render(20, None);
+    let _ = report.render(20, None, None);
     let _ = serde_json::to_value(&report);
 });

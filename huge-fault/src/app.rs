@@ -79,7 +79,7 @@ fn report_file(out: &OutputArgs, path: &Path) -> Result<i32> {
     };
     let extras = Extras::finished(&r.analyzer, &run, out.histogram);
     let report = Report::build_with(&r.analyzer, &run, extras);
-    let printed = print(out, false, &report);
+    let printed = print(out, false, &report, crate::trace::output_width());
     let verdicts = judge(out, &report);
     write_junit(out, &verdicts, None, report.duration_s)?;
     printed?;

@@ -91,6 +91,32 @@ impl Histogram {
         self.count
     }
 
+    /// Adds every value of `other` (two rows of one mapping shown as one).
+    pub fn merge(&mut self, other: &Histogram) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = other.clone();
+            return;
+        }
+        let lo = self.lo.min(other.lo);
+        let hi = (self.lo + self.counts.len()).max(other.lo + other.counts.len());
+        let mut counts = vec![0u64; hi - lo];
+        for h in [&*self, other] {
+            for (k, &c) in h.counts.iter().enumerate() {
+                let slot = &mut counts[h.lo + k - lo];
+                *slot = slot.saturating_add(c);
+            }
+        }
+        self.lo = lo;
+        self.counts = counts;
+        self.count = self.count.saturating_add(other.count);
+        self.sum = self.sum.saturating_add(other.sum);
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
     /// The value at quantile `q` (0..=1): the upper bound of its bucket, clamped to the
     /// observed maximum. `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<u64> {
@@ -179,6 +205,34 @@ pub fn fmt_ns(ns: u64) -> String {
         1_000..1_000_000 => format!("{:.1}µs", ns as f64 / 1e3),
         1_000_000..1_000_000_000 => format!("{:.1}ms", ns as f64 / 1e6),
         _ => format!("{:.2}s", ns as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::Histogram;
+
+    #[test]
+    fn a_merge_is_the_histogram_of_both() {
+        let (mut a, mut b, mut both) = (
+            Histogram::default(),
+            Histogram::default(),
+            Histogram::default(),
+        );
+        for v in [100, 5_000, 70_000] {
+            a.record(v);
+            both.record(v);
+        }
+        for v in [3, 9_000_000] {
+            b.record(v);
+            both.record(v);
+        }
+        a.merge(&b);
+        assert_eq!(a.summary(), both.summary());
+        assert_eq!(a.log2(), both.log2());
+        let mut empty = Histogram::default();
+        empty.merge(&both);
+        assert_eq!(empty.summary(), both.summary());
     }
 }
 

@@ -8,9 +8,9 @@ use crate::{
     say, stdio, threshold,
 };
 
-/// Prints the report: tables, JSON, or one NDJSON line with `stream`. A closed stdout is
-/// [`Error::BrokenPipe`].
-pub fn print(out: &OutputArgs, stream: bool, report: &Report) -> Result<()> {
+/// Prints the report: tables fitted to `width` (a terminal's; `None`: full width), JSON,
+/// or one NDJSON line with `stream`. A closed stdout is [`Error::BrokenPipe`].
+pub fn print(out: &OutputArgs, stream: bool, report: &Report, width: Option<usize>) -> Result<()> {
     if stream {
         stdio::out(&format!(
             "{}\n",
@@ -19,7 +19,7 @@ pub fn print(out: &OutputArgs, stream: bool, report: &Report) -> Result<()> {
     } else if out.json {
         stdio::out(&format!("{}\n", report.to_json()))
     } else {
-        stdio::out(&report.render(out.top, None))
+        stdio::out(&report.render(out.top, width, None))
     }
 }
 

@@ -93,6 +93,8 @@ pub enum EndedBy {
     Duration,
     Signal,
     CommandExit,
+    /// `q` or Ctrl-C in the full-screen view.
+    Quit,
     /// Stdout was closed (a pipe into `head`): the run ended without printing.
     OutputClosed,
     /// Not ended: an interval report.

@@ -23,7 +23,7 @@ fn find(name: &str) -> Vec<u8> {
 fn report_of(a: &Analyzer, run: &RunInfo) -> Report {
     let extras = Extras::finished(a, run, true);
     let r = Report::build_with(a, run, extras);
-    let _ = r.render(20, None);
+    let _ = r.render(20, None, None);
     let _ = r.to_json();
     r
 }

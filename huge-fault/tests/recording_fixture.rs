@@ -2,7 +2,9 @@
 //! gpu-runtime, thp-aligned and drv-partial-range; retried faults, chains, what-if), kept
 //! with the JSON report huge-fault printed for it when it was made. Every later huge-fault
 //! must replay it to the same JSON, byte for byte: the recording format and the report are
-//! a contract with files users keep.
+//! a contract with files users keep. A deliberate change of the report updates the JSON in
+//! the same commit, and says what changed: so far, once, when the `[heap]` VMAs the kernel
+//! grew by brk became one row each (`merged_vmas: 2`) instead of two overlapping ones.
 
 use std::io::Read as _;
 

@@ -9,6 +9,8 @@
 
 mod chain;
 mod classify;
+mod rates;
+mod rows;
 mod stats;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -19,6 +21,8 @@ use huge_fault_common::{AggKey, FaultRecord, rflags, source};
 
 pub use chain::{Answer, Chain, LEVEL_BYTES, Mapped, Step, mapped};
 pub use classify::{Classified, Unfinished, classify};
+pub use rates::Rates;
+pub use rows::VmaRow;
 pub use stats::{ProcStats, Stats, VmaStats};
 
 use crate::{

@@ -59,6 +59,33 @@ impl Stats {
             .collect()
     }
 
+    /// Adds the counts of `o` (two kernel VMAs shown as one row).
+    pub fn merge(&mut self, o: &Stats) {
+        for (a, b) in [
+            (&mut self.faults, o.faults),
+            (&mut self.retry_calls, o.retry_calls),
+            (&mut self.retried_faults, o.retried_faults),
+            (&mut self.vma_lock_retries, o.vma_lock_retries),
+            (&mut self.unlinked_retries, o.unlinked_retries),
+            (&mut self.pending_retries, o.pending_retries),
+            (&mut self.errors, o.errors),
+            (&mut self.major, o.major),
+            (&mut self.writes, o.writes),
+            (&mut self.bytes_mapped, o.bytes_mapped),
+            (&mut self.fallback_faults, o.fallback_faults),
+            (&mut self.fallback_steps, o.fallback_steps),
+        ] {
+            add(a, b);
+        }
+        for (a, b) in self.entries.iter_mut().zip(o.entries) {
+            add(a, b);
+        }
+        for (c, n) in &o.chains {
+            add(self.chains.entry(c.clone()).or_default(), *n);
+        }
+        self.latency.merge(&o.latency);
+    }
+
     /// Adds `n` faults (or retry calls) classified as `f`.
     pub(crate) fn add(&mut self, f: &Classified, n: u64) {
         add(

@@ -2,7 +2,10 @@
 //! (schema `huge-fault.report`, version 3) and as terminal tables. It renders what the
 //! analysis computed; it computes nothing of its own.
 
+mod format;
 mod stats;
+pub mod table;
+pub mod tables;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -11,8 +14,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+pub use format::fmt_size;
 pub use stats::{ChainCount, Entries, ProcessReport, StatsReport, VmaReport};
-pub use text::fmt_size;
+pub use text::wrap_words;
 
 use crate::{
     analysis::Analyzer,
@@ -161,11 +165,13 @@ impl Report {
             })
             .collect();
         let vmas = a
-            .vmas_sorted()
+            .vma_rows()
             .into_iter()
-            .map(|(k, v)| VmaReport {
-                what_if: what_if.remove(k),
-                ..stats::vma_report(k, v, &vis, sizes, histograms)
+            .map(|row| VmaReport {
+                what_if: what_if.remove(&row.key),
+                merged_vmas: row.keys.len(),
+                keys: row.keys.clone(),
+                ..stats::vma_report(&row.key, &row.stats, &vis, sizes, histograms)
             })
             .collect();
         Report {

@@ -96,7 +96,7 @@ impl StatsReport {
     }
 
     /// `4×PMD 2×PTE`-style size mix.
-    pub(super) fn size_mix(&self) -> String {
+    pub fn size_mix(&self) -> String {
         let Some(e) = &self.entries else {
             return "-".into();
         };
@@ -149,6 +149,17 @@ pub struct VmaReport {
     pub stats: StatsReport,
     /// What a range insert would have done here (VMAs whose inserts carried pfns).
     pub what_if: Option<crate::whatif::VmaWhatIf>,
+    /// Kernel VMAs this row covers, when more than one: a private anonymous region the
+    /// kernel grew or split during the run (the `[heap]` after brk), shown as one row.
+    #[serde(skip_serializing_if = "is_one")]
+    pub merged_vmas: usize,
+    /// Those VMAs, as the faults named them.
+    #[serde(skip)]
+    pub keys: Vec<VmaKey>,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 pub(super) fn vma_report(
@@ -173,6 +184,8 @@ pub(super) fn vma_report(
         vma_source: if v.from_proc { "proc" } else { "kernel" }.into(),
         stats: StatsReport::new(&v.stats, vis, sizes, histogram),
         what_if: None,
+        merged_vmas: 1,
+        keys: vec![*k],
     }
 }
 

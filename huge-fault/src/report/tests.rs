@@ -84,7 +84,7 @@ fn kprobe_mode_reports_retries_and_errors_as_numbers() {
     assert_eq!(v["totals"]["retry_calls"], 0);
     assert_eq!(v["totals"]["errors"], 0);
     // Sizes are claimed only with the generic size probes attached.
-    assert!(!rep.render(20, None).contains("sizes:"));
+    assert!(!rep.render(20, None, None).contains("sizes:"));
     let mut r = run(Mode::Kprobe);
     r.probes = crate::kernel::GENERIC_SIZE_FUNCTIONS
         .iter()
@@ -97,7 +97,7 @@ fn kprobe_mode_reports_retries_and_errors_as_numbers() {
             reason: None,
         })
         .collect();
-    let text = Report::build(&analyzer(), &r).render(20, None);
+    let text = Report::build(&analyzer(), &r).render(20, None, None);
     // The ten faults of analyzer() are completions without nested-probe data.
     assert!(
         text.contains("sizes: 0 (0 mapped), fallback 0.0% of faults"),
@@ -109,14 +109,26 @@ fn kprobe_mode_reports_retries_and_errors_as_numbers() {
 fn tables_show_rows_loss_and_the_skip_reason() {
     let r = run(Mode::TracepointOnly);
     let rep = Report::build(&analyzer(), &r);
-    let text = rep.render(20, None);
+    let text = rep.render(20, None, None);
     assert!(
         text.starts_with("10 faults in 2.5s (tracepoint-only mode)"),
         "{text}"
     );
     assert!(text.contains("lost: 4 ring-buffer drops"), "{text}");
-    assert!(text.contains("7f0000000000-7f0004000000"), "{text}");
+    assert!(
+        text.contains(" 7f0000000000 ") && text.ends_with("7f0004000000\n"),
+        "{text}"
+    );
     assert!(text.contains("64.0M"), "{text}");
+    // At 80 columns: no line wider, the essential columns there, the end address gone.
+    let narrow = rep.render(20, Some(80), None);
+    assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+    for col in [
+        "PID", "COMM", "KIND", "START", "SIZE", "FAULTS", "ENTRIES", "FALLBACK", "P99",
+    ] {
+        assert!(narrow.contains(col), "{col}: {narrow}");
+    }
+    assert!(!narrow.contains("7f0004000000"), "{narrow}");
     let summary = Report::attach_summary(&r.probes, Mode::TracepointOnly);
     assert!(summary.contains("kprobes unavailable: kernel built without CONFIG_KPROBES"));
     assert!(summary.contains("cannot see:"));
@@ -133,7 +145,7 @@ fn tables_show_rows_loss_and_the_skip_reason() {
             ..Extras::default()
         },
     );
-    let text = rep.render(20, None);
+    let text = rep.render(20, None, None);
     assert!(text.contains("latency, all faults:"), "{text}");
     assert!(
         text.contains("latency, pid 7 VMA 7f0000000000-7f0004000000:"),

@@ -1,49 +1,20 @@
 //! The report as terminal tables, and the attach summary.
 
-use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-
-use super::Report;
+use super::{
+    Report,
+    format::{fmt_size, opt},
+    table::width_of,
+    tables,
+};
 use crate::{
+    analysis::Rates,
     hist::{LatencySummary, fmt_ns},
     kernel::Mode,
     run_info::{ProbeReport, ProbeStatus, Reason},
 };
 
-/// `64.0M`-style sizes.
-pub fn fmt_size(bytes: u64) -> String {
-    const U: [&str; 5] = ["", "K", "M", "G", "T"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes}")
-    } else {
-        format!("{v:.1}{}", U[i])
-    }
-}
-
-fn opt(v: Option<u64>) -> String {
-    v.map_or_else(|| "-".into(), |v| v.to_string())
-}
-
 fn lat(s: &Option<LatencySummary>, f: fn(&LatencySummary) -> u64) -> String {
     s.as_ref().map_or_else(|| "-".into(), |s| fmt_ns(f(s)))
-}
-
-fn new_table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    t.set_header(header.iter().map(Cell::new));
-    for i in 0..header.len() {
-        if let Some(col) = t.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    t
 }
 
 impl Report {
@@ -118,12 +89,12 @@ impl Report {
         out
     }
 
-    /// The terminal tables: totals and loss line, processes, VMAs (`top` rows each).
-    pub fn render(&self, top: usize, rates: Option<&dyn Fn(u32) -> Option<f64>>) -> String {
-        let mut out = String::new();
+    /// The summary lines: totals, sizes, losses and aggregation, each broken at words to
+    /// fit `width`.
+    pub fn summary_lines(&self, width: Option<usize>) -> String {
         let t = &self.totals;
-        out.push_str(&format!(
-            "{} faults in {:.1}s ({} mode): major {}, writes {}, retry calls {}, errors {}; latency p50 {} p99 {}\n",
+        let mut lines = vec![format!(
+            "{} faults in {:.1}s ({} mode): major {}, writes {}, retry calls {}, errors {}; latency p50 {} p99 {}",
             t.faults,
             self.duration_s,
             self.mode.name(),
@@ -133,18 +104,18 @@ impl Report {
             opt(t.errors),
             lat(&t.latency_ns, |s| s.p50),
             lat(&t.latency_ns, |s| s.p99),
-        ));
+        )];
         if let (Some(rate), Some(_)) = (t.fallback_rate, &t.entries) {
-            out.push_str(&format!(
-                "sizes: {} ({} mapped), fallback {:.1}% of faults\n",
+            lines.push(format!(
+                "sizes: {} ({} mapped), fallback {:.1}% of faults",
                 t.size_mix(),
                 fmt_size(t.bytes_mapped.unwrap_or(0)),
                 rate * 100.0
             ));
         }
         let l = &self.loss;
-        out.push_str(&format!(
-            "lost: {} ring-buffer drops, {} in-flight map full, {} faults beyond the VMA table, {} beyond the process table, {} malformed records\n",
+        lines.push(format!(
+            "lost: {} ring-buffer drops, {} in-flight map full, {} faults beyond the VMA table, {} beyond the process table, {} malformed records",
             l.ringbuf_drops,
             l.inflight_map_full,
             l.vma_table_overflow_faults,
@@ -153,95 +124,44 @@ impl Report {
         ));
         let g = &self.aggregation;
         if g.all {
-            out.push_str(&format!(
-                "aggregated in the kernel (--aggregate): {} calls, counted by class: no per-fault records, latency to its bucket, no retry links or what-if\n",
+            lines.push(format!(
+                "aggregated in the kernel (--aggregate): {} calls, counted by class: no per-fault records, latency to its bucket, no retry links or what-if",
                 g.calls
             ));
         } else if g.calls > 0 {
-            out.push_str(&format!(
-                "ring buffer full {} times: those calls were counted in the kernel by class and are in every number above (latency to its bucket, no retry links; their VMAs get no what-if)\n",
+            lines.push(format!(
+                "ring buffer full {} times: those calls were counted in the kernel by class and are in every number above (latency to its bucket, no retry links; their VMAs get no what-if)",
                 g.ring_full
             ));
         }
+        lines
+            .iter()
+            .map(|l| wrap_words(l, width))
+            .collect::<Vec<_>>()
+            .join("")
+    }
 
-        let mut header = vec!["PID", "COMM", "FAULTS"];
-        if rates.is_some() {
-            header.push("FAULTS/S");
-        }
-        header.extend(["MAJOR", "RETRY", "ERRORS", "P50", "P99", "MAX"]);
-        let mut pt = new_table(&header);
-        for p in self.processes.iter().take(top) {
-            let mut row = vec![
-                p.pid.to_string(),
-                p.comm.clone(),
-                p.stats.faults.to_string(),
-            ];
-            if let Some(rate) = rates {
-                row.push(rate(p.pid).map_or_else(|| "-".into(), |r| format!("{r:.0}")));
-            }
-            row.extend([
-                p.stats.major.to_string(),
-                opt(p.stats.retry_calls),
-                opt(p.stats.errors),
-                lat(&p.stats.latency_ns, |s| s.p50),
-                lat(&p.stats.latency_ns, |s| s.p99),
-                lat(&p.stats.latency_ns, |s| s.max),
-            ]);
-            pt.add_row(row);
-        }
-        if let Some(col) = pt.column_mut(1) {
-            col.set_cell_alignment(CellAlignment::Left);
-        }
-        out.push_str(&pt.to_string());
+    /// The report as text: summary lines, then the process, VMA, chain and what-if tables
+    /// (`top` rows each), fitted to `width` (a terminal's) or at full width (`None`).
+    /// `rates` adds FAULTS/S columns (interval reports).
+    pub fn render(&self, top: usize, width: Option<usize>, rates: Option<&Rates>) -> String {
+        let mut out = self.summary_lines(width);
         out.push('\n');
-        if self.processes.len() > top {
-            out.push_str(&format!(
-                "({} more processes in --json)\n",
-                self.processes.len() - top
-            ));
-        }
-
-        let mut vt = new_table(&[
-            "PID", "COMM", "VMA", "SIZE", "KIND", "MAPPING", "FAULTS", "ENTRIES", "FALLBACK",
-            "MAJOR", "RETRY", "P50", "P99",
-        ]);
-        for v in self.vmas.iter().take(top) {
-            vt.add_row(vec![
-                v.pid.to_string(),
-                v.comm.clone(),
-                format!(
-                    "{}-{}",
-                    v.start.trim_start_matches("0x"),
-                    v.end.trim_start_matches("0x")
-                ),
-                fmt_size(v.size_bytes),
-                v.kind.clone(),
-                v.path.clone().unwrap_or_default(),
-                v.stats.faults.to_string(),
-                v.stats.size_mix(),
-                v.stats
-                    .fallback_rate
-                    .map_or_else(|| "-".into(), |r| format!("{:.1}%", r * 100.0)),
-                v.stats.major.to_string(),
-                opt(v.stats.retry_calls),
-                lat(&v.stats.latency_ns, |s| s.p50),
-                lat(&v.stats.latency_ns, |s| s.p99),
-            ]);
-        }
-        for i in [1, 2, 4, 5, 7] {
-            if let Some(col) = vt.column_mut(i) {
-                col.set_cell_alignment(CellAlignment::Left);
-            }
-        }
-        out.push_str(&vt.to_string());
+        out.push_str(&tables::processes(self.processes.iter().take(top), rates).render(width));
+        more(&mut out, self.processes.len(), top, "processes");
         out.push('\n');
-        if self.vmas.len() > top {
-            out.push_str(&format!(
-                "({} more VMAs in --json)\n",
-                self.vmas.len() - top
-            ));
+        out.push_str(&tables::vmas(self.vmas.iter().take(top), rates).render(width));
+        more(&mut out, self.vmas.len(), top, "VMAs");
+        if self.has_chains() {
+            out.push_str("\nchains (levels tried and answers), most frequent per VMA:\n");
+            out.push_str(&tables::chains(self.vmas.iter().take(top.min(10)), 3).render(width));
         }
-        out.push_str(&self.render_what_if(top));
+        if self.vmas.iter().take(top).any(|v| v.what_if.is_some()) {
+            out.push_str(
+                "\nwhat-if: a range insert of each VMA's contiguous pfn run (assumptions in --json)\n",
+            );
+            out.push_str(&tables::what_if(self.vmas.iter().take(top)).render(width));
+        }
         out.push_str(&self.render_histograms(top));
         out
     }
@@ -266,55 +186,40 @@ impl Report {
         }
         out
     }
+}
 
-    /// The what-if section: per VMA with pfn inserts, what happened and what a range insert
-    /// would have done, by a module's helper and by a core-mm helper.
-    fn render_what_if(&self, top: usize) -> String {
-        let rows: Vec<_> = self
-            .vmas
-            .iter()
-            .filter_map(|v| v.what_if.as_ref().map(|w| (v, w)))
-            .take(top)
-            .collect();
-        if rows.is_empty() {
-            return String::new();
-        }
-        let mut t = new_table(&[
-            "PID",
-            "VMA",
-            "OBSERVED",
-            "RANGE INSERT (MODULE)",
-            "RANGE INSERT (CORE MM)",
-        ]);
-        for (v, w) in rows {
-            let vma = format!(
-                "{}-{}",
-                v.start.trim_start_matches("0x"),
-                v.end.trim_start_matches("0x")
-            );
-            let c = |x: &Option<crate::whatif::Counts>| {
-                x.as_ref().map_or_else(|| "-".into(), |c| c.describe())
-            };
-            if let Some(reason) = &w.skipped {
-                t.add_row(vec![
-                    v.pid.to_string(),
-                    vma,
-                    format!("not computed: {reason}"),
-                    String::new(),
-                    String::new(),
-                ]);
-            } else {
-                t.add_row(vec![
-                    v.pid.to_string(),
-                    vma,
-                    c(&w.observed),
-                    c(&w.module_helper),
-                    c(&w.core_helper),
-                ]);
-            }
-        }
-        format!(
-            "what-if: a range insert of each VMA's contiguous pfn run (assumptions in --json)\n{t}\n"
-        )
+/// `(N more ROWS in --json)` when a table was cut at `top`.
+fn more(out: &mut String, len: usize, top: usize, what: &str) {
+    if len > top {
+        out.push_str(&format!("({} more {what} in --json)\n", len - top));
     }
+}
+
+/// `line` broken at spaces so that no piece is wider than `width`; continuation lines are
+/// indented by two spaces. A single word wider than the width stays whole.
+pub fn wrap_words(line: &str, width: Option<usize>) -> String {
+    let Some(width) = width else {
+        return format!("{line}\n");
+    };
+    let mut out = String::new();
+    let mut cur = String::new();
+    for word in line.split(' ') {
+        let indent = if out.is_empty() { "" } else { "  " };
+        if !cur.is_empty() && width_of(indent) + width_of(&cur) + 1 + width_of(word) > width {
+            out.push_str(indent);
+            out.push_str(&cur);
+            out.push('\n');
+            cur.clear();
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        out.push_str(if out.is_empty() { "" } else { "  " });
+        out.push_str(&cur);
+        out.push('\n');
+    }
+    out
 }

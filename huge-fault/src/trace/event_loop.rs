@@ -11,7 +11,7 @@ use super::{
     DRAIN_EVERY,
     feed::{Aggregates, Item, drain, feed, pending_retries},
     held::Traced,
-    view::View,
+    view::{Control, View, output_width},
 };
 use crate::{
     analysis::Analyzer,
@@ -71,7 +71,8 @@ pub async fn event_loop(
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
     let tick = Duration::from_secs_f64(args.interval.unwrap_or(1.0));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
-    let mut view = View::new();
+    let mut view = View::new(args);
+    let mut keys = view.take_keys();
     // The programs wake us only when a backlog builds up (batched wake-ups): drain the ring
     // on this timer too.
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
@@ -142,6 +143,22 @@ pub async fn event_loop(
                     break;
                 }
             }
+            key = async {
+                match keys.as_mut() {
+                    Some(k) => k.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match key {
+                    Some(k) if view.on_key(k) == Control::Quit => {
+                        ended_by = EndedBy::Quit;
+                        break;
+                    }
+                    Some(_) => {}
+                    // The keyboard is gone (no terminal): keep tracing without it.
+                    None => keys = None,
+                }
+            }
             _ = sigchld.recv() => {
                 if let Some(t) = traced.as_mut()
                     && let Ok(Some(st)) = t.child.try_wait()
@@ -158,7 +175,7 @@ pub async fn event_loop(
             _ = sigpipe.recv() => { ended_by = EndedBy::Signal; break; }
         }
     }
-    view.finish(args);
+    view.finish();
     // Detach, then read what is still in the ring.
     let counters_before_detach = read_counters(&session.ebpf);
     for (_, prog) in session.ebpf.programs_mut() {
@@ -210,7 +227,7 @@ pub async fn event_loop(
     // With stdout gone there is nothing to print; the recording and JUnit still count.
     let printed = match output_error {
         Some(e) => Err(e),
-        None => print(&args.output, args.json_stream, &report),
+        None => print(&args.output, args.json_stream, &report, output_width()),
     };
     let verdicts = judge(&args.output, &report);
     let thresholds_failed = verdicts.iter().any(|v| v.failed);

@@ -12,6 +12,7 @@ use aya::programs::TracePoint;
 use huge_fault_common::Filter;
 
 pub use held::{HOLD_ARG, hold_then_exec};
+pub use view::output_width;
 
 use crate::{
     cli::TraceArgs,
