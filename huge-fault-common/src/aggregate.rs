@@ -6,6 +6,9 @@ use crate::{
     record::{FaultRecord, rflags},
 };
 
+/// Classes the kernel's `AGGREGATE` table holds.
+pub const CLASSES: u32 = 65536;
+
 /// A class of faults counted in the kernel instead of recorded one by one: every field of
 /// a [`FaultRecord`] the analysis reads, less what is unique to one fault (thread, address,
 /// times, first and last entry, pfns), with the latency as a [`latency`] bucket. The

@@ -102,7 +102,23 @@ pub mod exception_fields {
 pub struct Settings {
     /// Non-zero: count every fault in the `AGGREGATE` map, write no records (`--aggregate`).
     pub aggregate: u32,
-    pub _pad: u32,
+    /// [`metrics`] bits: classes for the exporter (`--metrics`).
+    pub metrics: u32,
+}
+
+/// How the exporter's classes are keyed (`Settings::metrics`).
+pub mod metrics {
+    /// Classes carry no process, VMA range, address, file or device: only what the
+    /// exporter's labels and counters read (the VMA's kind bits, whether it has a file),
+    /// so that the class table stays small however many processes come and go.
+    pub const CLASSES: u32 = 1;
+    /// Keep the command name in the class (`--metrics-comm N`).
+    pub const COMM: u32 = 2;
+    /// The VMA flags a class keeps: those that decide its kind.
+    pub const KIND_FLAGS: u64 = crate::kabi::VM_SHARED
+        | crate::kabi::VM_PFNMAP
+        | crate::kabi::VM_HUGETLB
+        | crate::kabi::VM_MIXEDMAP;
 }
 
 /// Filters applied in the kernel before any other work.

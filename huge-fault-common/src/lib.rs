@@ -16,7 +16,7 @@ pub mod record;
 
 pub use aggregate::AggKey;
 pub use chain::{MAX_CHAIN, Mapping, NO_PFN, PFN_MASK, STEP_VIA_RANGE, STEP_VMA_LOCK, step};
-pub use config::{Filter, KernelOffsets, Settings, counter};
+pub use config::{Filter, KernelOffsets, Settings, counter, metrics};
 pub use inflight::InFlight;
 pub use level::Level;
 pub use record::{FaultRecord, rflags, source};

@@ -7,7 +7,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_ns},
 };
 use core::intrinsics::AtomicOrdering;
-use huge_fault_common::{FaultRecord, Mapping, counter, latency, rflags};
+use huge_fault_common::{FaultRecord, Mapping, counter, latency, metrics, rflags};
 
 /// What the closing program knows about a fault, besides its VMA.
 pub(crate) struct Closing {
@@ -70,6 +70,22 @@ pub(crate) fn aggregate(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mappi
             flags |= rflags::HAS_MAPPING;
         }
         (*k).flags = flags;
+        // SAFETY: a read of our own .rodata global, volatile as for `offsets`.
+        let m = core::ptr::read_volatile(&SETTINGS.metrics);
+        if m & metrics::CLASSES != 0 {
+            // The exporter's classes: nothing that grows with processes, files or pages.
+            (*k).vma_start = 0;
+            (*k).vma_end = 0;
+            (*k).vma_pgoff = 0;
+            (*k).vma_flags &= metrics::KIND_FLAGS;
+            (*k).inode = u64::from((*k).inode != 0);
+            (*k).dev = 0;
+            (*k).address = 0;
+            (*k).tgid = 0;
+            if m & metrics::COMM == 0 {
+                (*k).comm = [0; 16];
+            }
+        }
     }
     // SAFETY: as above; the key is read by the map helpers only.
     let key = unsafe { &*k };

@@ -16,7 +16,7 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 /// else each fault that found the ring buffer full. Entries are allocated on first use.
 #[map]
 pub(crate) static AGGREGATE: HashMap<AggKey, u64> =
-    HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+    HashMap::with_max_entries(huge_fault_common::aggregate::CLASSES, BPF_F_NO_PREALLOC);
 
 /// Where a fault's [`AggKey`] is built (152 bytes do not fit on the stack beside the rest).
 #[map]
@@ -94,7 +94,7 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
 #[unsafe(no_mangle)]
 pub(crate) static SETTINGS: Settings = Settings {
     aggregate: 0,
-    _pad: 0,
+    metrics: 0,
 };
 
 /// Process filter, set by the tool before load.

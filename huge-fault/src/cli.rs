@@ -171,6 +171,17 @@ pub struct TraceArgs {
     #[arg(long, requires = "record")]
     pub force: bool,
 
+    /// Serve OpenMetrics at http://ADDR/metrics until stopped (e.g. 127.0.0.1:9758; a
+    /// bare port binds the loopback), counting every fault in the kernel by VMA kind,
+    /// level and answer (implies --aggregate; no process or address in the classes).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub metrics: Option<std::net::SocketAddr>,
+
+    /// With --metrics: give the first N command names seen their own series (a `comm`
+    /// label); the rest are counted as `other`.
+    #[arg(long, value_name = "N", requires = "metrics", default_value_t = 0)]
+    pub metrics_comm: usize,
+
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -211,7 +222,7 @@ pub enum Command {
     /// Start a command, trace it and every process it forks, stop when it exits.
     Run {
         #[command(flatten)]
-        trace: TraceArgs,
+        trace: Box<TraceArgs>,
         /// The command and its arguments (after `--`).
         #[arg(
             trailing_var_arg = true,
@@ -278,6 +289,14 @@ fn usage_line(text: &str) -> String {
         s = format!("{} {}", s, items.join(", "));
     }
     s
+}
+
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an address to listen on (HOST:PORT or PORT)"))
 }
 
 fn parse_comm(s: &str) -> Result<String, String> {

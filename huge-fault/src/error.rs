@@ -129,8 +129,11 @@ pub enum Error {
     /// A file that is not a recording at all (nothing of it is reported).
     #[error("{path}: {error}", path = .0.display(), error = .1)]
     NotRecording(PathBuf, ReadError),
-    #[error("{}", .0)]
-    Usage(String),
+    #[error("cannot serve metrics on {addr}")]
+    MetricsBind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 fn reasons_text(reasons: &[(Mode, String)]) -> String {

@@ -82,7 +82,7 @@ impl Histogram {
         let c = &mut self.counts[i - self.lo];
         *c = c.saturating_add(n);
         self.count = self.count.saturating_add(n);
-        self.sum += u128::from(v) * u128::from(n);
+        self.sum = self.sum.saturating_add(u128::from(v) * u128::from(n));
         self.min = self.min.min(v);
         self.max = self.max.max(v);
     }
@@ -126,7 +126,7 @@ impl Histogram {
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for (k, &c) in self.counts.iter().enumerate() {
-            seen += c;
+            seen = u64::saturating_add(seen, c);
             if seen >= rank {
                 return Some(upper(self.lo + k).min(self.max).max(self.min));
             }
@@ -165,7 +165,8 @@ impl Histogram {
             if c > 0 {
                 // The bucket's values share the bit length of its upper bound.
                 let up = upper(self.lo + k);
-                by_pow[(64 - up.leading_zeros()) as usize] += c;
+                let slot = &mut by_pow[(64 - up.leading_zeros()) as usize];
+                *slot = slot.saturating_add(c);
             }
         }
         let Some(first) = by_pow.iter().position(|&c| c > 0) else {

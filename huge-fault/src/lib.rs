@@ -16,6 +16,7 @@ pub mod hist;
 pub mod host;
 pub mod kernel;
 pub mod loader;
+pub mod metrics;
 pub mod output;
 pub mod procmaps;
 pub mod record;

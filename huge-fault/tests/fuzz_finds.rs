@@ -32,7 +32,12 @@ fn report_of(a: &Analyzer, run: &RunInfo) -> Report {
 /// class counts overflow the histogram's arithmetic.
 #[test]
 fn hostile_recordings_report_without_a_panic() {
-    for name in ["recording-latency-bucket", "recording-histogram-overflow"] {
+    for name in [
+        "recording-latency-bucket",
+        "recording-histogram-overflow",
+        "recording-quantile-overflow",
+        "recording-whatif-overflow",
+    ] {
         let r = replay(&find(name), 64);
         let run = r
             .trailer

@@ -97,6 +97,17 @@ pub fn test(only: Option<&str>) -> Result<()> {
                 if output(Command::new("tmux").arg("-V")).is_none() {
                     debian::apt_install("tmux", "about 5 s")?;
                 }
+                // The exporter is scraped by a real Prometheus and its exposition parsed by
+                // an independent OpenMetrics parser.
+                if output(Command::new("prometheus").arg("--version")).is_none()
+                    || output(
+                        Command::new("/usr/bin/python3").args(["-c", "import prometheus_client"]),
+                    )
+                    .is_none()
+                {
+                    debian::apt_install("prometheus", "about 30 s")?;
+                    debian::apt_install("python3-prometheus-client", "about 5 s")?;
+                }
                 // The live tests run the tool as a built artefact of its own package.
                 status(cargo().args(["build", "--package", "huge-fault"]))?;
                 status(

@@ -13,6 +13,7 @@
 mod bad_input;
 mod counts;
 mod ends;
+mod metrics;
 mod recording;
 mod robust;
 mod run;

@@ -196,7 +196,7 @@ pub fn mapped(r: &FaultRecord) -> Mapped {
         .iter()
         .zip(LEVEL_BYTES)
         .map(|(n, b)| u64::from(*n) * b)
-        .sum();
+        .fold(0u64, u64::saturating_add);
     Mapped {
         fallback_steps: chain.fallback_steps(),
         chain,

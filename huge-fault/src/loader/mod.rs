@@ -56,6 +56,8 @@ pub struct LoadOptions<'a> {
     pub huge_fault_handler: &'a [String],
     /// Count every fault in the kernel (no records).
     pub aggregate: bool,
+    /// `huge_fault_common::metrics` bits (`--metrics`).
+    pub metrics: u32,
 }
 
 /// Loads the object, starts the log reader and attaches in the best available mode.
@@ -96,7 +98,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
             "SETTINGS",
             &Settings {
                 aggregate: u32::from(opts.aggregate),
-                _pad: 0,
+                metrics: opts.metrics,
             },
             true,
         )

@@ -35,6 +35,7 @@ pub async fn event_loop(
     logger: Option<EbpfLogger<KernelLogBox>>,
     mut traced: Option<Traced>,
     mut recorder: Option<Recorder>,
+    metrics_listener: Option<std::net::TcpListener>,
 ) -> Result<i32> {
     let object = |what, why: String| Error::Object { what, why };
     let ring_map = session
@@ -56,6 +57,41 @@ pub async fn event_loop(
             })?,
         seen: Default::default(),
         counted: 0,
+        metrics: None,
+    };
+    // The exporter: its state fed by every sweep, encoded on each scrape.
+    let (metrics, registry, listener) = match metrics_listener {
+        Some(l) => {
+            let shared = crate::metrics::Shared(std::sync::Arc::new(std::sync::Mutex::new(
+                crate::metrics::State::new(
+                    env!("CARGO_PKG_VERSION"),
+                    kernel_release(),
+                    session.mode.name(),
+                    args.metrics_comm,
+                    {
+                        let vis = session.mode.visibility();
+                        crate::metrics::Sees {
+                            retries: vis.every_call,
+                            errors: vis.failed_faults,
+                            levels: run_info(session, args, Instant::now(), EndedBy::Running)
+                                .sizes_visible(),
+                        }
+                    },
+                ),
+            )));
+            aggregates.metrics = Some(shared.clone());
+            let registry = std::sync::Arc::new(crate::metrics::registry(&shared));
+            let listener = tokio::net::TcpListener::from_std(l)
+                .map_err(|e| Error::io("cannot serve metrics", e))?;
+            crate::say!(
+                "huge-fault: serving OpenMetrics at http://{}/metrics",
+                listener
+                    .local_addr()
+                    .map_err(|e| Error::io("cannot serve metrics", e))?
+            );
+            (Some(shared), Some(registry), Some(listener))
+        }
+        None => (None, None, None),
     };
     let mut logger = match logger {
         // SAFETY: as above, the logger owns its ring buffer fd.
@@ -136,6 +172,12 @@ pub async fn event_loop(
                 if let Some(r) = recorder.as_mut() {
                     r.flush();
                 }
+                if let Some(m) = &metrics {
+                    let mut s = m.0.lock().unwrap_or_else(|p| p.into_inner());
+                    s.lost = run.counter(counter::RINGBUF_DROPS);
+                    s.classes = aggregates.seen.len() as u64;
+                    s.class_capacity = u64::from(huge_fault_common::aggregate::CLASSES);
+                }
                 let left = deadline.map(|d| d.saturating_duration_since(Instant::now()).as_secs());
                 if let Err(e) = view.tick(args, &analyzer, &run, left) {
                     output_error = Some(e);
@@ -157,6 +199,16 @@ pub async fn event_loop(
                     Some(_) => {}
                     // The keyboard is gone (no terminal): keep tracing without it.
                     None => keys = None,
+                }
+            }
+            conn = async {
+                match listener.as_ref() {
+                    Some(l) => l.accept().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let (Ok((stream, _)), Some(r)) = (conn, registry.as_ref()) {
+                    crate::metrics::serve(stream, r.clone());
                 }
             }
             _ = sigchld.recv() => {
@@ -267,6 +319,6 @@ fn run_info(session: &Session, args: &TraceArgs, started: Instant, ended_by: End
         ended_by,
         probes: session.probes.clone(),
         counters: read_counters(&session.ebpf),
-        aggregate: args.aggregate,
+        aggregate: args.aggregate || args.metrics.is_some(),
     }
 }

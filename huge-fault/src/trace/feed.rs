@@ -124,6 +124,8 @@ pub(super) struct Aggregates {
     pub(super) seen: std::collections::HashMap<AggKey, u64>,
     /// The kernel's `AGGREGATED` counter at the last sweep: no sweep while it stands still.
     pub(super) counted: u64,
+    /// The exporter's counters (`--metrics`), fed the same gains.
+    pub(super) metrics: Option<crate::metrics::Shared>,
 }
 
 impl Aggregates {
@@ -146,6 +148,9 @@ impl Aggregates {
             }
             let n = v - *before;
             *before = v;
+            if let Some(m) = &self.metrics {
+                m.0.lock().unwrap_or_else(|p| p.into_inner()).add(&k, n);
+            }
             feed(Item::Class(&k, n), analyzer, maps, recorder.as_deref_mut());
         }
     }

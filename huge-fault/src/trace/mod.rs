@@ -84,6 +84,25 @@ pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
         Some(path) => Some(Recorder::create(path, args.force).map_err(|e| Error::record(path, e))?),
         None => None,
     };
+    // The exporter's port is taken before anything attaches: a busy one fails at once.
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| Error::MetricsBind { addr, source })?,
+        ),
+        None => None,
+    };
+    let metrics_bits = if args.metrics.is_some() {
+        huge_fault_common::metrics::CLASSES
+            | if args.metrics_comm > 0 {
+                huge_fault_common::metrics::COMM
+            } else {
+                0
+            }
+    } else {
+        0
+    };
     let opts = LoadOptions {
         btf_path: &args.btf,
         mode: args.mode,
@@ -92,7 +111,8 @@ pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
         verbose: args.verbose,
         range_helper: &args.range_helper,
         huge_fault_handler: &args.huge_fault_handler,
-        aggregate: args.aggregate,
+        aggregate: args.aggregate || args.metrics.is_some(),
+        metrics: metrics_bits,
     };
     let (mut session, logger) = start(&opts)?;
     let mut traced = None;
@@ -144,6 +164,7 @@ pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
         logger,
         traced,
         recorder,
+        metrics_listener,
     ))
 }
 

@@ -84,7 +84,8 @@ pub struct Observer {
 impl Observer {
     /// `n` faults of `key`'s VMA were counted in the kernel: the replay cannot have them.
     pub fn aggregated(&mut self, key: VmaKey, n: u64) {
-        *self.aggregated.entry(key).or_default() += n;
+        let a = self.aggregated.entry(key).or_default();
+        *a = a.saturating_add(n);
     }
 
     /// One record of `key`'s VMA; `retry` calls add their levels asked, not a fault.
@@ -108,10 +109,10 @@ impl Observer {
             }
             if m.pfn_missing & (1 << l) != 0 || m.first_pfn[i] == NO_PFN || m.last_pfn[i] == NO_PFN
             {
-                o.without_pfn += n;
+                o.without_pfn = o.without_pfn.saturating_add(n);
                 continue;
             }
-            o.with_pfn += n;
+            o.with_pfn = o.with_pfn.saturating_add(n);
             for (addr, pfn) in [
                 (m.first_addr[i], m.first_pfn[i]),
                 (m.last_addr[i], m.last_pfn[i]),
@@ -129,7 +130,7 @@ impl Observer {
         }
         o.faults += 1;
         for (t, n) in o.entries.iter_mut().zip(entries) {
-            *t += u64::from(*n);
+            *t = t.saturating_add(u64::from(*n));
         }
         if o.with_pfn == 0
             && !self
@@ -159,7 +160,8 @@ impl Observer {
     pub fn compute(&self) -> HashMap<VmaKey, VmaWhatIf> {
         let mut out = HashMap::new();
         let plannable = |key: &VmaKey, o: &VmaObs| {
-            o.with_pfn > 0
+            unplannable(key, o).is_none()
+                && o.with_pfn > 0
                 && o.without_pfn == 0
                 && o.other_deltas == 0
                 && o.delta.is_some()
@@ -178,6 +180,8 @@ impl Observer {
                 Some(format!(
                     "{n} faults counted in the kernel without their addresses (ring buffer full, or --aggregate)"
                 ))
+            } else if let Some(why) = unplannable(key, o) {
+                Some(why)
             } else if o.without_pfn > 0 {
                 Some(format!("{} entries without a known pfn", o.without_pfn))
             } else if o.other_deltas > 0 {
@@ -233,6 +237,34 @@ impl Observer {
         }
         out
     }
+}
+
+/// The largest VMA the replay models (its page-table model holds every page it maps).
+const MAX_REPLAY_BYTES: u64 = 16 << 30;
+
+/// Why a VMA's range or pfns cannot be replayed at all (a damaged recording, or a VMA too
+/// large to model).
+fn unplannable(key: &VmaKey, o: &VmaObs) -> Option<String> {
+    /// Above the largest user address (5-level paging) or the largest physical frame.
+    const USER_END: u64 = 1 << 56;
+    const PFN_END: i128 = 1 << 52;
+    if key.start >= key.end || key.end > USER_END || (key.start | key.end) & 0xfff != 0 {
+        return Some(format!(
+            "{:#x}-{:#x} is not a user VMA range",
+            key.start, key.end
+        ));
+    }
+    if key.end - key.start > MAX_REPLAY_BYTES {
+        return Some(format!(
+            "the VMA is larger than {} GiB, the most the replay models",
+            MAX_REPLAY_BYTES >> 30
+        ));
+    }
+    let first = o.delta.map(|d| i128::from(key.start >> 12) + d);
+    if first.is_some_and(|p| p < 0 || p + i128::from((key.end - key.start) >> 12) > PFN_END) {
+        return Some("its pfns are outside the physical address space".into());
+    }
+    None
 }
 
 fn asks_names(asks: u8) -> Vec<&'static str> {

@@ -12,6 +12,7 @@ mod checks;
 mod ci;
 mod dax;
 mod events;
+mod metrics;
 mod pass;
 mod system;
 
@@ -84,9 +85,14 @@ fn main() {
     let selected: Vec<&Scenario> = scenarios::all()
         .filter(|s| only.as_ref().is_none_or(|o| o.iter().any(|n| n == s.name)))
         .collect();
-    let dax = if selected
-        .iter()
-        .any(|s| matches!(s.kind, "devdax" | "fsdax") && s.todo.is_none())
+    // The exporter's check maps a devdax device too.
+    let wants_metrics = only
+        .as_ref()
+        .is_none_or(|o| o.iter().any(|n| n == "metrics-exporter"));
+    let dax = if wants_metrics
+        || selected
+            .iter()
+            .any(|s| matches!(s.kind, "devdax" | "fsdax") && s.todo.is_none())
     {
         setup_dax()
     } else {
@@ -140,6 +146,10 @@ fn main() {
         for r in ci_example(&kernel) {
             emit(&r);
         }
+    }
+    // The exporter, scraped in the guest in kprobe mode.
+    if wants_metrics {
+        emit(&metrics::metrics_check(&kernel));
     }
     // A tracer killed with SIGKILL leaves nothing in the kernel, in the modes that attach
     // the most.
