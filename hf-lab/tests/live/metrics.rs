@@ -264,7 +264,11 @@ fn short_lived_processes_lose_nothing(port: u16, dir: &std::path::Path) {
             }
             std::thread::sleep(Duration::from_millis(200));
         };
-        assert_eq!(read(&text, faults) - before, taken as f64, "{faults}, batch {batch}");
+        assert_eq!(
+            read(&text, faults) - before,
+            taken as f64,
+            "{faults}, batch {batch}"
+        );
         assert_eq!(read(&text, "hugefault_lost_faults_total"), 0.0);
         grown.push(read(&text, "hugefault_classes") - classes_before);
     }
