@@ -102,3 +102,10 @@ pub const VM_HUGETLB: u64 = 0x0040_0000;
 pub const VM_MIXEDMAP: u64 = 0x1000_0000;
 pub const VM_HUGEPAGE: u64 = 0x2000_0000;
 pub const VM_NOHUGEPAGE: u64 = 0x4000_0000;
+/// Device mappings whose entries the driver inserts by pfn.
+pub const VM_SPECIAL_MAP: u64 = VM_PFNMAP | VM_MIXEDMAP;
+
+/// The first release whose core asks PFNMAP and MIXEDMAP VMAs for huge entries: before it,
+/// `hugepage_vma_check` refuses `VM_SPECIAL` VMAs, so a device driver's `huge_fault` is
+/// never called (Debian 6.1 does so; 6.12 asks, for vfio-pci's huge pfnmaps).
+pub const HUGE_PFNMAP_SINCE: (u32, u32) = (6, 12);

@@ -160,7 +160,8 @@ pub fn evaluate(
             }
             _ => got.as_ref() == Some(&expected),
         };
-        let what_if = matches!(c.source, Source::Tool(k) if k.contains("what_if"));
+        // The what-if and the fallback reasons need each fault's record.
+        let what_if = matches!(c.source, Source::Tool(k) if k.contains("what_if") || k.contains("fallback_reasons"));
         let outcome = if (c.needs_return && !sees_returns) || (what_if && !sees_what_if(mode)) {
             Outcome::NotVisible
         } else if c.pending.is_some() {
@@ -209,6 +210,27 @@ pub fn evaluate(
                     outcome: if ok { Outcome::Pass } else { Outcome::Fail },
                 });
             }
+        }
+    }
+    // `--aggregate` keeps no address or pfn per fault: every fault with a FALLBACK is
+    // unattributed, none given a reason.
+    if mode.ends_with("-aggregate") && sees_returns {
+        for (i, r) in rows.iter().enumerate() {
+            let Some(r) = r else { continue };
+            let got = r["fallback_reasons"]["unattributed"].clone();
+            let want = r["fallback_faults"].clone();
+            let ok = got == want && r["fallback_reasons"]["top"].is_null();
+            failed |= !ok;
+            checks.push(CheckResult {
+                what: if rows.len() > 1 {
+                    format!("tool bo{i}:fallback_reasons.unattributed")
+                } else {
+                    "tool fallback_reasons.unattributed".into()
+                },
+                expected: Value::from(format!("fallback_faults = {want}")),
+                got,
+                outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+            });
         }
     }
     // `--aggregate` writes no record: every number above came from the kernel's counts.

@@ -126,6 +126,15 @@ pub const SCENARIOS: &[Scenario] = &[
             since(sized("fallback_steps", 9), 6, 12),
             since(sized("retried_faults", 2048), 6, 12),
             before(sized("fallback_faults", 0), 6, 12),
+            // Reasons: the driver refused the four aligned PMDs, whose PTEs then populate
+            // each block (the other 2044 faults are not asked); the PUD does not fit in
+            // 8 MiB. 6.1 never asks a PFNMAP VMA.
+            since(sized("fallback_reasons.pmd.driver", 4), 6, 12),
+            since(sized("fallback_reasons.pmd.populated", 2044), 6, 12),
+            since(sized("fallback_reasons.pud.vma-range", 1), 6, 12),
+            since(sized("fallback_reasons.not_asked", 2044), 6, 12),
+            before(sized("fallback_reasons.pmd.kernel-policy", 2048), 6, 12),
+            before(sized("fallback_reasons.not_asked", 2048), 6, 12),
             // What-if, by hand: one fault either way. On 6.12+ the kernel asks this VMA for
             // a PUD first, where a module's helper has no PMD table: 512 PTEs make it, then
             // 3 PMDs; a core-mm helper allocates it: 4 PMDs. On 6.1 the PTE handler runs

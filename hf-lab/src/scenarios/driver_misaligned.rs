@@ -41,6 +41,15 @@ pub const SCENARIOS: &[Scenario] = &[
             // 6.12+ asks in all five 2 MiB ranges the VMA touches, whole or not.
             since(sized("fallback_faults", 5), 6, 12),
             before(sized("fallback_faults", 0), 6, 12),
+            // Reasons: the 496 + 16 pages at the ends lie in 2 MiB blocks the VMA does not
+            // hold; the 1536 inside are 64 KiB off their pfns' alignment. 6.12+ also asks
+            // the first fault for a PUD, which 8 MiB cannot hold.
+            sized("fallback_reasons.pmd.vma-range", 512),
+            sized("fallback_reasons.pmd.pfn-misaligned", 1536),
+            sized("fallback_reasons.pfn_offset.bytes", 64 << 10),
+            since(sized("fallback_reasons.pud.vma-range", 1), 6, 12),
+            since(sized("fallback_reasons.not_asked", 2043), 6, 12),
+            before(sized("fallback_reasons.not_asked", 2048), 6, 12),
         ],
     },
     Scenario {
@@ -107,6 +116,11 @@ pub const SCENARIOS: &[Scenario] = &[
             since(sized("chains.0.count", 28), 6, 12),
             since(sized_s("chains.3.chain", "RETRY PTE:RANGE"), 6, 12),
             since(sized("retried_faults", 33), 6, 12),
+            // Reasons: the stride faults refused at PMD by pte-only in the four blocks
+            // (6.12+), then every later fault finds its block populated; 6.1 never asks.
+            since(sized("fallback_reasons.pmd.driver", 4), 6, 12),
+            since(sized("fallback_reasons.pmd.populated", 29), 6, 12),
+            before(sized("fallback_reasons.pmd.kernel-policy", 33), 6, 12),
         ],
     },
     Scenario {
@@ -147,6 +161,15 @@ pub const SCENARIOS: &[Scenario] = &[
             since(sized("retried_faults", 2048), 6, 12),
             since(sized("fallback_faults", 5), 6, 12),
             before(sized("fallback_faults", 0), 6, 12),
+            // Reasons: the 496 + 16 pages at the ends lie in 2 MiB blocks the VMA does not
+            // hold; the 1536 inside are 64 KiB off their pfns' alignment. 6.12+ also asks
+            // the first fault for a PUD, which 8 MiB cannot hold.
+            sized("fallback_reasons.pmd.vma-range", 512),
+            sized("fallback_reasons.pmd.pfn-misaligned", 1536),
+            sized("fallback_reasons.pfn_offset.bytes", 64 << 10),
+            since(sized("fallback_reasons.pud.vma-range", 1), 6, 12),
+            since(sized("fallback_reasons.not_asked", 2043), 6, 12),
+            before(sized("fallback_reasons.not_asked", 2048), 6, 12),
         ],
     },
     Scenario {

@@ -133,6 +133,14 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("entries.pte", 2048),
             sized("bytes_mapped", 8 << 20),
             sized("fallback_faults", 5),
+            // Reasons: the pages at both ends lie in 2 MiB blocks the VMA does not hold.
+            sized("fallback_reasons.pmd.vma-range", 512),
+            // Inside, the blocks ext4 allocated are 2 MiB-aligned on the device, the
+            // mapping 64 KiB past it: the pfns say so where the inserts carry them (6.15+
+            // DAX inserts folios, no pfn: the file offset says so).
+            before(sized("fallback_reasons.pmd.pfn-misaligned", 1536), 6, 15),
+            before(sized("fallback_reasons.pfn_offset.bytes", 64 << 10), 6, 15),
+            since(sized("fallback_reasons.pmd.pgoff-misaligned", 1536), 6, 15),
             // 6.1 (no per-VMA lock): one call per fault, one PMD fallback per range.
             before(sized_s("chains.0.chain", "PTE:OK"), 6, 12),
             before(sized("chains.0.count", 2043), 6, 12),

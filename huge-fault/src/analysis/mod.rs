@@ -10,6 +10,7 @@
 mod chain;
 mod classify;
 mod rates;
+pub mod reason;
 mod rows;
 mod stats;
 #[cfg(test)]
@@ -58,6 +59,8 @@ pub struct Analyzer {
     pub sizes_visible: bool,
     /// What the what-if replay needs (addresses in order, pfn runs, levels asked).
     pub whatif: Observer,
+    /// What the fallback reasons need beyond one record (the kernel, populated blocks).
+    pub reasons: reason::Context,
 }
 
 impl Analyzer {
@@ -76,6 +79,7 @@ impl Analyzer {
             nested: 0,
             sizes_visible: true,
             whatif: Observer::default(),
+            reasons: reason::Context::default(),
         }
     }
 
@@ -166,6 +170,29 @@ impl Analyzer {
             }
             return;
         };
+        // Why levels gave no huge entry: from the record's address and pfns, which a class
+        // counted in the kernel does not have.
+        let found = match &c.mapped {
+            Some(m) if aggregated && m.fallback_steps > 0 => None,
+            Some(m) if !aggregated => Some(self.reasons.explain(
+                r,
+                m,
+                &reason::VmaView {
+                    start: key.start,
+                    end: key.end,
+                    flags,
+                    pgoff,
+                    inode,
+                },
+            )),
+            _ => Some(vec![]),
+        };
+        let explain = |s: &mut Stats| match &found {
+            Some(f) => s.add_reasons(f, n),
+            None => stats::add(&mut s.unattributed, n),
+        };
+        explain(&mut self.totals);
+        explain(&mut proc.stats);
         if !self.vmas.contains_key(&key) {
             if self.vmas.len() >= self.max_vmas {
                 if !c.retry {
@@ -211,6 +238,7 @@ impl Analyzer {
         }
         if let Some(v) = self.vmas.get_mut(&key) {
             v.stats.add(&c, n);
+            explain(&mut v.stats);
             if aggregated {
                 self.whatif.aggregated(key, n);
             } else if self.sizes_visible {

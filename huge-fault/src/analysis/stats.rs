@@ -2,9 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use huge_fault_common::Level;
+
 use super::{
     chain::Chain,
     classify::{Classified, Unfinished},
+    reason::{Found, Reason},
 };
 use crate::hist::Histogram;
 
@@ -48,6 +51,16 @@ pub struct Stats {
     pub fallback_faults: u64,
     /// FALLBACK steps in those chains (a fault falling back at PMD in two calls counts two).
     pub fallback_steps: u64,
+    /// Faults per level and reason where the level gave no huge entry (a fault counts
+    /// once per level; see `analysis::reason`).
+    pub reasons: BTreeMap<(Level, Reason), u64>,
+    /// Of them, faults the kernel never asked at PMD (on VMAs made for huge entries).
+    pub not_asked: u64,
+    /// Faults with a FALLBACK counted in the kernel by class: no address, no reason.
+    pub unattributed: u64,
+    /// The first `pfn-misaligned` seen: its level and how far the virtual address is past
+    /// the pfn's alignment.
+    pub pfn_offset: Option<(Level, u64)>,
 }
 
 impl Stats {
@@ -84,6 +97,40 @@ impl Stats {
             add(self.chains.entry(c.clone()).or_default(), *n);
         }
         self.latency.merge(&o.latency);
+        for (k, n) in &o.reasons {
+            add(self.reasons.entry(*k).or_default(), *n);
+        }
+        add(&mut self.not_asked, o.not_asked);
+        add(&mut self.unattributed, o.unattributed);
+        self.pfn_offset = self.pfn_offset.or(o.pfn_offset);
+    }
+
+    /// Adds the reasons of `n` faults that each found these.
+    pub(crate) fn add_reasons(&mut self, found: &[Found], n: u64) {
+        for f in found {
+            add(self.reasons.entry((f.level, f.reason)).or_default(), n);
+            if !f.asked {
+                add(&mut self.not_asked, n);
+            }
+            if let (Some(off), None) = (f.offset, self.pfn_offset) {
+                self.pfn_offset = Some((f.level, off));
+            }
+        }
+    }
+
+    /// The most frequent reason at a level (ties: the smaller level, then the first in
+    /// rule order) with its faults, and all faults with a reason at that level.
+    pub fn top_reason(&self) -> Option<(Level, Reason, u64, u64)> {
+        let ((l, r), n) = self
+            .reasons
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+        let all = self
+            .reasons
+            .iter()
+            .filter(|((lv, _), _)| lv == l)
+            .fold(0u64, |a, (_, n)| a.saturating_add(*n));
+        Some((*l, *r, *n, all))
     }
 
     /// Adds `n` faults (or retry calls) classified as `f`.

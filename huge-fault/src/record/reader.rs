@@ -253,6 +253,9 @@ fn replay_from<R: std::io::Read>(
     // Second pass: every entry before `end`; the VMA answers that follow a record or class
     // are what the resolver said while it was ingested.
     let mut analyzer = Analyzer::new(trailer.as_ref().map_or(default_max_vmas, |t| t.max_vmas));
+    if let Some(t) = &trailer {
+        analyzer.reasons = crate::analysis::reason::Context::new(&t.run.kernel_release);
+    }
     let mut records = 0;
     let mut mismatch = None;
     let mut reader = match start(&open) {

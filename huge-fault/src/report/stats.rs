@@ -1,6 +1,9 @@
 //! The statistics of one scope as the report gives them (the JSON's `totals`, `processes[]`
 //! and `vmas[]`): what the mode cannot see is `None` (`null`), never 0.
 
+use std::collections::BTreeMap;
+
+use huge_fault_common::Level;
 use serde::Serialize;
 
 use crate::{
@@ -40,6 +43,82 @@ pub struct StatsReport {
     /// FALLBACK answers in those chains: a fault whose two calls both fell back at PMD
     /// counts two (what a handler counting its own answers sees).
     pub fallback_steps: Option<u64>,
+    /// Why levels gave no huge entry; `null` where the probes cannot see levels.
+    pub fallback_reasons: Option<ReasonsReport>,
+}
+
+/// Faults per reason and level (a fault counts once per level where it fell back or, on a
+/// VMA made for huge entries, was never asked), most first.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReasonsReport {
+    pub pud: BTreeMap<&'static str, u64>,
+    pub pmd: BTreeMap<&'static str, u64>,
+    /// Of them, faults the kernel never asked at PMD.
+    pub not_asked: u64,
+    /// Faults with a FALLBACK counted in the kernel by class, which keeps no address or
+    /// pfn: no reason can be given to them.
+    pub unattributed: u64,
+    /// The most frequent reason, its share of the faults with a reason, and what to do.
+    pub top: Option<TopReason>,
+    /// For `pfn-misaligned`: how far the virtual address was past the pfn's alignment
+    /// (the first such fault).
+    pub pfn_offset: Option<PfnOffset>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TopReason {
+    pub level: &'static str,
+    pub reason: &'static str,
+    pub faults: u64,
+    pub share: f64,
+    pub hint: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PfnOffset {
+    pub level: &'static str,
+    /// The level's entry size.
+    pub level_bytes: u64,
+    pub bytes: u64,
+}
+
+impl ReasonsReport {
+    fn new(s: &Stats) -> Self {
+        let mut pud = BTreeMap::new();
+        let mut pmd = BTreeMap::new();
+        for ((l, r), n) in &s.reasons {
+            match l {
+                Level::Pud => pud.insert(r.name(), *n),
+                _ => pmd.insert(r.name(), *n),
+            };
+        }
+        ReasonsReport {
+            pud,
+            pmd,
+            not_asked: s.not_asked,
+            unattributed: s.unattributed,
+            top: s.top_reason().map(|(l, r, n, all)| TopReason {
+                level: l.name(),
+                reason: r.name(),
+                faults: n,
+                share: (n as f64 / all.max(1) as f64 * 1e4).round() / 1e4,
+                hint: r.hint(),
+            }),
+            pfn_offset: s.pfn_offset.map(|(l, b)| PfnOffset {
+                level: l.name(),
+                level_bytes: l.size(),
+                bytes: b,
+            }),
+        }
+    }
+
+    /// `populated 98%`: the top reason and its share, for a table cell.
+    pub fn cell(&self) -> String {
+        match &self.top {
+            Some(t) => format!("{} {:.0}%", t.reason, t.share * 100.0),
+            None => "-".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -92,6 +171,7 @@ impl StatsReport {
             fallback_rate: (sizes && s.faults > 0)
                 .then(|| (s.fallback_faults as f64 / s.faults as f64 * 1e4).round() / 1e4),
             fallback_steps: sizes.then_some(s.fallback_steps),
+            fallback_reasons: sizes.then(|| ReasonsReport::new(s)),
         }
     }
 

@@ -121,6 +121,7 @@ pub fn vmas<'a>(rows: impl IntoIterator<Item = &'a VmaReport>, rates: Option<&Ra
         Column::text("ENTRIES", 0),
         Column::num("FALLBACK", 0),
         Column::num("P99", 0),
+        Column::text("REASON", 2).shrinks(Shrink::End, 8),
         Column::num("MAJOR", 3),
         Column::num("RETRY", 2),
         Column::num("P50", 4),
@@ -145,6 +146,9 @@ pub fn vmas<'a>(rows: impl IntoIterator<Item = &'a VmaReport>, rates: Option<&Ra
             s.size_mix(),
             fallback(s),
             p99(s),
+            s.fallback_reasons
+                .as_ref()
+                .map_or_else(|| "-".into(), |r| r.cell()),
             s.major.to_string(),
             opt(s.retry_calls),
             p50(s),

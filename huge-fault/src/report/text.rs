@@ -156,6 +156,11 @@ impl Report {
             out.push_str("\nchains (levels tried and answers), most frequent per VMA:\n");
             out.push_str(&tables::chains(self.vmas.iter().take(top.min(10)), 3).render(width));
         }
+        let why = self.reason_lines(top.min(10), width);
+        if !why.is_empty() {
+            out.push_str("\nwhy no huge entry (the top reason per VMA):\n");
+            out.push_str(&why);
+        }
         if self.vmas.iter().take(top).any(|v| v.what_if.is_some()) {
             out.push_str(
                 "\nwhat-if: a range insert of each VMA's contiguous pfn run (assumptions in --json)\n",
@@ -163,6 +168,44 @@ impl Report {
             out.push_str(&tables::what_if(self.vmas.iter().take(top)).render(width));
         }
         out.push_str(&self.render_histograms(top));
+        out
+    }
+
+    /// One line per VMA with a reason: where, the top reason at its level with its share,
+    /// and the hint.
+    fn reason_lines(&self, top: usize, width: Option<usize>) -> String {
+        let mut out = String::new();
+        for v in self.vmas.iter().take(top) {
+            let Some(r) = &v.stats.fallback_reasons else {
+                continue;
+            };
+            let Some(t) = &r.top else {
+                continue;
+            };
+            let mut line = format!(
+                "  {} {} {}: {} at {} for {} of {} faults",
+                v.pid,
+                super::tables::mapping_name(v.path.as_deref()),
+                v.start.trim_start_matches("0x"),
+                t.reason,
+                t.level,
+                t.faults,
+                v.stats.faults,
+            );
+            if let Some(o) = r
+                .pfn_offset
+                .as_ref()
+                .filter(|_| t.reason == "pfn-misaligned")
+            {
+                line.push_str(&format!(
+                    "; virtual is {} past the pfn's {} alignment",
+                    fmt_size(o.bytes),
+                    fmt_size(o.level_bytes)
+                ));
+            }
+            line.push_str(&format!(" — {}", t.hint));
+            out.push_str(&wrap_words(&line, width));
+        }
         out
     }
 

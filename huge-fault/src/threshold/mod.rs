@@ -6,7 +6,9 @@
 //! - `fallback_rate`: share of faults whose chain holds a FALLBACK;
 //! - `pte_share`, `pmd_share`, `pud_share`: share of bytes mapped by entries of that level;
 //! - `p50`, `p90`, `p99`, `max`: fault latency (the largest over the matching VMAs);
-//! - `drops`: faults lost: the ring buffer and the in-kernel class table were full (totals only).
+//! - `drops`: faults lost: the ring buffer and the in-kernel class table were full (totals only);
+//! - `fallback_reason:REASON`: faults a level gave no huge entry for REASON, PUD and PMD
+//!   together (`fallback_reason:pfn-misaligned > 0`).
 
 use serde_json::Value;
 
@@ -41,7 +43,16 @@ pub const METRICS: &[(&str, &str)] = &[
         "drops",
         "faults lost: ring buffer and in-kernel class table full",
     ),
+    (
+        "fallback_reason:REASON",
+        "faults a level gave no huge entry for REASON (vma-range, pfn-misaligned, pgoff-misaligned, thp-disabled, kernel-policy, populated, driver, unknown)",
+    ),
 ];
+
+/// The reason a `fallback_reason:REASON` metric names, if it is one.
+fn reason_metric(metric: &str) -> Option<crate::analysis::reason::Reason> {
+    crate::analysis::reason::Reason::from_name(metric.strip_prefix("fallback_reason:")?)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
@@ -110,7 +121,7 @@ impl std::str::FromStr for Threshold {
             .ok_or_else(|| {
                 format!("`{text}`: expected METRIC OP VALUE, e.g. 'fallback_rate > 5%'")
             })?;
-        if !METRICS.iter().any(|(m, _)| *m == metric) {
+        if !METRICS.iter().any(|(m, _)| *m == metric) && reason_metric(metric).is_none() {
             let names: Vec<&str> = METRICS.iter().map(|(m, _)| *m).collect();
             return Err(format!(
                 "`{text}`: unknown metric `{metric}` (one of {})",
@@ -169,7 +180,20 @@ fn metric(rows: &[&Value], report: &Value, name: &str) -> Option<f64> {
             .filter_map(|r| r.get("latency_ns")?.get(name)?.as_f64())
             .reduce(f64::max),
         "drops" => num(&report["loss"], "ringbuf_drops"),
-        _ => None,
+        _ => {
+            let r = reason_metric(name)?.name();
+            rows.iter()
+                .map(|row| {
+                    let f = row.get("fallback_reasons")?.as_object()?;
+                    Some(
+                        ["pud", "pmd"]
+                            .iter()
+                            .filter_map(|l| f.get(*l)?.get(r)?.as_f64())
+                            .sum::<f64>(),
+                    )
+                })
+                .sum()
+        }
     }
 }
 
@@ -265,7 +289,8 @@ mod tests {
             "totals": {"faults": 100, "major": 0, "errors": 0, "retry_calls": 2,
                        "fallback_faults": 10, "bytes_mapped": 6291456 + 4096 * 512,
                        "entries": {"pte": 512, "pmd": 3, "pud": 0},
-                       "latency_ns": {"p50": 1000, "p90": 2000, "p99": 3_000_000, "max": 5_000_000}},
+                       "latency_ns": {"p50": 1000, "p90": 2000, "p99": 3_000_000, "max": 5_000_000},
+                       "fallback_reasons": {"pud": {}, "pmd": {"driver": 10}}},
             "vmas": [
                 {"path": "/dev/dax0.0", "kind": "file-shared", "faults": 3, "fallback_faults": 0,
                  "bytes_mapped": 6291456, "entries": {"pte": 0, "pmd": 3, "pud": 0},
@@ -314,6 +339,36 @@ mod tests {
     }
 
     #[test]
+    fn fallback_reasons_are_metrics_per_scope() {
+        let report = serde_json::json!({
+            "totals": {"fallback_reasons": {"pud": {"vma-range": 1}, "pmd": {"vma-range": 2, "pfn-misaligned": 1536}}},
+            "vmas": [
+                {"path": "/dev/hfgpu", "kind": "pfnmap", "fallback_reasons": {"pud": {}, "pmd": {"pfn-misaligned": 1536}}},
+                {"path": null, "kind": "anon", "fallback_reasons": {"pud": {}, "pmd": {}}},
+                {"path": null, "kind": "file", "fallback_reasons": null}
+            ]
+        });
+        let judge = |t: &str| evaluate(&[t.parse().unwrap()], &report).remove(0);
+        assert!(judge("fallback_reason:pfn-misaligned > 0").failed);
+        assert!(judge("fallback_reason:vma-range >= 3").failed);
+        assert!(!judge("fallback_reason:vma-range > 3").failed);
+        assert!(judge("/dev/hfgpu: fallback_reason:pfn-misaligned > 1000").failed);
+        assert!(!judge("anon: fallback_reason:pfn-misaligned > 0").failed);
+        // A mode that cannot see levels: not measured, and so a failure.
+        assert!(
+            judge("file: fallback_reason:driver > 0")
+                .line
+                .contains("not measured")
+        );
+        assert!(
+            "fallback_reason:bad-luck > 0"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("unknown metric")
+        );
+    }
+
+    #[test]
     fn totals_and_scoped_checks() {
         // 10 of 100 faults fell back.
         assert!(check("fallback_rate > 5%").failed);
@@ -351,6 +406,7 @@ mod tests {
     #[test]
     fn every_metric_is_computable_on_a_full_report() {
         for (m, _) in METRICS {
+            let m = m.replace("REASON", "driver");
             let v = evaluate(&[format!("{m} > 0").parse().unwrap()], &report()).remove(0);
             assert!(!v.line.contains("cannot be checked"), "{m}: {}", v.line);
         }

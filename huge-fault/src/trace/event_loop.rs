@@ -102,6 +102,7 @@ pub async fn event_loop(
         None => None,
     };
     let mut analyzer = Analyzer::new(args.output.max_vmas);
+    analyzer.reasons = crate::analysis::reason::Context::new(&kernel_release());
     let mut maps = ProcMaps::new();
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));

@@ -213,7 +213,7 @@ pub fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<Scenar
                 // What the tool reported for this VMA, as a user would read it.
                 for row in vma_rows(&report, &o.truth).into_iter().flatten() {
                     println!(
-                        "init: [{mode}] {} {}: faults {} major {} retry_calls {} retried_faults {} vma_lock_retries {} unlinked {} pending {} entries {} bytes {} fallback_steps {} chains {} what-if {}",
+                        "init: [{mode}] {} {}: faults {} major {} retry_calls {} retried_faults {} vma_lock_retries {} unlinked {} pending {} entries {} bytes {} fallback_steps {} chains {} reasons {} what-if {}",
                         s.name,
                         row["start"],
                         row["faults"],
@@ -227,6 +227,7 @@ pub fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<Scenar
                         row["bytes_mapped"],
                         row["fallback_steps"],
                         row["chains"],
+                        row["fallback_reasons"],
                         row["what_if"]
                     );
                 }
