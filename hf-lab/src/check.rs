@@ -151,7 +151,8 @@ pub enum SecondCount {
     /// under that lock; none before.
     Driver,
     /// DAX counts every PMD fallback in /proc/vmstat `thp_fault_fallback`
-    /// (`dax_iomap_pmd_fault`): the FALLBACK steps. Its `fs_dax:dax_pte_fault` tracepoint
+    /// (`dax_iomap_pmd_fault`): the PMD FALLBACK steps (a PUD FALLBACK, asked when the
+    /// VMA's 1 GiB slot is empty, is not counted there). Its `fs_dax:dax_pte_fault` tracepoint
     /// fires in the PTE fault handler, which the core calls on 6.12+ only after the per-VMA
     /// lock's RETRY (ext4's DAX operations have no `map_pages`): the retried faults.
     Dax,
@@ -188,7 +189,7 @@ const NEED_MMAP_LOCK: &str = "drv_calls_needing_mmap_lock";
 
 /// [`SecondCount::Dax`]'s checks.
 const DAX_COUNTS: &[Check] = &[
-    same("fallback_steps", Source::Vmstat("thp_fault_fallback")),
+    same("pmd_fallback_steps", Source::Vmstat("thp_fault_fallback")),
     since(
         same("retried_faults", Source::Vmstat(DAX_PTE_FAULTS)),
         6,

@@ -23,6 +23,37 @@ fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
         })
 }
 
+/// A key of a tool row, or a count derived from the row's own chains: `pmd_fallback_steps`
+/// (`pud_…`), the FALLBACK answers at that level (a chain `PMD:FALLBACK×2` counts two).
+/// A DAX PUD FALLBACK is asked only when the 1 GiB slot is empty, which depends on where
+/// mmap placed the VMA, and `thp_fault_fallback` counts the PMD ones alone.
+fn tool_value(r: &Value, key: &str) -> Option<Value> {
+    let Some(level) = key
+        .strip_suffix("_fallback_steps")
+        .filter(|l| *l == "pmd" || *l == "pud")
+    else {
+        return lookup(r, key).cloned();
+    };
+    let name = level.to_ascii_uppercase();
+    let mut n = 0u64;
+    for c in r["chains"].as_array()? {
+        let count = c["count"].as_u64()?;
+        for step in c["chain"].as_str()?.split(' ') {
+            let (step, times) = match step.split_once('×') {
+                Some((s, t)) => (s, t.parse::<u64>().ok()?),
+                None => (step, 1),
+            };
+            if let Some((l, answer)) = step.split_once(':')
+                && l == name
+                && answer.split('|').any(|a| a == "FALLBACK")
+            {
+                n += count * times;
+            }
+        }
+    }
+    Some(Value::from(n))
+}
+
 /// The tool's VMA row for the workload's range.
 pub fn vma_row<'a>(report: &'a Value, truth: &Value) -> Option<&'a Value> {
     row_for(report, truth, &truth["vma_start"], &truth["vma_end"])
@@ -320,7 +351,7 @@ fn source_value(
         Source::Tool(k) => {
             if let Some(key) = k.strip_prefix("sum:") {
                 let sum = rows.iter().try_fold(0u64, |acc, r| {
-                    Some(acc + r.and_then(|r| lookup(r, key))?.as_u64()?)
+                    Some(acc + r.and_then(|r| tool_value(r, key))?.as_u64()?)
                 });
                 return (format!("tool {k}"), sum.map(Value::from));
             }
@@ -329,7 +360,7 @@ fn source_value(
                 Some(i) => rows.get(i).copied().flatten(),
                 None => row,
             };
-            (format!("tool {k}"), r.and_then(|r| lookup(r, key)).cloned())
+            (format!("tool {k}"), r.and_then(|r| tool_value(r, key)))
         }
         Source::Truth(k) => (format!("workload {k}"), truth.get(k).cloned()),
         Source::Vmstat(k) => (

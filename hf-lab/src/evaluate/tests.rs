@@ -427,3 +427,19 @@ fn buffer_object_rows_and_the_what_if_cross_check() {
     let c = what_if_checks("twin", true, &none, &real);
     assert!(c.iter().all(|c| c.outcome == Outcome::Fail));
 }
+
+/// Fallback steps of one level, from the row's chains: what `thp_fault_fallback` counts
+/// for DAX, whether or not the kernel also asked for a PUD first.
+#[test]
+fn level_fallback_steps_are_counted_from_the_chains() {
+    let row = json!({"fallback_steps": 7, "chains": [
+        {"chain": "PTE:OK", "count": 2043},
+        {"chain": "PMD:FALLBACK PTE:OK", "count": 4},
+        {"chain": "PUD:FALLBACK PMD:FALLBACK RETRY PMD:FALLBACK PTE:OK", "count": 1},
+        {"chain": "PMD:FALLBACK×2 PTE:OK", "count": 1},
+    ]});
+    assert_eq!(tool_value(&row, "pmd_fallback_steps"), Some(json!(8)));
+    assert_eq!(tool_value(&row, "pud_fallback_steps"), Some(json!(1)));
+    assert_eq!(tool_value(&row, "fallback_steps"), Some(json!(7)));
+    assert_eq!(tool_value(&json!({}), "pmd_fallback_steps"), None);
+}

@@ -145,7 +145,7 @@ pub const SCENARIOS: &[Scenario] = &[
             before(sized_s("chains.0.chain", "PTE:OK"), 6, 12),
             before(sized("chains.0.count", 2043), 6, 12),
             before(sized_s("chains.1.chain", "PMD:FALLBACK PTE:OK"), 6, 12),
-            before(sized("fallback_steps", 5), 6, 12),
+            before(sized("pmd_fallback_steps", 5), 6, 12),
             before(sized("retried_faults", 0), 6, 12),
             // 6.12+: the first call runs under the per-VMA lock; ext4's PMD attempt falls
             // back there, then the PTE path returns RETRY (ext4_dax_vm_ops has no
@@ -159,7 +159,7 @@ pub const SCENARIOS: &[Scenario] = &[
                 6,
                 12,
             ),
-            since(sized("fallback_steps", 10), 6, 12),
+            since(sized("pmd_fallback_steps", 10), 6, 12),
             since(sized("retried_faults", 2048), 6, 12),
             since(sized("vma_lock_retries", 2048), 6, 12),
         ],
