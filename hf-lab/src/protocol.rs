@@ -91,6 +91,22 @@ impl ScenarioResult {
             checks: vec![],
         }
     }
+
+    /// A check of its own (no per-key checks): passed without a reason, failed with one.
+    pub fn verdict(scenario: &str, kernel: &str, mode: &str, reason: Option<String>) -> Self {
+        ScenarioResult {
+            scenario: scenario.into(),
+            kernel: kernel.into(),
+            mode: mode.into(),
+            status: if reason.is_none() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            reason,
+            checks: vec![],
+        }
+    }
 }
 
 /// One protocol line of the guest's console.

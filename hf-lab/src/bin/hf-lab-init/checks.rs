@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use hf_lab::{
-    protocol::{Line, ScenarioResult, Status},
+    protocol::{Line, ScenarioResult},
     scenarios::KERNEL_LOG_ALARMS,
 };
 use serde_json::Value;
@@ -57,18 +57,7 @@ pub fn replay_check(path: &str, live: &Value, kernel: &str, mode: &str) -> Scena
         "init: [{mode}] replay of the recording ({size} bytes): {}",
         reason.as_deref().unwrap_or("same JSON as the live run")
     );
-    ScenarioResult {
-        scenario: "replay-recording".into(),
-        kernel: kernel.into(),
-        mode: mode.into(),
-        status: if reason.is_none() {
-            Status::Pass
-        } else {
-            Status::Fail
-        },
-        reason,
-        checks: vec![],
-    }
+    ScenarioResult::verdict("replay-recording", kernel, mode, reason)
 }
 
 /// The first path where two JSON values differ, with both values.
@@ -113,18 +102,8 @@ pub fn kernel_log_check(kernel: &str) -> ScenarioResult {
         .filter(|l| KERNEL_LOG_ALARMS.iter().any(|m| l.contains(m)))
         .take(5)
         .collect();
-    ScenarioResult {
-        scenario: "kernel-log".into(),
-        kernel: kernel.into(),
-        mode: "-".into(),
-        status: if bad.is_empty() {
-            Status::Pass
-        } else {
-            Status::Fail
-        },
-        reason: (!bad.is_empty()).then(|| format!("kernel log: {}", bad.join(" | "))),
-        checks: vec![],
-    }
+    let reason = (!bad.is_empty()).then(|| format!("kernel log: {}", bad.join(" | ")));
+    ScenarioResult::verdict("kernel-log", kernel, "-", reason)
 }
 
 /// A tracer killed with SIGKILL in `mode` (after attaching everything it attaches) leaves
@@ -137,18 +116,7 @@ pub fn sigkill_check(kernel: &str, mode: &str) -> ScenarioResult {
             "init: [{mode}] after kill -9: {}",
             reason.as_deref().unwrap_or("nothing left in the kernel")
         );
-        ScenarioResult {
-            scenario: "sigkill-cleanup".into(),
-            kernel: kernel.into(),
-            mode: mode.into(),
-            status: if reason.is_none() {
-                Status::Pass
-            } else {
-                Status::Fail
-            },
-            reason,
-            checks: vec![],
-        }
+        ScenarioResult::verdict("sigkill-cleanup", kernel, mode, reason)
     };
     let before = match Census::now() {
         Ok(c) => c,

@@ -7,10 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hf_lab::{
-    protocol::{ScenarioResult, Status},
-    scenarios::DAX_2M,
-};
+use hf_lab::{protocol::ScenarioResult, scenarios::DAX_2M};
 
 const THP: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 
@@ -167,16 +164,5 @@ pub fn metrics_check(kernel: &str) -> ScenarioResult {
             .as_deref()
             .unwrap_or("the PMD series of both workloads exact")
     );
-    ScenarioResult {
-        scenario: "metrics-exporter".into(),
-        kernel: kernel.into(),
-        mode: "kprobe".into(),
-        status: if reason.is_none() {
-            Status::Pass
-        } else {
-            Status::Fail
-        },
-        reason,
-        checks: vec![],
-    }
+    ScenarioResult::verdict("metrics-exporter", kernel, "kprobe", reason)
 }
