@@ -46,4 +46,9 @@ pub struct InFlight {
     pub huge_addr: u64,
     /// Pfn of the PMD/PUD insert in flight, or [`NO_PFN`].
     pub huge_pfn: u64,
+    /// Where the call in flight entered on the thread's kernel stack (the entry program's
+    /// context, which lies on it). A nested call enters deeper (lower); a call entering at
+    /// or above it means the last call returned unseen (the kernel skipped the return
+    /// program).
+    pub entry_sp: u64,
 }

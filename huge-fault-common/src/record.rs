@@ -42,6 +42,11 @@ pub mod rflags {
     /// Not a fault: the `retries` calls of a fault still waiting for its completing call
     /// when tracing ended (made by user space from the in-flight state after detach).
     pub const RETRY_PENDING: u16 = 1 << 11;
+    /// A fault whose return no program saw (the kernel skipped the return program, which
+    /// was already running on that CPU for a preempted thread): its steps and entries so far,
+    /// no return value and no latency. Closed when its thread's next call entered, or by
+    /// user space after detach when the thread had exited.
+    pub const RETURN_MISSED: u16 = 1 << 12;
 }
 
 /// One record per fault: in the kprobe and fentry modes its `handle_mm_fault` calls from
@@ -150,7 +155,7 @@ mod tests {
         assert_eq!(core::mem::offset_of!(FaultRecord, flags), 106);
         assert_eq!(core::mem::offset_of!(FaultRecord, comm), 112);
         assert_eq!(core::mem::offset_of!(FaultRecord, retries), 108);
-        assert_eq!(core::mem::size_of::<InFlight>(), 320);
+        assert_eq!(core::mem::size_of::<InFlight>(), 328);
     }
 
     #[test]

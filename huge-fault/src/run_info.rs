@@ -117,6 +117,9 @@ pub struct RunInfo {
     /// `--aggregate` was given.
     #[serde(default)]
     pub aggregate: bool,
+    /// Runs the kernel skipped, by program (its `recursion_misses`; only non-zero ones).
+    #[serde(default)]
+    pub program_misses: std::collections::BTreeMap<String, u64>,
 }
 
 impl RunInfo {
@@ -131,6 +134,7 @@ impl RunInfo {
             probes: vec![],
             counters: vec![0; huge_fault_common::counter::COUNT as usize],
             aggregate: false,
+            program_misses: Default::default(),
         }
     }
 

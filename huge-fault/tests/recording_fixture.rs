@@ -4,7 +4,9 @@
 //! must replay it to the same JSON, byte for byte: the recording format and the report are
 //! a contract with files users keep. A deliberate change of the report updates the JSON in
 //! the same commit, and says what changed: so far, once, when the `[heap]` VMAs the kernel
-//! grew by brk became one row each (`merged_vmas: 2`) instead of two overlapping ones.
+//! grew by brk became one row each (`merged_vmas: 2`) instead of two overlapping ones; and
+//! where fields were added with nothing else changing (`fallback_reasons`;
+//! `loss.program_misses`, `loss.program_misses_by_program`, `anomalies.returns_missed`).
 
 use std::io::Read as _;
 

@@ -64,7 +64,7 @@ pub fn replay_cost(
     let tracer = start_tracer(env, config, &["--record".into(), file.clone().into()])?
         .ok_or("the replay cost needs huge-fault")?;
     run_storm(env, &storm.args)?;
-    let (records, _) = stop_tracer(tracer)?;
+    let records = stop_tracer(tracer)?.records;
     let file_bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let measured = run_measured(
         Command::new(&env.huge_fault)
@@ -121,7 +121,8 @@ pub fn soak(env: &Env, mode: Config, seconds: u64, every: Duration) -> Result<So
     if let Some(k) = proc_field(pid, "status", "VmRSS:") {
         rss.push((started.elapsed().as_secs(), k));
     }
-    let (records, drops) = stop_tracer(t)?;
+    let stopped = stop_tracer(t)?;
+    let (records, drops) = (stopped.records, stopped.drops);
     Ok(Soak {
         seconds,
         storms,

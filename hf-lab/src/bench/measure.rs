@@ -107,8 +107,18 @@ pub(super) fn start_tracer(
     Ok(Some(Tracer { child, config }))
 }
 
-/// Stops a tracer; huge-fault's final JSON gives records and drops.
-pub(super) fn stop_tracer(t: Tracer) -> Result<(Option<u64>, Option<u64>), String> {
+/// What a stopped huge-fault said it accounted and lost.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Stopped {
+    /// Calls accounted: records submitted plus calls counted in the kernel.
+    pub(super) records: Option<u64>,
+    pub(super) drops: Option<u64>,
+    /// Program runs the kernel skipped (`loss.program_misses`).
+    pub(super) misses: Option<u64>,
+}
+
+/// Stops a tracer; huge-fault's final JSON gives records, drops and skipped runs.
+pub(super) fn stop_tracer(t: Tracer) -> Result<Stopped, String> {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(t.child.id() as i32, libc::SIGINT) };
     let is_hf = t.config != Config::Bpftrace;
@@ -117,7 +127,7 @@ pub(super) fn stop_tracer(t: Tracer) -> Result<(Option<u64>, Option<u64>), Strin
         .wait_with_output()
         .map_err(|e| format!("{}: {e}", t.config.name()))?;
     if !is_hf {
-        return Ok((None, None));
+        return Ok(Stopped::default());
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("{} printed no report: {e}", t.config.name()))?;
@@ -125,7 +135,11 @@ pub(super) fn stop_tracer(t: Tracer) -> Result<(Option<u64>, Option<u64>), Strin
         .as_u64()
         .zip(v["aggregation"]["calls"].as_u64())
         .map(|(r, a)| r + a);
-    Ok((records, v["loss"]["ringbuf_drops"].as_u64()))
+    Ok(Stopped {
+        records,
+        drops: v["loss"]["ringbuf_drops"].as_u64(),
+        misses: v["loss"]["program_misses"].as_u64(),
+    })
 }
 
 pub(super) fn run_storm(env: &Env, args: &[String]) -> Result<(u64, u64), String> {
@@ -157,9 +171,9 @@ pub fn measure(env: &Env, storm: &Storm, config: Config, rep: u32) -> Result<Sam
     let storm_result = run_storm(env, &storm.args);
     let cpu_after = pid.and_then(cpu_ns);
     let rss = pid.and_then(|p| proc_field(p, "status", "VmHWM:"));
-    let (records, drops) = match tracer {
+    let stopped = match tracer {
         Some(t) => stop_tracer(t)?,
-        None => (None, None),
+        None => Stopped::default(),
     };
     let (faults, ns) = storm_result?;
     if config != Config::Untraced {
@@ -177,8 +191,9 @@ pub fn measure(env: &Env, storm: &Storm, config: Config, rep: u32) -> Result<Sam
         rep,
         faults,
         ns,
-        records,
-        drops,
+        records: stopped.records,
+        drops: stopped.drops,
+        misses: stopped.misses,
         tracer_cpu_ns: cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b)),
         tracer_peak_rss_kib: rss,
     })

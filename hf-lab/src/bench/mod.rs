@@ -150,6 +150,9 @@ pub struct Sample {
     /// kernel), ring-buffer drops.
     pub records: Option<u64>,
     pub drops: Option<u64>,
+    /// huge-fault only: runs of its programs the kernel skipped (`loss.program_misses`).
+    #[serde(default)]
+    pub misses: Option<u64>,
     /// The tracer's user+system CPU time during the storm (clock ticks, so 10 ms steps).
     pub tracer_cpu_ns: Option<u64>,
     /// The tracer's peak resident set (VmHWM), ring-buffer pages included.

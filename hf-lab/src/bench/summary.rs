@@ -149,6 +149,7 @@ mod tests {
             ns,
             records: (config != Config::Untraced).then_some(faults),
             drops: (config != Config::Untraced).then_some(0),
+            misses: (config != Config::Untraced).then_some(0),
             tracer_cpu_ns: (config != Config::Untraced).then_some(ns / 10),
             tracer_peak_rss_kib: (config != Config::Untraced).then_some(10240),
         }

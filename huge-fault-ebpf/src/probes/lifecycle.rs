@@ -18,10 +18,19 @@ use huge_fault_common::{
 #[inline(always)]
 fn hmf_entry<C: EbpfContext>(ctx: &C, src: u8, vma: u64, address: u64, fault_flags: u32) {
     let Some((tgid, tid)) = wanted() else { return };
+    // The entry program's context lies on the thread's kernel stack (the trampoline's saved
+    // arguments, the kprobe's registers): where this call entered.
+    let sp = ctx.as_ptr() as u64;
     if let Some(state) = INFLIGHT.get_ptr_mut(tid) {
         // SAFETY: a map value of this thread; only this thread touches its key.
         let st = unsafe { &mut *state };
-        if st.waiting == 0 {
+        if st.waiting == 0 && sp >= st.entry_sp {
+            // Not deeper than the call in flight, so not nested in it: that call returned
+            // and its return program did not run (the kernel skips a program already
+            // running on the CPU, as when a thread is preempted inside it). Close it as a
+            // fault whose return was missed, and start this one afresh.
+            close_missed(st, src, tid);
+        } else if st.waiting == 0 {
             st.depth += 1;
             bump(counter::NESTED);
             warn!(
@@ -31,12 +40,12 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, src: u8, vma: u64, address: u64, fault_fla
                 address
             );
             return;
-        }
-        if st.address >> 12 == address >> 12 {
+        } else if st.address >> 12 == address >> 12 {
             // The call after a VM_FAULT_RETRY on this page: the same fault goes on. Its
             // start, steps, entries and exception stay; the call's own arguments replace
             // the last call's.
             st.waiting = 0;
+            st.entry_sp = sp;
             st.vma = vma;
             st.address = address;
             st.fault_flags = fault_flags;
@@ -58,9 +67,10 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, src: u8, vma: u64, address: u64, fault_fla
                 let _ = EXCEPTIONS.remove(tid);
             }
             return;
+        } else {
+            // The thread faults on another page: the retried fault never completed here.
+            close_unlinked(st, src);
         }
-        // The thread faults on another page: the retried fault never completed here.
-        close_unlinked(st, src);
     }
     // Built in this CPU's scratch slot, not on the stack: 328 bytes there do not fit beside
     // the callees' frames on older kernels (512 bytes in all).
@@ -80,6 +90,7 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, src: u8, vma: u64, address: u64, fault_fla
     st.tgid = tgid;
     st.pte_pfn = NO_PFN;
     st.huge_pfn = NO_PFN;
+    st.entry_sp = sp;
     // The exception that led here, when the tracepoints are attached and it is this page.
     // SAFETY: this thread's own map value, copied out.
     if let Some(exc) = unsafe { EXCEPTIONS.get(tid) }.copied() {
@@ -122,6 +133,38 @@ fn close_unlinked(st: &InFlight, src: u8) {
         address: st.address,
         fault_flags: st.fault_flags,
         ret: VM_FAULT_RETRY,
+        ip: st.ip,
+        error_code: st.error_code,
+        retries: st.retries,
+        vma_lock_retries: st.vma_lock_retries,
+    };
+    submit(
+        &closing,
+        &VmaInfo::default(),
+        Some(&st.mapping as *const Mapping),
+    );
+}
+
+/// Submits the fault in flight whose return program never ran: what it did so far, with
+/// no return value and no latency (its end is unknown). Its VMA is left to user space.
+#[inline(always)]
+fn close_missed(st: &InFlight, src: u8, tid: u32) {
+    let closing = Closing {
+        tgid: st.tgid,
+        tid,
+        src,
+        flags: rflags::HAS_ADDRESS
+            | rflags::HAS_FAULT_FLAGS
+            | rflags::RETURN_MISSED
+            | if st.has_exception != 0 {
+                rflags::HAS_EXCEPTION
+            } else {
+                0
+            },
+        start_ns: st.start_ns,
+        address: st.address,
+        fault_flags: st.fault_flags,
+        ret: 0,
         ip: st.ip,
         error_code: st.error_code,
         retries: st.retries,

@@ -55,6 +55,8 @@ pub struct Analyzer {
     pub no_entry: u64,
     /// Returns of a nested call.
     pub nested: u64,
+    /// Faults whose return no program saw ([`rflags::RETURN_MISSED`]).
+    pub returns_missed: u64,
     /// The nested probes that report levels and entries are attached.
     pub sizes_visible: bool,
     /// What the what-if replay needs (addresses in order, pfn runs, levels asked).
@@ -77,6 +79,7 @@ impl Analyzer {
             records: 0,
             no_entry: 0,
             nested: 0,
+            returns_missed: 0,
             sizes_visible: true,
             whatif: Observer::default(),
             reasons: reason::Context::default(),
@@ -123,6 +126,10 @@ impl Analyzer {
         stats::add(
             &mut self.nested,
             n.saturating_mul(u64::from(r.has(rflags::NESTED))),
+        );
+        stats::add(
+            &mut self.returns_missed,
+            n.saturating_mul(u64::from(r.has(rflags::RETURN_MISSED))),
         );
         let c = classify(r, self.sizes_visible);
         self.totals.add(&c, n);

@@ -447,3 +447,34 @@ fn unknown_sources_are_counted_as_malformed() {
     a.ingest(&rec(99, 1, 1, 0), &mut NoResolver);
     assert_eq!((a.malformed, a.records, a.totals.faults), (1, 0, 0));
 }
+
+#[test]
+fn a_fault_whose_return_was_missed_counts_with_what_it_did_and_no_latency() {
+    use huge_fault_common::{level, step};
+    let mut a = Analyzer::new(16);
+    // Closed at the thread's next entry: no return value, no start, its steps so far.
+    let mut r = with_vma(
+        rec(source::FEXIT, 100, 101, 0x1000_0000),
+        0x1000_0000,
+        0x1100_0000,
+    );
+    r.flags |= rflags::HAS_FAULT_FLAGS | rflags::HAS_MAPPING | rflags::RETURN_MISSED;
+    r.fault_flags = kernel::FAULT_FLAG_WRITE;
+    r.start_ns = 1000;
+    r.end_ns = 900_000;
+    r.mapping.push_step(step(level::PTE, 0x100));
+    r.mapping.entries[1] = 1;
+    a.ingest(&r, &mut NoResolver);
+    a.ingest(
+        &ret_call(101, 0x1000_1000, 0x100, kernel::FAULT_FLAG_WRITE, (1, 5)),
+        &mut NoResolver,
+    );
+    let t = &a.totals;
+    assert_eq!((t.faults, t.errors, t.major, t.writes), (2, 0, 0, 2));
+    assert_eq!(a.returns_missed, 1);
+    // Only the fault with a return has a latency.
+    assert_eq!(t.latency.summary().map(|s| s.count), Some(1));
+    let c = classify(&r, true);
+    assert!(!c.retry && c.latency_ns.is_none());
+    assert_eq!(c.mapped.map(|m| m.entries), Some([0, 1, 0, 0]));
+}

@@ -218,3 +218,41 @@ pub fn read_counters(ebpf: &Ebpf) -> Vec<u64> {
     }
     out
 }
+
+/// Runs the kernel skipped, by program, for the programs that skipped any: each program's
+/// `recursion_misses` (kept whether or not `kernel.bpf_stats_enabled` is set), read from its
+/// file descriptor's `/proc/self/fdinfo` entry. Read before detaching: the descriptors
+/// close with the programs.
+pub fn read_misses(ebpf: &Ebpf) -> std::collections::BTreeMap<String, u64> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    ebpf.programs()
+        .filter_map(|(name, prog)| {
+            let fd = prog.fd().ok()?.as_fd().as_raw_fd();
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+            let n = fdinfo_misses(&info)?;
+            (n > 0).then(|| (name.to_string(), n))
+        })
+        .collect()
+}
+
+/// The `recursion_misses:` field of a BPF program's fdinfo (kernels since 5.12 print it).
+fn fdinfo_misses(info: &str) -> Option<u64> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("recursion_misses:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fdinfo_misses_reads_the_kernels_field() {
+        // As a 6.12 kernel prints it for a tracing program.
+        let info = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t2084\nlink_type:\ttracing\n\
+                    prog_type:\t26\nprog_jited:\t1\nprog_tag:\t3b185187f1855c4c\n\
+                    memlock:\t4096\nprog_id:\t75\nrun_time_ns:\t0\nrun_cnt:\t0\n\
+                    recursion_misses:\t158\nverified_insns:\t412\n";
+        assert_eq!(super::fdinfo_misses(info), Some(158));
+        assert_eq!(super::fdinfo_misses("prog_type:\t26\n"), None);
+        assert_eq!(super::fdinfo_misses("recursion_misses:\tx\n"), None);
+    }
+}

@@ -38,6 +38,7 @@ fn run_info() -> RunInfo {
         probes: vec![],
         counters: vec![0; huge_fault_common::counter::COUNT as usize],
         aggregate: false,
+        program_misses: Default::default(),
     }
 }
 

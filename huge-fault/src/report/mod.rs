@@ -43,6 +43,14 @@ pub struct Loss {
     pub process_table_overflow_faults: u64,
     /// Records user space could not parse.
     pub malformed_records: u64,
+    /// Runs of the tool's programs the kernel skipped because the program was already
+    /// running on that CPU (its per-program `recursion_misses`, e.g. a thread preempted
+    /// inside an fexit program while another thread on the CPU faults). A skipped entry or
+    /// return shows up as a return without entry or a missed return; a skipped nested probe
+    /// as a step or entry missing from a chain.
+    pub program_misses: u64,
+    /// The same, by program (only those that missed a run).
+    pub program_misses_by_program: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -51,6 +59,9 @@ pub struct Anomalies {
     pub nested_entries: u64,
     /// Returns without a recorded entry (calls in flight at attach time).
     pub returns_without_entry: u64,
+    /// Faults whose return no program saw (counted as faults, with what they did so far,
+    /// no latency and no return value).
+    pub returns_missed: u64,
     /// VMA lookups that failed in the kernel.
     pub vma_lookup_failures: u64,
     /// Retry calls not followed by a completing call on the same thread and page.
@@ -191,10 +202,13 @@ impl Report {
                 vma_table_overflow_faults: a.vma_overflow,
                 process_table_overflow_faults: a.process_overflow,
                 malformed_records: a.malformed,
+                program_misses: run.program_misses.values().sum(),
+                program_misses_by_program: run.program_misses.clone(),
             },
             anomalies: Anomalies {
                 nested_entries: ctr(c::NESTED),
                 returns_without_entry: ctr(c::NO_ENTRY),
+                returns_missed: a.returns_missed,
                 vma_lookup_failures: ctr(c::VMA_LOOKUP_FAILED),
                 unlinked_retries: a.unlinked_retries(),
                 pending_retries: a.pending_retries(),

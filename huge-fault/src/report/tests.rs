@@ -30,6 +30,7 @@ fn run(mode: Mode) -> RunInfo {
         }],
         counters,
         aggregate: false,
+        program_misses: Default::default(),
     }
 }
 
@@ -165,4 +166,34 @@ fn sizes_are_human() {
     assert_eq!(fmt_size(2 << 20), "2.0M");
     assert_eq!(fmt_size(1 << 30), "1.0G");
     assert_eq!(fmt_size(100), "100");
+}
+
+#[test]
+fn skipped_program_runs_are_reported_by_program_and_in_the_text() {
+    let mut r = run(Mode::Fentry);
+    r.program_misses
+        .insert("hf_fexit_handle_mm_fault".into(), 3);
+    r.program_misses
+        .insert("hf_fentry_handle_mm_fault".into(), 1);
+    let mut a = analyzer();
+    a.returns_missed = 3;
+    let rep = Report::build(&a, &r);
+    let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
+    assert_eq!(v["loss"]["program_misses"], 4);
+    assert_eq!(
+        v["loss"]["program_misses_by_program"]["hf_fexit_handle_mm_fault"],
+        3
+    );
+    assert_eq!(v["anomalies"]["returns_missed"], 3);
+    let text = rep.render(10, None, None);
+    assert!(
+        text.contains(
+            "missed: the kernel skipped 4 runs of these programs (already running on that CPU): \
+             hf_fentry_handle_mm_fault 1, hf_fexit_handle_mm_fault 3; 3 faults counted without their return"
+        ),
+        "{text}"
+    );
+    // Nothing skipped: no line.
+    let quiet = Report::build(&analyzer(), &run(Mode::Fentry)).render(10, None, None);
+    assert!(!quiet.contains("missed:"), "{quiet}");
 }

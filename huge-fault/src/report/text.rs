@@ -122,6 +122,23 @@ impl Report {
             l.process_table_overflow_faults,
             l.malformed_records
         ));
+        if l.program_misses > 0 || self.anomalies.returns_missed > 0 {
+            let by: Vec<String> = l
+                .program_misses_by_program
+                .iter()
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect();
+            lines.push(format!(
+                "missed: the kernel skipped {} runs of these programs (already running on that CPU){}; {} faults counted without their return (no latency, no return value)",
+                l.program_misses,
+                if by.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", by.join(", "))
+                },
+                self.anomalies.returns_missed
+            ));
+        }
         let g = &self.aggregation;
         if g.all {
             lines.push(format!(

@@ -18,7 +18,7 @@ use crate::{
     cli::TraceArgs,
     error::{Error, Result},
     host::kernel_release,
-    loader::{KernelLogBox, Session, read_counters, unload_program},
+    loader::{KernelLogBox, Session, read_counters, read_misses, unload_program},
     output::{judge, print, write_junit},
     procmaps::ProcMaps,
     record::{CreateError, Recorder, Trailer},
@@ -231,6 +231,7 @@ pub async fn event_loop(
     view.finish();
     // Detach, then read what is still in the ring.
     let counters_before_detach = read_counters(&session.ebpf);
+    let misses = read_misses(&session.ebpf);
     for (_, prog) in session.ebpf.programs_mut() {
         unload_program(prog);
     }
@@ -258,6 +259,7 @@ pub async fn event_loop(
     if run.counters.iter().all(|&c| c == 0) {
         run.counters = counters_before_detach;
     }
+    run.program_misses = misses;
     let extras = Extras::finished(&analyzer, &run, args.output.histogram);
     let report = Report::build_with(&analyzer, &run, extras);
     let recorded = match recorder.take() {
@@ -321,5 +323,6 @@ fn run_info(session: &Session, args: &TraceArgs, started: Instant, ended_by: End
         probes: session.probes.clone(),
         counters: read_counters(&session.ebpf),
         aggregate: args.aggregate || args.metrics.is_some(),
+        program_misses: read_misses(&session.ebpf),
     }
 }

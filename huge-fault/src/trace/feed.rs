@@ -66,8 +66,11 @@ pub(super) fn drain(
 }
 
 /// Faults that returned VM_FAULT_RETRY and were still waiting for their completing call
-/// when the programs detached, as records of their retry calls (read from the in-flight
-/// map after detach).
+/// when the programs detached, as records of their retry calls, and faults of threads that
+/// have exited whose return no program saw (the kernel skipped the return program and the
+/// thread never entered another call to close them), as faults with a missed return. Read
+/// from the in-flight map after detach; a live thread's call without a return is still in
+/// flight (it began before the detach) and is left out.
 pub(super) fn pending_retries(ebpf: &Ebpf, mode: Mode) -> Vec<FaultRecord> {
     let src = match mode {
         Mode::Fentry => huge_fault_common::source::FEXIT,
@@ -83,9 +86,27 @@ pub(super) fn pending_retries(ebpf: &Ebpf, mode: Mode) -> Vec<FaultRecord> {
     let mut out: Vec<FaultRecord> = states
         .iter()
         .filter_map(Result::ok)
-        .filter(|(_, st)| st.waiting != 0)
+        .filter(|(tid, st)| {
+            st.waiting != 0
+                || (st.depth == 0
+                    && !std::path::Path::new(&format!("/proc/{}/task/{tid}", st.tgid)).exists())
+        })
         .map(|(tid, st)| {
             use huge_fault_common::rflags as f;
+            let (ret, flags) = if st.waiting != 0 {
+                (
+                    kernel::VM_FAULT_RETRY,
+                    f::HAS_ADDRESS | f::HAS_FAULT_FLAGS | f::HAS_RET | f::RETRY_PENDING,
+                )
+            } else {
+                (0, f::HAS_ADDRESS | f::HAS_FAULT_FLAGS | f::RETURN_MISSED)
+            };
+            let flags = flags
+                | if st.has_exception != 0 {
+                    f::HAS_EXCEPTION
+                } else {
+                    0
+                };
             let mut comm = [0u8; 16];
             if let Ok(c) = std::fs::read(format!("/proc/{}/comm", st.tgid)) {
                 let c = c.strip_suffix(b"\n").unwrap_or(&c);
@@ -100,10 +121,10 @@ pub(super) fn pending_retries(ebpf: &Ebpf, mode: Mode) -> Vec<FaultRecord> {
                 tgid: st.tgid,
                 tid,
                 fault_flags: st.fault_flags,
-                ret: kernel::VM_FAULT_RETRY,
+                ret,
                 error_code: st.error_code,
                 source: src,
-                flags: f::HAS_ADDRESS | f::HAS_FAULT_FLAGS | f::HAS_RET | f::RETRY_PENDING,
+                flags,
                 retries: st.retries,
                 vma_lock_retries: st.vma_lock_retries,
                 comm,
