@@ -57,6 +57,8 @@ pub struct State {
     latency: BTreeMap<Labels, Hist>,
     /// Faults lost (the class table was full).
     pub lost: u64,
+    /// Runs of the tool's programs the kernel skipped, by program (they only grow).
+    pub skipped_runs: BTreeMap<String, u64>,
     /// Classes in the kernel's table, and its capacity.
     pub classes: u64,
     pub class_capacity: u64,
@@ -356,6 +358,14 @@ impl Collector for Shared {
             )?;
             ConstCounter::new(s.lost).encode(f)?;
         }
+        counters(
+            &mut e,
+            "hugefault_skipped_program_runs",
+            "Runs of huge-fault's programs the kernel skipped (already running on that CPU): a fault counted without its return, or a step missing from a chain",
+            None,
+            &s.skipped_runs,
+            |p| vec![("program", p.clone())],
+        )?;
         {
             let f = e.encode_descriptor(
                 "hugefault_classes",

@@ -55,6 +55,7 @@ fn classes_become_bounded_series_with_exact_counts() {
         ),
         3,
     );
+    s.skipped_runs.insert("hf_fexit_handle_mm_fault".into(), 3);
     let text = scrape(s);
     for line in [
         r#"hugefault_build_info{version="0.1.0",kernel="6.12.117",mode="kprobe"} 1"#,
@@ -73,6 +74,7 @@ fn classes_become_bounded_series_with_exact_counts() {
         r#"hugefault_fault_latency_seconds_bucket{le="0.000032768",kind="pfnmap"} 0"#,
         r#"hugefault_fault_latency_seconds_bucket{le="0.000065536",kind="pfnmap"} 4"#,
         "hugefault_lost_faults_total 0",
+        r#"hugefault_skipped_program_runs_total{program="hf_fexit_handle_mm_fault"} 3"#,
     ] {
         assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
     }

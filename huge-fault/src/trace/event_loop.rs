@@ -176,6 +176,7 @@ pub async fn event_loop(
                 if let Some(m) = &metrics {
                     let mut s = m.0.lock().unwrap_or_else(|p| p.into_inner());
                     s.lost = run.counter(counter::RINGBUF_DROPS);
+                    s.skipped_runs = run.program_misses.clone();
                     s.classes = aggregates.seen.len() as u64;
                     s.class_capacity = u64::from(huge_fault_common::aggregate::CLASSES);
                 }
