@@ -60,6 +60,44 @@ impl ModelTables {
         self.pmd_table.insert(idx(addr, Level::Pud));
     }
 
+    /// Forgets what a range that was unmapped held: its entries, and the page tables of
+    /// the blocks it touched for which `shared(first, end)` says no other mapping lies in
+    /// the block `[first, end)` (the kernel frees those tables with the range, see
+    /// `free_pgtables`).
+    pub fn unmap(&mut self, start: u64, end: u64, shared: impl Fn(u64, u64) -> bool) {
+        if start >= end {
+            return;
+        }
+        for (set, level) in [
+            (&mut self.pud_leaf, Level::Pud),
+            (&mut self.pmd_leaf, Level::Pmd),
+            (&mut self.pte, Level::Pte),
+        ] {
+            let (lo, hi) = (idx(start, level), idx(end - 1, level));
+            let gone: alloc::vec::Vec<u64> = set.range(lo..=hi).copied().collect();
+            for i in gone {
+                set.remove(&i);
+            }
+        }
+        for (set, level) in [
+            (&mut self.pte_table, Level::Pmd),
+            (&mut self.pmd_table, Level::Pud),
+        ] {
+            let (lo, hi) = (idx(start, level), idx(end - 1, level));
+            let gone: alloc::vec::Vec<u64> = set
+                .range(lo..=hi)
+                .copied()
+                .filter(|i| {
+                    let first = i << level.shift();
+                    !shared(first, first + level.size())
+                })
+                .collect();
+            for i in gone {
+                set.remove(&i);
+            }
+        }
+    }
+
     /// Whether `addr` is mapped by any entry.
     pub fn mapped(&self, addr: u64) -> bool {
         self.pud_leaf.contains(&idx(addr, Level::Pud))

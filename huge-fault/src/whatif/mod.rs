@@ -17,7 +17,9 @@
 //!   entries only where their table exists: the lab driver's helper); as a core-mm helper,
 //!   which the 2021 proposal is, it may.
 //!
-//! Faults in other VMAs of the process allocate the PMD table they need, as they did.
+//! Faults in other VMAs of the process allocate the PMD table they need, as they did. A
+//! VMA that overlaps one faulted earlier replaced it: the earlier one's entries, and the
+//! tables no other VMA faulted so far shares, are dropped, as munmap frees them.
 //! Assumptions, stated in the report: the page table was empty for the VMA when tracing
 //! started, and every page the workload needs is faulted.
 
@@ -44,6 +46,7 @@ pub const ASSUMPTIONS: &[&str] = &[
     "the VMA's page table was empty when tracing started",
     "faults are replayed in the observed order; a fault on a page the helper already mapped does not happen",
     "the helper is called at the first level the kernel asked this VMA for (PUD, PMD, else the PTE handler)",
+    "a VMA overlapping an earlier one replaced it: page tables no other faulted VMA shares were freed with it",
 ];
 
 #[derive(Clone, Debug, Default)]
@@ -70,10 +73,10 @@ pub struct Observer {
     keys: Vec<VmaKey>,
     ids: HashMap<VmaKey, u32>,
     /// Completed faults per process in order: address and VMA index. Faults in VMAs
-    /// without pfn inserts matter only for the PMD tables they allocate: only the first in
-    /// each 1 GiB of a process is kept.
+    /// without pfn inserts matter only for the PMD tables they allocate and for the VMA's
+    /// range: only the first of each VMA in each 1 GiB is kept.
     order: HashMap<u32, Vec<(u64, u32)>>,
-    touched: HashMap<u32, std::collections::HashSet<u64>>,
+    touched: std::collections::HashSet<(VmaKey, u64)>,
     kept: usize,
     /// Faults not kept because [`MAX_KEPT_FAULTS`] was reached.
     pub dropped: u64,
@@ -132,13 +135,7 @@ impl Observer {
         for (t, n) in o.entries.iter_mut().zip(entries) {
             *t = t.saturating_add(u64::from(*n));
         }
-        if o.with_pfn == 0
-            && !self
-                .touched
-                .entry(key.tgid)
-                .or_default()
-                .insert(r.address >> 30)
-        {
+        if o.with_pfn == 0 && !self.touched.insert((key, r.address >> 30)) {
             return;
         }
         if self.kept >= MAX_KEPT_FAULTS {
@@ -203,7 +200,7 @@ impl Observer {
                 let o = &self.vmas[key];
                 if !plannable(key, o) {
                     for s in &mut sims {
-                        s.other_fault(*addr);
+                        s.other_fault(*addr, key);
                     }
                     continue;
                 }

@@ -12,6 +12,9 @@ use crate::vma::VmaKey;
 pub(super) struct Sim {
     tables: ModelTables,
     per_vma: HashMap<VmaKey, (u64, [u64; 4])>,
+    /// The VMAs faulted so far that are still mapped: a VMA overlapping one of them
+    /// means that one was unmapped (or reshaped) in between.
+    live: Vec<VmaKey>,
 }
 
 impl Sim {
@@ -19,17 +22,41 @@ impl Sim {
         Sim {
             tables: ModelTables::new(alloc_tables),
             per_vma: HashMap::new(),
+            live: Vec::new(),
         }
     }
 
+    /// The first fault seen in `key`'s VMA: earlier VMAs it overlaps are gone, and so are
+    /// their entries and the page tables no remaining VMA shares (the kernel frees them
+    /// on munmap). Without this, a table of a buffer unmapped before the aligned one was
+    /// mapped in its place would hide the PUD slot the kernel really found empty.
+    fn enter(&mut self, key: &VmaKey) {
+        if self.live.contains(key) {
+            return;
+        }
+        let overlaps = |k: &VmaKey| k.start < key.end && key.start < k.end;
+        let (gone, kept): (Vec<VmaKey>, Vec<VmaKey>) =
+            self.live.drain(..).partition(|k| overlaps(k));
+        self.live = kept;
+        for g in gone {
+            let live = &self.live;
+            self.tables.unmap(g.start, g.end, |first, end| {
+                live.iter().any(|k| k.start < end && first < k.end)
+            });
+        }
+        self.live.push(*key);
+    }
+
     /// A fault in a VMA without a what-if: it allocated the PMD table it needed.
-    pub(super) fn other_fault(&mut self, addr: u64) {
+    pub(super) fn other_fault(&mut self, addr: u64, key: &VmaKey) {
+        self.enter(key);
         if self.tables.slot(addr, Level::Pud) != Slot::Present {
             self.tables.pmd_table_exists(addr);
         }
     }
 
     pub(super) fn fault(&mut self, addr: u64, key: &VmaKey, o: &VmaObs) {
+        self.enter(key);
         if self.tables.mapped(addr) {
             return;
         }

@@ -238,3 +238,84 @@ fn neighbours_decide_the_tables() {
         "1 fault: PUD 0, PMD 0, PTE 256"
     );
 }
+
+/// A mapping faulted and unmapped before the aligned buffer was mapped over its place:
+/// munmap freed its tables, so the buffer's PUD slot is empty again and the helper maps a
+/// PUD (the lab's drv-pud-aligned failed so when mmap reused such a range). While the
+/// earlier mapping is still there (it does not overlap), its table stays and only PMDs fit.
+#[test]
+fn an_unmapped_vma_leaves_no_tables_behind() {
+    let start = 16 * GIB;
+    let end = start + GIB + MIB2 + 8192;
+    let run = |earlier: (u64, u64)| {
+        let mut o = Observer::default();
+        let mut r = fault(
+            earlier.0,
+            earlier.1,
+            earlier.0,
+            level::PTE,
+            0,
+            &[level::PTE],
+        );
+        r.mapping.pfn_missing = 1 << level::PTE;
+        observe(&mut o, &r);
+        let mut a = start;
+        while a < end {
+            let chain: &[u8] = if a == start {
+                &[level::PUD, level::PMD, level::PTE]
+            } else {
+                &[level::PTE]
+            };
+            observe(&mut o, &fault(start, end, a, level::PTE, 0x100000, chain));
+            a += 4096;
+        }
+        let w = o.compute();
+        w[&key(start, end)]
+            .module_helper
+            .as_ref()
+            .unwrap()
+            .describe()
+    };
+    // Overlapping the buffer: it was unmapped first.
+    assert_eq!(
+        run((start + 4 * MIB2, start + 8 * MIB2)),
+        "1 fault: PUD 1, PMD 1, PTE 2"
+    );
+    // Below the buffer, in another GiB: no effect either way.
+    assert_eq!(
+        run((start - 2 * MIB2, start - MIB2)),
+        "1 fault: PUD 1, PMD 1, PTE 2"
+    );
+}
+
+/// A live neighbour in the buffer's GiB keeps the PMD table there: the buffer gets PMDs.
+#[test]
+fn a_live_neighbour_keeps_its_table() {
+    let start = 16 * GIB + 4 * MIB2;
+    let end = start + 8 * MIB2;
+    let mut o = Observer::default();
+    let mut r = fault(
+        16 * GIB,
+        16 * GIB + MIB2,
+        16 * GIB,
+        level::PTE,
+        0,
+        &[level::PTE],
+    );
+    r.mapping.pfn_missing = 1 << level::PTE;
+    observe(&mut o, &r);
+    for a in (start..end).step_by(MIB2 as usize) {
+        observe(
+            &mut o,
+            &fault(start, end, a, level::PMD, 0x100000, &[level::PMD]),
+        );
+    }
+    assert_eq!(
+        o.compute()[&key(start, end)]
+            .module_helper
+            .as_ref()
+            .unwrap()
+            .describe(),
+        "1 fault: PUD 0, PMD 8, PTE 0"
+    );
+}
