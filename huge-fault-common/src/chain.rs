@@ -50,7 +50,11 @@ pub struct Mapping {
     pub overflow: u32,
     /// Bit `level` set when an entry of that level had no readable pfn.
     pub pfn_missing: u32,
-    pub _pad: u32,
+    /// [`crate::thp`]: the anonymous THP settings the fault was decided under, filled in
+    /// when it closes (anonymous faults that mapped no PMD or PUD; 0 elsewhere and in
+    /// older recordings).
+    pub thp: u8,
+    pub _pad: [u8; 3],
     /// First and last mapped virtual address per level (aligned to the entry's size).
     pub first_addr: [u64; 4],
     pub last_addr: [u64; 4],

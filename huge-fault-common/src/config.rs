@@ -106,6 +106,65 @@ pub struct Settings {
     pub metrics: u32,
 }
 
+/// Where the programs read the anonymous THP settings a fault was decided under, and how
+/// to decode them: kallsyms addresses and BTF enum values found by the tool before load.
+/// Read only for anonymous faults that mapped no PMD or PUD; `valid` 0: never read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThpSettings {
+    pub valid: u32,
+    /// Bit numbers in `transparent_hugepage_flags` of `TRANSPARENT_HUGEPAGE_FLAG`
+    /// ("always") and `TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG` ("madvise").
+    pub flag_bit: u32,
+    pub req_madv_bit: u32,
+    /// `vm_area_struct.vm_mm` and `mm_struct.flags`; 0: the process's own switch
+    /// (`PR_SET_THP_DISABLE`) is not read.
+    pub vma_mm: u32,
+    pub mm_flags: u32,
+    /// `mm_struct.flags` bit numbers: THP off completely, off except advised (64: none).
+    pub mmf_disable: u32,
+    pub mmf_except_advised: u32,
+    /// `enum vm_event_item` indices of `THP_FAULT_FALLBACK` and
+    /// `THP_FAULT_FALLBACK_CHARGE`.
+    pub ev_fallback: u32,
+    pub ev_charge: u32,
+    pub _pad: u32,
+    /// Address of `transparent_hugepage_flags`.
+    pub flags_addr: u64,
+    /// 6.8+: addresses of `huge_anon_orders_always`, `_madvise` and `_inherit` (the
+    /// per-size settings, bit [`crate::kabi::PMD_ORDER`] for a PMD); all 0 before.
+    pub orders_addr: [u64; 3],
+    /// Addresses of `__per_cpu_offset` and of the per-CPU `vm_event_states`: an anonymous
+    /// THP attempt's FALLBACK is told an allocation or a memcg charge failure by the
+    /// CPU's event counters before and after it. 0: not told.
+    pub per_cpu_offset: u64,
+    pub vm_events: u64,
+}
+
+/// The byte [`crate::Mapping::thp`]: the anonymous THP settings for a PMD-size THP as
+/// the closing program read them, for an anonymous fault that mapped no PMD or PUD.
+pub mod thp {
+    /// The byte was filled in; without it the settings are unknown.
+    pub const VALID: u8 = 0x80;
+    /// The system setting for a PMD-size THP (the per-size one, or the global one it
+    /// inherits): one of [`NEVER`], [`ALWAYS`], [`MADVISE`].
+    pub const MODE: u8 = 0x03;
+    pub const NEVER: u8 = 0;
+    pub const ALWAYS: u8 = 1;
+    pub const MADVISE: u8 = 2;
+    /// The process turned THP off (`PR_SET_THP_DISABLE`).
+    pub const PROCESS_OFF: u8 = 0x04;
+    /// The process turned THP off except where advised (`PR_THP_DISABLE_EXCEPT_ADVISED`,
+    /// 6.18+).
+    pub const PROCESS_OFF_EXCEPT_ADVISED: u8 = 0x08;
+    /// The anonymous THP attempt fell back because no 2 MiB folio could be allocated
+    /// (`THP_FAULT_FALLBACK` rose on its CPU, `THP_FAULT_FALLBACK_CHARGE` did not).
+    pub const ALLOC_FAILED: u8 = 0x10;
+    /// ... because the memory cgroup refused to charge it (`THP_FAULT_FALLBACK_CHARGE`
+    /// rose).
+    pub const CHARGE_FAILED: u8 = 0x20;
+}
+
 /// How the exporter's classes are keyed (`Settings::metrics`).
 pub mod metrics {
     /// Classes carry no process, VMA range, address, file or device: only what the

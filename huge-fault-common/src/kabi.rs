@@ -109,3 +109,18 @@ pub const VM_SPECIAL_MAP: u64 = VM_PFNMAP | VM_MIXEDMAP;
 /// `hugepage_vma_check` refuses `VM_SPECIAL` VMAs, so a device driver's `huge_fault` is
 /// never called (Debian 6.1 does so; 6.12 asks, for vfio-pci's huge pfnmaps).
 pub const HUGE_PFNMAP_SINCE: (u32, u32) = (6, 12);
+
+/// `mm_struct.flags` bits that turn THP off for a process (`PR_SET_THP_DISABLE`,
+/// include/linux/mm_types.h or sched/coredump.h): "for every VMA" on every kernel (named
+/// `MMF_DISABLE_THP` before 6.18, `MMF_DISABLE_THP_COMPLETELY` after).
+pub const MMF_DISABLE_THP: u32 = 24;
+/// 6.18+: `MMF_DISABLE_THP_EXCEPT_ADVISED` (`PR_THP_DISABLE_EXCEPT_ADVISED`): off except
+/// for VMAs with `VM_HUGEPAGE`. The bit was `MMF_HUGE_ZERO_PAGE` before.
+pub const MMF_DISABLE_THP_EXCEPT_ADVISED: u32 = 23;
+pub const MMF_DISABLE_THP_EXCEPT_ADVISED_SINCE: (u32, u32) = (6, 18);
+/// 6.8+: the per-size anonymous THP settings (`hugepages-*kB/enabled`) are bitmaps of
+/// orders (`huge_anon_orders_{always,madvise,inherit}`); before, the global
+/// `transparent_hugepage_flags` alone decided a PMD-size THP.
+pub const HUGE_ANON_ORDERS_SINCE: (u32, u32) = (6, 8);
+/// The order of a PMD-size THP on x86-64.
+pub const PMD_ORDER: u32 = 9;

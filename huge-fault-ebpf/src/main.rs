@@ -16,6 +16,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod anon_thp;
 mod ctx;
 mod emit;
 mod maps;

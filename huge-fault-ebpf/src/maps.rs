@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use huge_fault_common::{AggKey, Filter, InFlight, KernelOffsets, Settings, counter};
+use huge_fault_common::{AggKey, Filter, InFlight, KernelOffsets, Settings, ThpSettings, counter};
 
 /// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
 #[map]
@@ -96,6 +96,40 @@ pub(crate) static SETTINGS: Settings = Settings {
     aggregate: 0,
     metrics: 0,
 };
+
+/// Where the anonymous THP settings are read, set by the tool before load.
+#[unsafe(no_mangle)]
+pub(crate) static THP: ThpSettings = ThpSettings {
+    valid: 0,
+    flag_bit: 0,
+    req_madv_bit: 0,
+    vma_mm: 0,
+    mm_flags: 0,
+    mmf_disable: 64,
+    mmf_except_advised: 64,
+    ev_fallback: 0,
+    ev_charge: 0,
+    _pad: 0,
+    flags_addr: 0,
+    orders_addr: [0; 3],
+    per_cpu_offset: 0,
+    vm_events: 0,
+};
+
+/// This CPU's THP fallback counters when an anonymous THP attempt began, and the thread
+/// that began it (a thread preempted meanwhile finds another thread's snapshot, or is on
+/// another CPU: then the cause is not told).
+#[map]
+pub(crate) static THP_SNAPSHOT: PerCpuArray<ThpSnapshot> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct ThpSnapshot {
+    pub(crate) tid: u32,
+    pub(crate) _pad: u32,
+    pub(crate) fallback: u64,
+    pub(crate) charge: u64,
+}
 
 /// Process filter, set by the tool before load.
 #[unsafe(no_mangle)]

@@ -243,6 +243,35 @@ pub fn evaluate(
             }
         }
     }
+    // No fault of a scenario's VMAs goes without a known reason: `unknown` is absent at
+    // both levels (a scenario that expects one says so with its own check).
+    if sees_returns && sees_what_if(mode) {
+        for (i, r) in rows.iter().enumerate() {
+            let Some(r) = r else { continue };
+            for level in ["pud", "pmd"] {
+                let key = format!("fallback_reasons.{level}.unknown");
+                if s.checks
+                    .iter()
+                    .any(|c| matches!(c.source, Source::Tool(k) if split_bo(k).1 == key))
+                {
+                    continue;
+                }
+                let got = r["fallback_reasons"][level]["unknown"].clone();
+                let ok = got.is_null();
+                failed |= !ok;
+                checks.push(CheckResult {
+                    what: if rows.len() > 1 {
+                        format!("tool bo{i}:{key}")
+                    } else {
+                        format!("tool {key}")
+                    },
+                    expected: Value::Null,
+                    got,
+                    outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+                });
+            }
+        }
+    }
     // `--aggregate` keeps no address or pfn per fault: every fault with a FALLBACK is
     // unattributed, none given a reason.
     if mode.ends_with("-aggregate") && sees_returns {

@@ -170,6 +170,7 @@ mod tests {
             [
                 "thp_fault_alloc",
                 "thp_fault_fallback",
+                "thp_fault_fallback_charge",
                 "thp_file_alloc",
                 "thp_file_mapped"
             ]

@@ -1,7 +1,7 @@
 //! The fault lifecycle: `handle_mm_fault` entry and return, in the fentry and kprobe
 //! flavours, and the retry that continues a fault on its thread.
 
-use crate::{ctx::*, emit::*, maps::*};
+use crate::{anon_thp::fill_thp, ctx::*, emit::*, maps::*};
 use aya_ebpf::{
     EbpfContext,
     helpers::bpf_ktime_get_ns,
@@ -240,6 +240,11 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
         }
     }
     read_vma(vma_ptr, &mut vma);
+    if let Some(m) = mapping
+        && flags & rflags::NESTED == 0
+    {
+        fill_thp(m.cast_mut(), vma_ptr, &vma);
+    }
     let closing = Closing {
         tgid,
         tid,

@@ -15,18 +15,27 @@
 //!    virtual address differ modulo the level's size; needs the insert's pfn;
 //! 3. `pgoff-misaligned`: (file and DAX mappings, not PFNMAP, whose offset is the driver's
 //!    cookie) the file offset and the virtual address differ modulo the level's size;
-//! 4. `thp-disabled`: an anonymous VMA with `MADV_NOHUGEPAGE`;
-//! 5. `kernel-policy`: the kernel never asks this VMA kind (PFNMAP and MIXEDMAP before
+//! 4. `thp-disabled`: an anonymous VMA with `MADV_NOHUGEPAGE`, or, for a PMD never asked,
+//!    THP off by the settings the closing program read ([`thp`]: sysfs `enabled` and the
+//!    PMD size's `hugepages-2048kB/enabled`, `madvise` mode without `MADV_HUGEPAGE`,
+//!    `PR_SET_THP_DISABLE`);
+//! 5. `alloc-failed` / `charge-failed`: an anonymous THP attempt that fell back because no
+//!    2 MiB folio could be allocated, or the memory cgroup refused to charge it (the
+//!    CPU's `THP_FAULT_FALLBACK` and `THP_FAULT_FALLBACK_CHARGE` events around the
+//!    attempt, [`thp::ALLOC_FAILED`] and [`thp::CHARGE_FAILED`]);
+//! 6. `kernel-policy`: the kernel never asks this VMA kind (PFNMAP and MIXEDMAP before
 //!    [`kabi::HUGE_PFNMAP_SINCE`]);
-//! 6. `populated`: not asked, and an earlier fault of the run mapped smaller entries in
+//! 7. `populated`: not asked, and an earlier fault of the run mapped smaller entries in
 //!    the block;
-//! 7. `driver`: a device or file mapping's handler answered FALLBACK for none of these;
-//! 8. `unknown`: none of the above (an anonymous THP allocation or memcg charge that
-//!    failed is among them: no probe tells those yet).
+//! 8. `driver`: a device or file mapping's handler answered FALLBACK for none of these;
+//! 9. `unknown`: none of the above.
+//!
+//! Faults never asked at PMD are explained on VMAs made for huge entries (device and DAX
+//! mappings) and on anonymous VMAs whose record carries the THP settings.
 
 use std::collections::HashSet;
 
-use huge_fault_common::{FaultRecord, Level, NO_PFN, kabi, level};
+use huge_fault_common::{FaultRecord, Level, NO_PFN, kabi, level, thp};
 
 use super::chain::{Mapped, Step};
 
@@ -37,6 +46,8 @@ pub enum Reason {
     PfnMisaligned,
     PgoffMisaligned,
     ThpDisabled,
+    AllocFailed,
+    ChargeFailed,
     KernelPolicy,
     Populated,
     Driver,
@@ -44,11 +55,13 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::VmaRange,
         Reason::PfnMisaligned,
         Reason::PgoffMisaligned,
         Reason::ThpDisabled,
+        Reason::AllocFailed,
+        Reason::ChargeFailed,
         Reason::KernelPolicy,
         Reason::Populated,
         Reason::Driver,
@@ -61,6 +74,8 @@ impl Reason {
             Reason::PfnMisaligned => "pfn-misaligned",
             Reason::PgoffMisaligned => "pgoff-misaligned",
             Reason::ThpDisabled => "thp-disabled",
+            Reason::AllocFailed => "alloc-failed",
+            Reason::ChargeFailed => "charge-failed",
             Reason::KernelPolicy => "kernel-policy",
             Reason::Populated => "populated",
             Reason::Driver => "driver",
@@ -84,7 +99,15 @@ impl Reason {
             Reason::PgoffMisaligned => {
                 "the file offset and the virtual address disagree within the entry size: mmap at an offset and address aligned alike"
             }
-            Reason::ThpDisabled => "MADV_NOHUGEPAGE on the VMA rules huge pages out",
+            Reason::ThpDisabled => {
+                "THP is off for this VMA (MADV_NOHUGEPAGE, sysfs enabled=never, madvise mode without MADV_HUGEPAGE, or PR_SET_THP_DISABLE): madvise(MADV_HUGEPAGE) the buffer or enable THP"
+            }
+            Reason::AllocFailed => {
+                "no free 2 MiB block for the THP (memory short or fragmented): see /proc/buddyinfo, the THP defrag setting, or compact memory"
+            }
+            Reason::ChargeFailed => {
+                "the memory cgroup's limit (memory.max) left no room for a 2 MiB THP: raise the limit, or expect 4 KiB pages near it"
+            }
             Reason::KernelPolicy => {
                 "this kernel never asks PFNMAP/MIXEDMAP VMAs for huge entries (huge pfnmaps from 6.12)"
             }
@@ -121,10 +144,23 @@ impl VmaView {
         self.flags & kabi::VM_SPECIAL_MAP != 0
     }
     /// A VMA made for huge entries, whose PTE faults are worth a reason: a device mapping,
-    /// or a file mapping with `VM_HUGEPAGE` (DAX sets it), at least one entry big.
-    fn wants(&self, l: Level) -> bool {
-        (self.special() || self.inode != 0 && self.flags & kabi::VM_HUGEPAGE != 0)
+    /// a file mapping with `VM_HUGEPAGE` (DAX sets it), or (at PMD) anonymous memory
+    /// whose fault carries the THP settings; at least one entry big.
+    fn wants(&self, l: Level, thp_byte: u8) -> bool {
+        (self.special()
+            || self.inode != 0 && self.flags & kabi::VM_HUGEPAGE != 0
+            || l == Level::Pmd && self.anon() && thp_byte & thp::VALID != 0)
             && self.end.saturating_sub(self.start) >= l.size()
+    }
+
+    /// Whether the THP settings in a fault's [`thp`] byte rule out a PMD-size THP here.
+    fn thp_off(&self, thp_byte: u8) -> bool {
+        let advised = self.flags & kabi::VM_HUGEPAGE != 0;
+        thp_byte & thp::VALID != 0
+            && (thp_byte & thp::PROCESS_OFF != 0
+                || thp_byte & thp::PROCESS_OFF_EXCEPT_ADVISED != 0 && !advised
+                || thp_byte & thp::MODE == thp::NEVER
+                || thp_byte & thp::MODE == thp::MADVISE && !advised)
     }
 }
 
@@ -185,7 +221,7 @@ impl Context {
                 && m.entries[level::PTE as usize] > 0
                 && m.entries[level::PMD as usize] == 0
                 && m.entries[level::PUD as usize] == 0
-                && vma.wants(l);
+                && vma.wants(l, r.mapping.thp);
             if asked_fallback || not_asked {
                 out.push(self.rule(r, m, vma, l, asked_fallback));
             }
@@ -224,8 +260,18 @@ impl Context {
         {
             return found(Reason::PgoffMisaligned, None);
         }
-        if vma.anon() && vma.flags & kabi::VM_NOHUGEPAGE != 0 {
+        if vma.anon()
+            && (vma.flags & kabi::VM_NOHUGEPAGE != 0 || !asked && vma.thp_off(r.mapping.thp))
+        {
             return found(Reason::ThpDisabled, None);
+        }
+        if asked && vma.anon() && l == Level::Pmd {
+            if r.mapping.thp & thp::CHARGE_FAILED != 0 {
+                return found(Reason::ChargeFailed, None);
+            }
+            if r.mapping.thp & thp::ALLOC_FAILED != 0 {
+                return found(Reason::AllocFailed, None);
+            }
         }
         if !asked && vma.special() && self.kernel.is_some_and(|k| k < kabi::HUGE_PFNMAP_SINCE) {
             return found(Reason::KernelPolicy, None);
@@ -284,193 +330,5 @@ fn evidence(r: &FaultRecord, m: &Mapped, l: Level) -> Option<(u64, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use huge_fault_common::{AggKey, kabi::VM_FAULT_FALLBACK, level, rflags, source, step};
-
-    use super::*;
-    use crate::{analysis::Analyzer, vma::NoResolver};
-
-    const G: u64 = 0x7f00_4000_0000;
-    const M2: u64 = 2 << 20;
-
-    /// A completed fault at `va` of a VMA: a PMD FALLBACK step first when `asked`, then a
-    /// PTE the driver inserted with `pfn`.
-    fn fault(va: u64, vma: (u64, u64, u64, u64, u64), asked: bool, pfn: u64) -> FaultRecord {
-        let mut r = FaultRecord {
-            source: source::KRETPROBE,
-            tgid: 7,
-            tid: 7,
-            address: va,
-            vma_start: vma.0,
-            vma_end: vma.1,
-            vma_flags: vma.2,
-            vma_pgoff: vma.3,
-            inode: vma.4,
-            flags: rflags::HAS_VMA | rflags::HAS_RET | rflags::HAS_MAPPING,
-            ..Default::default()
-        };
-        if asked {
-            r.mapping.push_step(step(level::PMD, VM_FAULT_FALLBACK));
-        }
-        r.mapping.push_step(step(level::PTE, 0x100));
-        r.mapping.note_entry(level::PTE, va, pfn);
-        r
-    }
-
-    fn touch(a: &mut Analyzer, vma: (u64, u64, u64, u64, u64), pfn0: u64, asks: bool) {
-        let mut asked_blocks = HashSet::new();
-        for va in (vma.0..vma.1).step_by(4096) {
-            let asked = asks && asked_blocks.insert(va & !(M2 - 1));
-            let pfn = pfn0 + ((va - vma.0) >> 12);
-            a.ingest(&fault(va, vma, asked, pfn), &mut NoResolver);
-        }
-    }
-
-    fn reasons(a: &Analyzer) -> Vec<(&'static str, &'static str, u64)> {
-        a.totals
-            .reasons
-            .iter()
-            .map(|((l, r), n)| (l.name(), r.name(), *n))
-            .collect()
-    }
-
-    #[test]
-    fn a_misaligned_device_buffer_is_out_of_range_at_its_ends_and_pfn_misaligned_inside() {
-        // 8 MiB 64 KiB past a 1 GiB boundary, physically at one: drv-misaligned-2m.
-        let vma = (
-            G + (64 << 10),
-            G + (8 << 20) + (64 << 10),
-            kabi::VM_PFNMAP,
-            0,
-            5,
-        );
-        let mut a = Analyzer::new(16);
-        a.reasons = Context::new("6.12.117+deb12-amd64");
-        touch(&mut a, vma, 0x10_0000, true);
-        assert_eq!(
-            reasons(&a),
-            [("PMD", "vma-range", 512), ("PMD", "pfn-misaligned", 1536)]
-        );
-        assert_eq!(a.totals.not_asked, 2048 - 5);
-        assert_eq!(a.totals.pfn_offset, Some((Level::Pmd, 64 << 10)));
-        let top = a.totals.top_reason().unwrap();
-        assert_eq!((top.1, top.2, top.3), (Reason::PfnMisaligned, 1536, 2048));
-    }
-
-    #[test]
-    fn an_aligned_driver_that_refuses_is_the_driver_then_populated_and_never_asked_on_6_1() {
-        let vma = (G, G + (8 << 20), kabi::VM_PFNMAP, 0, 5);
-        let mut a = Analyzer::new(16);
-        a.reasons = Context::new("6.12.117+deb12-amd64");
-        touch(&mut a, vma, 0x10_0000, true);
-        assert_eq!(
-            reasons(&a),
-            [("PMD", "populated", 2044), ("PMD", "driver", 4)]
-        );
-        let mut old = Analyzer::new(16);
-        old.reasons = Context::new("6.1.0-57-amd64");
-        touch(&mut old, vma, 0x10_0000, false);
-        assert_eq!(reasons(&old), [("PMD", "kernel-policy", 2048)]);
-        // Without the kernel's release the policy is not assumed.
-        let mut unknown = Analyzer::new(16);
-        touch(&mut unknown, vma, 0x10_0000, false);
-        assert_eq!(
-            reasons(&unknown),
-            [("PMD", "populated", 2044), ("PMD", "unknown", 4)]
-        );
-    }
-
-    #[test]
-    fn file_offsets_thp_advice_and_what_no_rule_explains() {
-        // A DAX file (VM_HUGEPAGE) mapped at an aligned address from a 64 KiB offset, its
-        // inserts without pfns (folio inserts): the offset is the reason.
-        let dax = (G, G + (4 << 20), kabi::VM_SHARED | kabi::VM_HUGEPAGE, 16, 9);
-        let mut c = Context::default();
-        let r = fault(G + 4096, dax, true, NO_PFN);
-        let m = crate::analysis::mapped(&r);
-        let view = |v: (u64, u64, u64, u64, u64)| VmaView {
-            start: v.0,
-            end: v.1,
-            flags: v.2,
-            pgoff: v.3,
-            inode: v.4,
-        };
-        assert_eq!(
-            c.explain(&r, &m, &view(dax))[0].reason,
-            Reason::PgoffMisaligned
-        );
-        // Anonymous memory that fell back: MADV_NOHUGEPAGE, else unknown (an allocation or
-        // charge failure is not told apart yet); never asked: not counted.
-        let anon = (G, G + (4 << 20), kabi::VM_NOHUGEPAGE, G >> 12, 0);
-        let r = fault(G, anon, true, NO_PFN);
-        let m = crate::analysis::mapped(&r);
-        assert_eq!(
-            c.explain(&r, &m, &view(anon))[0].reason,
-            Reason::ThpDisabled
-        );
-        let anon = (G, G + (4 << 20), 0, G >> 12, 0);
-        let r = fault(G + M2, anon, true, NO_PFN);
-        let m = crate::analysis::mapped(&r);
-        assert_eq!(c.explain(&r, &m, &view(anon))[0].reason, Reason::Unknown);
-        let r = fault(G + 4096, anon, false, NO_PFN);
-        let m = crate::analysis::mapped(&r);
-        assert!(c.explain(&r, &m, &view(anon)).is_empty());
-    }
-
-    #[test]
-    fn a_range_insert_populates_every_block_it_covers() {
-        let vma = (G, G + (8 << 20), kabi::VM_PFNMAP, 0, 5);
-        let mut c = Context::new("6.12.1");
-        let mut r = fault(G + (3 << 20), vma, false, 0x10_0300);
-        // One call mapped PTEs from 3 MiB to 4 MiB + 4 KiB (two PMD blocks).
-        r.mapping
-            .note_entry(level::PTE, G + (4 << 20) + 4096, 0x10_0401);
-        let m = crate::analysis::mapped(&r);
-        let view = VmaView {
-            start: vma.0,
-            end: vma.1,
-            flags: vma.2,
-            pgoff: vma.3,
-            inode: vma.4,
-        };
-        assert_eq!(c.explain(&r, &m, &view)[0].reason, Reason::Unknown);
-        for (va, want) in [
-            (G + (3 << 20) + 4096, Reason::Populated),
-            (G + (4 << 20) + 8192, Reason::Populated),
-            (G + (7 << 20), Reason::Unknown),
-        ] {
-            let r = fault(va, vma, false, 0x10_0000 + ((va - G) >> 12));
-            let m = crate::analysis::mapped(&r);
-            assert_eq!(c.explain(&r, &m, &view)[0].reason, want, "{va:#x}");
-        }
-    }
-
-    #[test]
-    fn classes_counted_in_the_kernel_are_unattributed() {
-        let mut a = Analyzer::new(16);
-        let mut k = AggKey {
-            vma_start: G,
-            vma_end: G + (8 << 20),
-            vma_flags: kabi::VM_PFNMAP,
-            source: source::KRETPROBE,
-            flags: rflags::HAS_VMA | rflags::HAS_RET | rflags::HAS_MAPPING,
-            ..Default::default()
-        };
-        k.chain[0] = step(level::PMD, VM_FAULT_FALLBACK);
-        k.chain[1] = step(level::PTE, 0x100);
-        k.chain_len = 2;
-        k.entries[1] = 1;
-        a.ingest_aggregate(&k, 5, &mut NoResolver);
-        assert_eq!((a.totals.unattributed, a.totals.reasons.len()), (5, 0));
-    }
-
-    #[test]
-    fn releases_give_their_version_and_reasons_their_names() {
-        assert_eq!(kernel_version("6.12.117+deb12-amd64"), Some((6, 12)));
-        assert_eq!(kernel_version("7.2.0-rc1"), Some((7, 2)));
-        assert_eq!(kernel_version(""), None);
-        for r in Reason::ALL {
-            assert_eq!(Reason::from_name(r.name()), Some(r));
-        }
-    }
-}
+#[path = "reason_tests.rs"]
+mod tests;

@@ -7,6 +7,7 @@ mod mode;
 mod offsets;
 mod probes;
 mod spec;
+mod thp;
 mod tracefs;
 mod vma_lock;
 
@@ -22,6 +23,7 @@ pub use mode::{Mode, Visibility};
 pub use offsets::{MissingMember, resolve_offsets};
 pub use probes::{FOLLOW_PROBE, GENERIC_SIZE_FUNCTIONS, all_programs, probes};
 pub use spec::{DEFAULT_RANGE_HELPER, ProbeSpec, ProgKind, Target};
+pub use thp::{data_symbols, resolve_thp};
 pub use tracefs::{EXCEPTION_FIELDS, check_tracepoint_format, tracepoint_field_offset};
 pub use vma_lock::{VMA_LOCK_RETRIES, VmaLockRetry};
 

@@ -84,6 +84,13 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
             member: m.member,
             why: m.why,
         })?;
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let thp = kernel::resolve_thp(
+        &our_btf,
+        &kallsyms,
+        crate::analysis::reason::kernel_version(release.trim()),
+    );
     // One parsed BTF at a time: start-up is where the tool's memory peaks.
     drop(our_btf);
     let btf = aya::Btf::parse(&raw, Endianness::default()).map_err(|e| unusable(e.to_string()))?;
@@ -94,6 +101,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         .btf(Some(&btf))
         .override_global("OFFSETS", &offsets, true)
         .override_global("FILTER", &opts.filter, true)
+        .override_global("THP", &thp.clone().unwrap_or_default(), true)
         .override_global(
             "SETTINGS",
             &Settings {
@@ -138,6 +146,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
     let mut loaded = HashSet::new();
     let mut reports = Vec::new();
     let kernel_probing = KernelProbing::new(
+        &kallsyms,
         tracefs.map_err(|e| e.one_line()),
         opts.range_helper,
         opts.huge_fault_handler,
@@ -180,6 +189,9 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         }
         return Err(Error::NoMode(why));
     };
+    if mode != Mode::TracepointOnly {
+        reports.push(thp_report(mode, thp));
+    }
     // Modes after the chosen one were not needed.
     if let Some(i) = order.iter().position(|&m| m == mode) {
         for &later in &order[i + 1..] {
@@ -200,6 +212,37 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         },
         logger,
     ))
+}
+
+/// What the closing program reads of the anonymous THP settings, as a line of the attach
+/// report: read, or why not (then anonymous faults never asked for a PMD get no reason).
+fn thp_report(
+    mode: Mode,
+    thp: std::result::Result<huge_fault_common::ThpSettings, String>,
+) -> ProbeReport {
+    let closing = kernel::probes(mode)
+        .into_iter()
+        .find(|p| {
+            p.required
+                && matches!(
+                    p.kind,
+                    kernel::ProgKind::FExit | kernel::ProgKind::KRetProbe
+                )
+        })
+        .map_or("", |p| p.program);
+    let (status, reason) = match thp {
+        Ok(_) => (ProbeStatus::Attached, None),
+        Err(why) => (ProbeStatus::Skipped, Some(Reason::Unavailable(why))),
+    };
+    ProbeReport {
+        program: closing.into(),
+        target: "transparent_hugepage_flags (read)".into(),
+        mode,
+        role: "anonymous THP settings of faults that mapped no PMD: why the kernel never asked"
+            .into(),
+        status,
+        reason,
+    }
 }
 
 /// Sums the per-CPU counters.

@@ -60,13 +60,13 @@ fn resolve_patterns(kallsyms: &str, patterns: &[String]) -> Vec<String> {
 
 impl<'a> KernelProbing<'a> {
     pub(super) fn new(
+        kallsyms: &str,
         tracefs: Result<&'a Path, String>,
         range_helper: &[String],
         handlers: &[String],
     ) -> Result<Self> {
-        let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-        let found = resolve_patterns(&kallsyms, range_helper);
-        let handlers_found = resolve_patterns(&kallsyms, handlers);
+        let found = resolve_patterns(kallsyms, range_helper);
+        let handlers_found = resolve_patterns(kallsyms, handlers);
         if !handlers.is_empty() && handlers_found.is_empty() {
             return Err(Error::NoHandler(handlers.join(",")));
         }
@@ -83,7 +83,7 @@ impl<'a> KernelProbing<'a> {
         Ok(KernelProbing {
             tracefs,
             kprobe_why,
-            functions: kernel::kallsyms_functions(&kallsyms),
+            functions: kernel::kallsyms_functions(kallsyms),
             range_helper,
             handlers: handlers_found,
         })

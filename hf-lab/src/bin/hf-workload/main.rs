@@ -63,6 +63,13 @@ struct Opts {
     then_policy: Option<String>,
     /// gpu: a write-notify mapping (HFGPU_F_WRITE_NOTIFY): pages mapped read-only first.
     write_notify: bool,
+    /// prctl(PR_SET_THP_DISABLE) before mapping: THP off for the whole process.
+    thp_disable: bool,
+    /// Touch only this many bytes from the start of the region.
+    touch: Option<usize>,
+    /// Run in a memory cgroup of its own whose `memory.max` leaves this many bytes above
+    /// what the process uses when it starts.
+    memcg_headroom: Option<usize>,
 }
 
 fn usage() -> ExitCode {
@@ -81,7 +88,10 @@ fn usage() -> ExitCode {
          \x20            prints the faults and the wall time of the touch loop)\n\
          Writes every stride of a fresh private mapping once and prints JSON ground truth.\n\
          --align/--offset place the mapping at OFFSET past an ALIGN boundary.\n\
-         --thp always|never: MADV_HUGEPAGE or MADV_NOHUGEPAGE on the region (anon)."
+         --thp always|never: MADV_HUGEPAGE or MADV_NOHUGEPAGE on the region (anon);\n\
+         --thp-disable: prctl(PR_SET_THP_DISABLE) first (anon);\n\
+         --touch N: touch only the first N bytes; --memcg-headroom N: run in a memory cgroup\n\
+         \x20 whose memory.max is the process's usage plus N."
     );
     ExitCode::from(2)
 }
@@ -129,6 +139,9 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         policy: None,
         then_policy: None,
         write_notify: false,
+        thp_disable: false,
+        touch: None,
+        memcg_headroom: None,
     };
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
@@ -138,6 +151,10 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         }
         if a == "--write-notify" {
             o.write_notify = true;
+            continue;
+        }
+        if a == "--thp-disable" {
+            o.thp_disable = true;
             continue;
         }
         let v = it.next()?;
@@ -151,6 +168,8 @@ fn parse_args(args: &[String]) -> Option<Opts> {
             "--path" => o.path = Some(v.clone()),
             "--counter" => o.counter = Some(v.clone()),
             "--bo-offset" => o.bo_offset = parse_size(v)?,
+            "--touch" => o.touch = Some(parse_size(v)?),
+            "--memcg-headroom" => o.memcg_headroom = Some(parse_size(v)?),
             "--policy" => o.policy = Some(v.clone()),
             "--then-policy" => o.then_policy = Some(v.clone()),
             "--thp" if v == "always" => o.thp = Some(true),
@@ -205,6 +224,20 @@ fn main() -> ExitCode {
             | ((o.page_size.trailing_zeros() as i32) << libc::MAP_HUGE_SHIFT);
         // The kernel aligns hugetlb mappings itself.
         map_len = o.size;
+    }
+    if let Some(headroom) = o.memcg_headroom
+        && let Err(e) = enter_memcg(headroom)
+    {
+        eprintln!("hf-workload: memory cgroup: {e}");
+        return ExitCode::FAILURE;
+    }
+    // SAFETY: a prctl on this process only.
+    if o.thp_disable && unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        eprintln!(
+            "hf-workload: prctl(PR_SET_THP_DISABLE) failed: {}",
+            std::io::Error::last_os_error()
+        );
+        return ExitCode::FAILURE;
     }
     // SAFETY: a fresh anonymous mapping; no existing memory is touched.
     let base = unsafe { libc::mmap(std::ptr::null_mut(), map_len, prot, flags, -1, 0) };
@@ -327,7 +360,7 @@ fn main() -> ExitCode {
     };
     let counter_before = read_counter();
     let before = rusage();
-    let touched = touch(start, o.size, stride);
+    let touched = touch(start, o.touch.unwrap_or(o.size).min(o.size), stride);
     let after = rusage();
     let counter_after = read_counter();
     let counter = match (counter_before, counter_after) {
@@ -355,6 +388,37 @@ fn main() -> ExitCode {
         std::thread::sleep(std::time::Duration::from_millis(o.hold_ms));
     }
     ExitCode::SUCCESS
+}
+
+/// Moves this process into a new memory cgroup (cgroup v2, mounted if it is not) whose
+/// `memory.max` is what it is charged now plus `headroom`.
+fn enter_memcg(headroom: usize) -> std::io::Result<()> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    if !root.join("cgroup.controllers").exists() {
+        // SAFETY: NUL-terminated literals; mounts the cgroup v2 hierarchy where sysfs keeps
+        // its mount point.
+        let rc = unsafe {
+            libc::mount(
+                c"none".as_ptr(),
+                c"/sys/fs/cgroup".as_ptr(),
+                c"cgroup2".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    std::fs::write(root.join("cgroup.subtree_control"), "+memory")?;
+    let dir = root.join(format!("hf-workload-{}", std::process::id()));
+    std::fs::create_dir(&dir)?;
+    std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())?;
+    let current: usize = std::fs::read_to_string(dir.join("memory.current"))?
+        .trim()
+        .parse()
+        .map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("memory.max"), (current + headroom).to_string())
 }
 
 /// The touch loop: writes one byte every `stride` bytes of `[start, start + size)`.
