@@ -106,9 +106,10 @@ pub struct Settings {
     pub metrics: u32,
 }
 
-/// Where the programs read the anonymous THP settings a fault was decided under, and how
-/// to decode them: kallsyms addresses and BTF enum values found by the tool before load.
-/// Read only for anonymous faults that mapped no PMD or PUD; `valid` 0: never read.
+/// What the programs need to read the THP settings a fault was decided under and why an
+/// anonymous THP attempt failed: kallsyms addresses, BTF offsets, enum values and bit
+/// numbers found by the tool before load. Read only for anonymous faults that mapped no
+/// PMD or PUD; `valid` 0: the settings are not read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ThpSettings {
@@ -124,21 +125,24 @@ pub struct ThpSettings {
     /// `mm_struct.flags` bit numbers: THP off completely, off except advised (64: none).
     pub mmf_disable: u32,
     pub mmf_except_advised: u32,
-    /// `enum vm_event_item` indices of `THP_FAULT_FALLBACK` and
-    /// `THP_FAULT_FALLBACK_CHARGE`.
-    pub ev_fallback: u32,
-    pub ev_charge: u32,
+    /// How to find the memory cgroup limits the faulting task is charged under:
+    /// `task_struct.cgroups`, `css_set.subsys` and `memory_cgrp_id`, `mem_cgroup.memory`,
+    /// and `page_counter.usage`, `.max`, `.parent`. `memcg_valid` 0: an anonymous THP
+    /// attempt's FALLBACK is not told a charge from an allocation failure.
+    pub memcg_valid: u32,
+    pub task_cgroups: u32,
+    pub css_set_subsys: u32,
+    pub memory_cgrp_id: u32,
+    pub memcg_memory: u32,
+    pub counter_usage: u32,
+    pub counter_max: u32,
+    pub counter_parent: u32,
     pub _pad: u32,
-    /// Address of `transparent_hugepage_flags`.
+    /// Address of `transparent_hugepage_flags`; 0: the settings are not read.
     pub flags_addr: u64,
     /// 6.8+: addresses of `huge_anon_orders_always`, `_madvise` and `_inherit` (the
     /// per-size settings, bit [`crate::kabi::PMD_ORDER`] for a PMD); all 0 before.
     pub orders_addr: [u64; 3],
-    /// Addresses of `__per_cpu_offset` and of the per-CPU `vm_event_states`: an anonymous
-    /// THP attempt's FALLBACK is told an allocation or a memcg charge failure by the
-    /// CPU's event counters before and after it. 0: not told.
-    pub per_cpu_offset: u64,
-    pub vm_events: u64,
 }
 
 /// The byte [`crate::Mapping::thp`]: the anonymous THP settings for a PMD-size THP as
@@ -157,11 +161,12 @@ pub mod thp {
     /// The process turned THP off except where advised (`PR_THP_DISABLE_EXCEPT_ADVISED`,
     /// 6.18+).
     pub const PROCESS_OFF_EXCEPT_ADVISED: u8 = 0x08;
-    /// The anonymous THP attempt fell back because no 2 MiB folio could be allocated
-    /// (`THP_FAULT_FALLBACK` rose on its CPU, `THP_FAULT_FALLBACK_CHARGE` did not).
+    /// The anonymous THP attempt fell back, and no memory cgroup of the task was within
+    /// 2 MiB of its limit: the 2 MiB folio could not be allocated (the only other FALLBACK
+    /// of `do_huge_pmd_anonymous_page`, besides an unsuitable range).
     pub const ALLOC_FAILED: u8 = 0x10;
-    /// ... because the memory cgroup refused to charge it (`THP_FAULT_FALLBACK_CHARGE`
-    /// rose).
+    /// ... and a memory cgroup of the task (or an ancestor) had less than 2 MiB left below
+    /// its `max`: the charge was refused.
     pub const CHARGE_FAILED: u8 = 0x20;
 }
 

@@ -1,82 +1,69 @@
 //! The anonymous THP settings a fault was decided under, read when it closes: whether the
 //! system and the process allowed a PMD-size THP for its VMA. User space then tells a
 //! fault the kernel never asked for a PMD because THP was off (`thp-disabled`) from one
-//! it was not asked for other reasons.
+//! it was not asked for other reasons. And why an anonymous THP attempt fell back: its
+//! memory cgroup's limit, or the allocator.
 
 use crate::{ctx::*, maps::*};
-use aya_ebpf::helpers::bpf_get_smp_processor_id;
+use aya_ebpf::helpers::bpf_get_current_task;
 use huge_fault_common::{Mapping, kabi, level, thp};
 
-/// This CPU's `THP_FAULT_FALLBACK` and `THP_FAULT_FALLBACK_CHARGE` event counts, when
-/// their addresses are known.
-#[inline(always)]
-fn fallback_counts() -> Option<(u64, u64)> {
+/// Most memory cgroup levels walked up from the task's (the root has no limit).
+const MAX_MEMCG_DEPTH: u32 = 8;
+
+/// An anonymous THP attempt of the fault in flight fell back: sets [`thp::CHARGE_FAILED`]
+/// in `m.thp` when a memory cgroup of the current task, or an ancestor, has less than a
+/// PMD's 512 pages left below its `max` (the charge cannot have fit: `page_counter`
+/// refuses when usage would pass max), else [`thp::ALLOC_FAILED`]. Read at the attempt's
+/// return, when the refused charge has been undone. A subprogram, as [`fill_thp`].
+#[inline(never)]
+pub(crate) fn note_fallback_cause(m: *mut Mapping) {
+    if m.is_null() {
+        return;
+    }
     // SAFETY: a read of our own .rodata global, volatile as for `offsets`.
     let t = unsafe { core::ptr::read_volatile(&THP) };
-    if t.per_cpu_offset == 0 || t.vm_events == 0 {
-        return None;
+    if t.memcg_valid == 0 {
+        return;
     }
     // SAFETY: helper without preconditions.
-    let cpu = u64::from(unsafe { bpf_get_smp_processor_id() });
-    let base = t
-        .vm_events
-        .wrapping_add(read_u64(t.per_cpu_offset + 8 * (cpu & 0xffff), 0));
-    Some((
-        read_u64(base, 8 * (t.ev_fallback & 0xffff)),
-        read_u64(base, 8 * (t.ev_charge & 0xffff)),
-    ))
-}
-
-/// An anonymous THP attempt begins on thread `tid`: keep this CPU's counters.
-#[inline(always)]
-pub(crate) fn snapshot_fallbacks(tid: u32) {
-    let Some((fallback, charge)) = fallback_counts() else {
-        return;
-    };
-    if let Some(s) = THP_SNAPSHOT.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot; a program runs to completion on one CPU.
-        unsafe {
-            *s = ThpSnapshot {
-                tid,
-                _pad: 0,
-                fallback,
-                charge,
-            }
-        };
-    }
-}
-
-/// The attempt of thread `tid` fell back: [`thp::CHARGE_FAILED`] when this CPU counted a
-/// charge failure since it began, [`thp::ALLOC_FAILED`] when it counted a fallback only,
-/// else 0 (a fallback the kernel does not count: the VMA's range; or not told).
-#[inline(always)]
-pub(crate) fn fallback_cause(tid: u32) -> u8 {
-    let Some((fallback, charge)) = fallback_counts() else {
-        return 0;
-    };
-    // SAFETY: this CPU's slot, copied out.
-    let Some(s) = THP_SNAPSHOT.get(0).copied() else {
-        return 0;
-    };
-    if s.tid != tid {
-        return 0;
-    }
-    if charge != s.charge {
-        thp::CHARGE_FAILED
-    } else if fallback != s.fallback {
-        thp::ALLOC_FAILED
+    let task = unsafe { bpf_get_current_task() };
+    let cset = read_u64(task, t.task_cgroups);
+    let css = read_u64(cset, t.css_set_subsys + 8 * (t.memory_cgrp_id & 0xff));
+    let mut limited = false;
+    // `struct mem_cgroup` begins with its css.
+    let mut counter = if css != 0 {
+        css + u64::from(t.memcg_memory)
     } else {
         0
+    };
+    for _ in 0..MAX_MEMCG_DEPTH {
+        if counter == 0 {
+            break;
+        }
+        let usage = read_u64(counter, t.counter_usage);
+        let max = read_u64(counter, t.counter_max);
+        if usage.saturating_add(512) > max {
+            limited = true;
+            break;
+        }
+        counter = read_u64(counter, t.counter_parent);
     }
+    // SAFETY: this thread's live map value.
+    let m = unsafe { &mut *m };
+    m.thp |= if limited {
+        thp::CHARGE_FAILED
+    } else {
+        thp::ALLOC_FAILED
+    };
 }
 
 /// Fills in `m.thp` for a closing fault: left 0 when the fault is not anonymous, its VMA
 /// cannot hold a PMD, or it mapped a PMD or PUD (the settings did not stop it).
 ///
 /// A function of its own (a BPF subprogram), writing its result to the map value rather
-/// than returning it, and computing the mode without branches: inlined, its branches on
-/// every probe read multiplied the states the verifier explores in the closing program
-/// past the 1M-instruction limit (6.1's verifier, fexit).
+/// than returning it: inlined, its branches multiplied the states the verifier explores
+/// in the closing program past the 1M-instruction limit (6.1's verifier, fexit).
 #[inline(never)]
 pub(crate) fn fill_thp(m: *mut Mapping, vma_ptr: u64, vma: *const VmaInfo) {
     if m.is_null() || vma.is_null() {
@@ -103,17 +90,21 @@ pub(crate) fn fill_thp(m: *mut Mapping, vma_ptr: u64, vma: *const VmaInfo) {
     // 0 never, 1 always, 2 madvise (`thp::NEVER`, `ALWAYS`, `MADVISE`).
     let global_mode = g_always | (g_madvise << 1);
     // 6.8+: the PMD order's own setting, always, madvise, inherit (the global one) or none
-    // of them (never); before, the global one alone (`per_size` 0).
+    // of them (never); before, the global one alone (`per_size` 0). Without branches.
     let per_size = u64::from(t.orders_addr[0] != 0);
     let a = bit(read_u64(t.orders_addr[0], 0), kabi::PMD_ORDER) & per_size;
     let md = bit(read_u64(t.orders_addr[1], 0), kabi::PMD_ORDER) & per_size & (a ^ 1);
     let inherit =
         (bit(read_u64(t.orders_addr[2], 0), kabi::PMD_ORDER) & per_size & (a ^ 1) & (md ^ 1))
             | (per_size ^ 1);
-    let mode = a | (md << 1) | (global_mode * inherit);
+    let mode = (a | (md << 1) | (global_mode * inherit)) as u8;
     let mm = read_u64(vma_ptr, t.vma_mm);
     let mm_flags = read_u64(mm, t.mm_flags) * u64::from(t.vma_mm != 0);
     let off = bit(mm_flags, t.mmf_disable) * u64::from(t.mmf_disable < 64);
     let off_except = bit(mm_flags, t.mmf_except_advised) * u64::from(t.mmf_except_advised < 64);
-    m.thp = thp::VALID | (mode as u8 & thp::MODE) | ((off as u8) << 2) | ((off_except as u8) << 3);
+    m.thp = (m.thp & (thp::ALLOC_FAILED | thp::CHARGE_FAILED))
+        | thp::VALID
+        | (mode & thp::MODE)
+        | ((off as u8) << 2)
+        | ((off_except as u8) << 3);
 }

@@ -107,29 +107,18 @@ pub(crate) static THP: ThpSettings = ThpSettings {
     mm_flags: 0,
     mmf_disable: 64,
     mmf_except_advised: 64,
-    ev_fallback: 0,
-    ev_charge: 0,
+    memcg_valid: 0,
+    task_cgroups: 0,
+    css_set_subsys: 0,
+    memory_cgrp_id: 0,
+    memcg_memory: 0,
+    counter_usage: 0,
+    counter_max: 0,
+    counter_parent: 0,
     _pad: 0,
     flags_addr: 0,
     orders_addr: [0; 3],
-    per_cpu_offset: 0,
-    vm_events: 0,
 };
-
-/// This CPU's THP fallback counters when an anonymous THP attempt began, and the thread
-/// that began it (a thread preempted meanwhile finds another thread's snapshot, or is on
-/// another CPU: then the cause is not told).
-#[map]
-pub(crate) static THP_SNAPSHOT: PerCpuArray<ThpSnapshot> = PerCpuArray::with_max_entries(1, 0);
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct ThpSnapshot {
-    pub(crate) tid: u32,
-    pub(crate) _pad: u32,
-    pub(crate) fallback: u64,
-    pub(crate) charge: u64,
-}
 
 /// Process filter, set by the tool before load.
 #[unsafe(no_mangle)]

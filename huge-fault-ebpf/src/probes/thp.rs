@@ -1,26 +1,12 @@
 //! The generic huge-page paths: anonymous THP, file and shmem THP, multi-size THP folios,
 //! hugetlbfs.
 
-use crate::{
-    anon_thp::{fallback_cause, snapshot_fallbacks},
-    ctx::*,
-    state::*,
-};
+use crate::{anon_thp::note_fallback_cause, ctx::*, state::*};
 use aya_ebpf::{
     macros::{kprobe, kretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 use huge_fault_common::{NO_PFN, kabi::VM_FAULT_FALLBACK, level};
-
-/// Anonymous THP, before the attempt: this CPU's fallback counters, so that its return can
-/// tell why it fell back.
-#[kprobe]
-pub fn hf_kprobe_do_huge_pmd_anonymous_page(_ctx: ProbeContext) -> u32 {
-    if let Some((_, tid)) = wanted() {
-        snapshot_fallbacks(tid);
-    }
-    0
-}
 
 /// Anonymous THP: returns VM_FAULT_FALLBACK when no PMD could be mapped.
 #[kretprobe]
@@ -28,15 +14,10 @@ pub fn hf_kret_do_huge_pmd_anonymous_page(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
     note_fault_step(level::PMD, ret, 2 << 20, true, true);
     if ret & VM_FAULT_FALLBACK != 0
-        && let Some((_, tid)) = wanted()
+        && let Some(st) = fault_state(false)
+        && st.depth == 0
     {
-        let cause = fallback_cause(tid);
-        if cause != 0
-            && let Some(st) = fault_state(false)
-            && st.depth == 0
-        {
-            st.mapping.thp |= cause;
-        }
+        note_fallback_cause(&mut st.mapping);
     }
     0
 }

@@ -20,9 +20,8 @@
 //!    PMD size's `hugepages-2048kB/enabled`, `madvise` mode without `MADV_HUGEPAGE`,
 //!    `PR_SET_THP_DISABLE`);
 //! 5. `alloc-failed` / `charge-failed`: an anonymous THP attempt that fell back because no
-//!    2 MiB folio could be allocated, or the memory cgroup refused to charge it (the
-//!    CPU's `THP_FAULT_FALLBACK` and `THP_FAULT_FALLBACK_CHARGE` events around the
-//!    attempt, [`thp::ALLOC_FAILED`] and [`thp::CHARGE_FAILED`]);
+//!    2 MiB folio could be allocated, or the memory cgroup refused to charge it (its
+//!    counters at the attempt's return, [`thp::ALLOC_FAILED`] and [`thp::CHARGE_FAILED`]);
 //! 6. `kernel-policy`: the kernel never asks this VMA kind (PFNMAP and MIXEDMAP before
 //!    [`kabi::HUGE_PFNMAP_SINCE`]);
 //! 7. `populated`: not asked, and an earlier fault of the run mapped smaller entries in
@@ -145,11 +144,14 @@ impl VmaView {
     }
     /// A VMA made for huge entries, whose PTE faults are worth a reason: a device mapping,
     /// a file mapping with `VM_HUGEPAGE` (DAX sets it), or (at PMD) anonymous memory
-    /// whose fault carries the THP settings; at least one entry big.
+    /// whose fault carries the THP settings or that is `MADV_NOHUGEPAGE` (no setting
+    /// needed); at least one entry big.
     fn wants(&self, l: Level, thp_byte: u8) -> bool {
         (self.special()
             || self.inode != 0 && self.flags & kabi::VM_HUGEPAGE != 0
-            || l == Level::Pmd && self.anon() && thp_byte & thp::VALID != 0)
+            || l == Level::Pmd
+                && self.anon()
+                && (thp_byte & thp::VALID != 0 || self.flags & kabi::VM_NOHUGEPAGE != 0))
             && self.end.saturating_sub(self.start) >= l.size()
     }
 

@@ -114,8 +114,8 @@ fn file_offsets_thp_advice_and_what_no_rule_explains() {
         c.explain(&r, &m, &view(dax))[0].reason,
         Reason::PgoffMisaligned
     );
-    // Anonymous memory that fell back: MADV_NOHUGEPAGE, else unknown (an allocation or
-    // charge failure is not told apart yet); never asked: not counted.
+    // Anonymous memory that fell back: MADV_NOHUGEPAGE, else unknown (no cause told);
+    // never asked: MADV_NOHUGEPAGE says why without the settings, else not counted.
     let anon = (G, G + (4 << 20), kabi::VM_NOHUGEPAGE, G >> 12, 0);
     let r = fault(G, anon, true, NO_PFN);
     let m = crate::analysis::mapped(&r);
@@ -123,6 +123,10 @@ fn file_offsets_thp_advice_and_what_no_rule_explains() {
         c.explain(&r, &m, &view(anon))[0].reason,
         Reason::ThpDisabled
     );
+    let r = fault(G + 4096, anon, false, NO_PFN);
+    let m = crate::analysis::mapped(&r);
+    let f = c.explain(&r, &m, &view(anon));
+    assert_eq!((f[0].reason, f[0].asked), (Reason::ThpDisabled, false));
     let anon = (G, G + (4 << 20), 0, G >> 12, 0);
     let r = fault(G + M2, anon, true, NO_PFN);
     let m = crate::analysis::mapped(&r);
@@ -296,9 +300,9 @@ fn releases_give_their_version_and_reasons_their_names() {
     }
 }
 
-/// An anonymous THP attempt that fell back, with the cause its CPU's counters told: the
-/// charge wins over the allocation (a charge failure counts both), and a fallback the
-/// kernel did not count (none set) is unknown on an aligned block.
+/// An anonymous THP attempt that fell back, with the cause the kernel side told: the
+/// charge wins over the allocation, and a fallback whose cause was not told (no memory
+/// cgroup offsets) is unknown on an aligned block.
 #[test]
 fn anonymous_fallbacks_tell_charge_and_allocation_failures() {
     let vma = (G, G + (4 << 20), kabi::VM_HUGEPAGE, G >> 12, 0);

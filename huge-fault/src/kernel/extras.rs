@@ -32,16 +32,6 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         until: None,
     },
     ProbeSpec {
-        program: "hf_kprobe_do_huge_pmd_anonymous_page",
-        kind: ProgKind::KProbe,
-        target: Target::Function("do_huge_pmd_anonymous_page"),
-        mode: Mode::Fentry,
-        required: false,
-        role: "anonymous THP: the CPU's fallback counters first (allocation or charge failure)",
-        since: None,
-        until: None,
-    },
-    ProbeSpec {
         program: "hf_kret_do_huge_pmd_anonymous_page",
         kind: ProgKind::KRetProbe,
         target: Target::Function("do_huge_pmd_anonymous_page"),

@@ -1,5 +1,5 @@
-//! Where the programs read the anonymous THP settings (system and per process), from the
-//! kernel's BTF, its symbol table and its release.
+//! What the programs need to know the anonymous THP settings (system and per process) and
+//! why a THP attempt failed: the kernel's symbol table, its BTF and its release.
 
 use huge_fault_common::{ThpSettings, kabi};
 
@@ -27,65 +27,34 @@ pub fn data_symbols<const N: usize>(kallsyms: &str, names: [&str; N]) -> [Option
     out
 }
 
-/// The programs' [`ThpSettings`], or why the settings cannot be read (then they are not,
-/// and faults the kernel never asked for a PMD on anonymous memory get no reason).
+/// The programs' [`ThpSettings`]. `Err` says why the THP settings cannot be read (then
+/// they are not, and faults the kernel never asked for a PMD on anonymous memory get no
+/// reason); the settings it carries still tell why an attempt failed where they can.
 pub fn resolve_thp(
     btf: &Btf,
     kallsyms: &str,
     kernel: Option<(u32, u32)>,
-) -> Result<ThpSettings, String> {
-    let [flags, always, madvise, inherit, per_cpu_offset, vm_events] = data_symbols(
-        kallsyms,
-        [
-            "transparent_hugepage_flags",
-            "huge_anon_orders_always",
-            "huge_anon_orders_madvise",
-            "huge_anon_orders_inherit",
-            "__per_cpu_offset",
-            "vm_event_states",
-        ],
-    );
-    let flags_addr = flags.ok_or(
-        "transparent_hugepage_flags is not in /proc/kallsyms (a kernel without THP or CONFIG_KALLSYMS_ALL)",
-    )?;
-    let bit = |m: &str| {
-        btf.enum_value("transparent_hugepage_flag", m)
-            .ok_or(format!(
-                "enum transparent_hugepage_flag has no {m} in the kernel's BTF"
-            ))
-    };
-    let per_size = kernel.is_some_and(|k| k >= kabi::HUGE_ANON_ORDERS_SINCE);
-    let orders_addr = match (always, madvise, inherit) {
-        (Some(a), Some(m), Some(i)) => [a, m, i],
-        _ if per_size => {
-            return Err(
-                "huge_anon_orders_{always,madvise,inherit} are not in /proc/kallsyms".into(),
-            );
-        }
-        _ => [0; 3],
-    };
+) -> (ThpSettings, Result<(), String>) {
+    let m = |s: &str, f: &str| btf.member_offset(s, f).ok();
     // The process's own switch is optional: without it, PR_SET_THP_DISABLE goes unseen.
-    let (vma_mm, mm_flags) = match (
-        btf.member_offset("vm_area_struct", "vm_mm"),
-        btf.member_offset("mm_struct", "flags"),
-    ) {
-        (Ok(a), Ok(b)) => (a, b),
+    let (vma_mm, mm_flags) = match (m("vm_area_struct", "vm_mm"), m("mm_struct", "flags")) {
+        (Some(a), Some(b)) => (a, b),
         _ => (0, 0),
     };
-    // Why an attempt fell back is optional too: without the event counters it is not told.
-    let events = match (
-        per_cpu_offset,
-        vm_events,
-        btf.enum_value("vm_event_item", "THP_FAULT_FALLBACK"),
-        btf.enum_value("vm_event_item", "THP_FAULT_FALLBACK_CHARGE"),
-    ) {
-        (Some(p), Some(v), Some(f), Some(c)) => (p, v, f, c),
-        _ => (0, 0, 0, 0),
-    };
-    Ok(ThpSettings {
-        valid: 1,
-        flag_bit: bit("TRANSPARENT_HUGEPAGE_FLAG")?,
-        req_madv_bit: bit("TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG")?,
+    // Why an attempt fell back: from the memory cgroup's counters, where the BTF has them.
+    let memcg = (|| {
+        Some([
+            m("task_struct", "cgroups")?,
+            m("css_set", "subsys")?,
+            btf.enum_value("cgroup_subsys_id", "memory_cgrp_id")?,
+            m("mem_cgroup", "memory")?,
+            m("page_counter", "usage")?,
+            m("page_counter", "max")?,
+            m("page_counter", "parent")?,
+        ])
+    })();
+    let c = memcg.unwrap_or_default();
+    let mut t = ThpSettings {
         vma_mm,
         mm_flags,
         mmf_disable: kabi::MMF_DISABLE_THP,
@@ -96,14 +65,63 @@ pub fn resolve_thp(
         } else {
             64
         },
-        ev_fallback: events.2,
-        ev_charge: events.3,
-        _pad: 0,
-        flags_addr,
-        orders_addr,
-        per_cpu_offset: events.0,
-        vm_events: events.1,
-    })
+        memcg_valid: u32::from(memcg.is_some()),
+        task_cgroups: c[0],
+        css_set_subsys: c[1],
+        memory_cgrp_id: c[2],
+        memcg_memory: c[3],
+        counter_usage: c[4],
+        counter_max: c[5],
+        counter_parent: c[6],
+        ..Default::default()
+    };
+    let settings = (|| {
+        let [flags, always, madvise, inherit] = data_symbols(
+            kallsyms,
+            [
+                "transparent_hugepage_flags",
+                "huge_anon_orders_always",
+                "huge_anon_orders_madvise",
+                "huge_anon_orders_inherit",
+            ],
+        );
+        let flags_addr = flags.ok_or(
+            "transparent_hugepage_flags is not in /proc/kallsyms (a kernel without THP or CONFIG_KALLSYMS_ALL)",
+        )?;
+        let bit = |m: &str| {
+            btf.enum_value("transparent_hugepage_flag", m)
+                .ok_or(format!(
+                    "enum transparent_hugepage_flag has no {m} in the kernel's BTF"
+                ))
+        };
+        let per_size = kernel.is_some_and(|k| k >= kabi::HUGE_ANON_ORDERS_SINCE);
+        let orders_addr = match (always, madvise, inherit) {
+            (Some(a), Some(m), Some(i)) => [a, m, i],
+            _ if per_size => {
+                return Err(
+                    "huge_anon_orders_{always,madvise,inherit} are not in /proc/kallsyms".into(),
+                );
+            }
+            _ => [0; 3],
+        };
+        Ok((
+            bit("TRANSPARENT_HUGEPAGE_FLAG")?,
+            bit("TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG")?,
+            flags_addr,
+            orders_addr,
+        ))
+    })();
+    match settings {
+        Ok((flag_bit, req_madv_bit, flags_addr, orders_addr)) => {
+            t.valid = 1;
+            t.flag_bit = flag_bit;
+            t.req_madv_bit = req_madv_bit;
+            t.flags_addr = flags_addr;
+            t.orders_addr = orders_addr;
+            (t, Ok(()))
+        }
+        Err(why) => (t, Err(why)),
+    }
 }
 
 #[cfg(test)]
@@ -118,11 +136,9 @@ ffffffff83301a40 B huge_anon_orders_always
 ffffffff83301a48 B huge_anon_orders_madvise
 ffffffff83301a50 b huge_anon_orders_inherit
 ffffffffc0a01000 d transparent_hugepage_flags\t[some_module]
-ffffffff82b3c9a0 D __per_cpu_offset
-000000000002d0c0 D vm_event_states
 ";
 
-    fn btf() -> Vec<u8> {
+    fn blob(memcg: bool) -> Vec<u8> {
         let mut b = BtfBuilder::new();
         let ul = b.int("unsigned long", 8);
         b.enumeration(
@@ -131,15 +147,6 @@ ffffffff82b3c9a0 D __per_cpu_offset
                 ("TRANSPARENT_HUGEPAGE_UNSUPPORTED", 0),
                 ("TRANSPARENT_HUGEPAGE_FLAG", 1),
                 ("TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG", 2),
-            ],
-        );
-        b.enumeration(
-            "vm_event_item",
-            &[
-                ("PGPGIN", 0),
-                ("THP_FAULT_ALLOC", 60),
-                ("THP_FAULT_FALLBACK", 61),
-                ("THP_FAULT_FALLBACK_CHARGE", 62),
             ],
         );
         let mm = b.composite(
@@ -155,6 +162,25 @@ ffffffff82b3c9a0 D __per_cpu_offset
             24,
             &[("vm_start", ul, 0, 0), ("vm_mm", pmm, 128, 0)],
         );
+        if memcg {
+            b.composite(kind::STRUCT, "task_struct", 16, &[("cgroups", ul, 64, 0)]);
+            b.composite(kind::STRUCT, "css_set", 16, &[("subsys", ul, 0, 0)]);
+            b.enumeration(
+                "cgroup_subsys_id",
+                &[("cpuset_cgrp_id", 0), ("memory_cgrp_id", 4)],
+            );
+            b.composite(kind::STRUCT, "mem_cgroup", 16, &[("memory", ul, 1536, 0)]);
+            b.composite(
+                kind::STRUCT,
+                "page_counter",
+                16,
+                &[
+                    ("usage", ul, 0, 0),
+                    ("max", ul, 256, 0),
+                    ("parent", ul, 512, 0),
+                ],
+            );
+        }
         b.finish()
     }
 
@@ -176,37 +202,48 @@ ffffffff82b3c9a0 D __per_cpu_offset
     }
 
     #[test]
-    fn per_size_settings_from_6_8_and_the_process_bits_by_release() {
-        let raw = btf();
+    fn per_size_settings_from_6_8_the_process_bits_by_release_and_the_memcg_offsets() {
+        let raw = blob(true);
         let btf = Btf::parse(&raw).unwrap();
-        let t = resolve_thp(&btf, KALLSYMS, Some((6, 12))).unwrap();
+        let (t, ok) = resolve_thp(&btf, KALLSYMS, Some((6, 12)));
+        assert_eq!((ok, t.valid), (Ok(()), 1));
         assert_eq!((t.flag_bit, t.req_madv_bit), (1, 2));
         assert_eq!(t.orders_addr[2], 0xffffffff83301a50);
         assert_eq!((t.vma_mm, t.mm_flags), (16, 8));
         assert_eq!((t.mmf_disable, t.mmf_except_advised), (24, 64));
-        assert_eq!((t.ev_fallback, t.ev_charge), (61, 62));
+        assert_eq!(t.memcg_valid, 1);
         assert_eq!(
-            (t.per_cpu_offset, t.vm_events),
-            (0xffffffff82b3c9a0, 0x2d0c0),
-            "a per-CPU symbol's address is its offset"
+            [
+                t.task_cgroups,
+                t.css_set_subsys,
+                t.memory_cgrp_id,
+                t.memcg_memory
+            ],
+            [8, 0, 4, 192]
         );
-        let t = resolve_thp(&btf, KALLSYMS, Some((7, 2))).unwrap();
-        assert_eq!(t.mmf_except_advised, 23);
+        assert_eq!(
+            [t.counter_usage, t.counter_max, t.counter_parent],
+            [0, 32, 64]
+        );
+        assert_eq!(
+            resolve_thp(&btf, KALLSYMS, Some((7, 2)))
+                .0
+                .mmf_except_advised,
+            23
+        );
         // 6.1 has no per-size settings: the global flags decide.
         let old = "ffffffff82a1c0e8 D transparent_hugepage_flags\n";
-        let t = resolve_thp(&btf, old, Some((6, 1))).unwrap();
-        assert_eq!(t.orders_addr, [0; 3]);
-        assert_eq!(
-            (t.per_cpu_offset, t.vm_events),
-            (0, 0),
-            "no counters: causes not told"
-        );
-        // A 6.12 kernel that lists them not is not read half-way.
-        assert!(resolve_thp(&btf, old, Some((6, 12))).is_err());
-        assert!(
-            resolve_thp(&btf, "", Some((6, 1)))
-                .unwrap_err()
-                .contains("kallsyms")
-        );
+        let (t, ok) = resolve_thp(&btf, old, Some((6, 1)));
+        assert_eq!((ok, t.orders_addr), (Ok(()), [0; 3]));
+        // A 6.12 kernel that does not list them is not read half-way.
+        assert!(resolve_thp(&btf, old, Some((6, 12))).1.is_err());
+        // Without data symbols (no CONFIG_KALLSYMS_ALL) the settings are not read, but
+        // why an attempt failed still is.
+        let (t, ok) = resolve_thp(&btf, "", Some((7, 2)));
+        assert!(ok.unwrap_err().contains("kallsyms"));
+        assert_eq!((t.valid, t.memcg_valid), (0, 1));
+        let raw = blob(false);
+        let bare = Btf::parse(&raw).unwrap();
+        assert_eq!(resolve_thp(&bare, KALLSYMS, Some((6, 1))).0.memcg_valid, 0);
     }
 }

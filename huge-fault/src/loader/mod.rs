@@ -101,7 +101,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         .btf(Some(&btf))
         .override_global("OFFSETS", &offsets, true)
         .override_global("FILTER", &opts.filter, true)
-        .override_global("THP", &thp.clone().unwrap_or_default(), true)
+        .override_global("THP", &thp.0, true)
         .override_global(
             "SETTINGS",
             &Settings {
@@ -190,7 +190,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         return Err(Error::NoMode(why));
     };
     if mode != Mode::TracepointOnly {
-        reports.push(thp_report(mode, thp));
+        reports.push(thp_report(mode, thp.1));
     }
     // Modes after the chosen one were not needed.
     if let Some(i) = order.iter().position(|&m| m == mode) {
@@ -216,10 +216,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
 
 /// What the closing program reads of the anonymous THP settings, as a line of the attach
 /// report: read, or why not (then anonymous faults never asked for a PMD get no reason).
-fn thp_report(
-    mode: Mode,
-    thp: std::result::Result<huge_fault_common::ThpSettings, String>,
-) -> ProbeReport {
+fn thp_report(mode: Mode, thp: std::result::Result<(), String>) -> ProbeReport {
     let closing = kernel::probes(mode)
         .into_iter()
         .find(|p| {
