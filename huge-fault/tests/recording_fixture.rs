@@ -6,7 +6,9 @@
 //! the same commit, and says what changed: so far, once, when the `[heap]` VMAs the kernel
 //! grew by brk became one row each (`merged_vmas: 2`) instead of two overlapping ones; and
 //! where fields were added with nothing else changing (`fallback_reasons`;
-//! `loss.program_misses`, `loss.program_misses_by_program`, `anomalies.returns_missed`).
+//! `loss.program_misses`, `loss.program_misses_by_program`, `anomalies.returns_missed`);
+//! and when anonymous `MADV_NOHUGEPAGE` VMAs began to get reasons for the PMDs never asked
+//! (two faults of one such VMA, 2 MiB or larger, whose blocks do not fit: `vma-range`).
 
 use std::io::Read as _;
 
