@@ -85,11 +85,10 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
             why: m.why,
         })?;
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let thp = kernel::resolve_thp(
         &our_btf,
         &kallsyms,
-        crate::analysis::reason::kernel_version(release.trim()),
+        crate::analysis::reason::kernel_version(&crate::host::kernel_release()),
     );
     // One parsed BTF at a time: start-up is where the tool's memory peaks.
     drop(our_btf);
