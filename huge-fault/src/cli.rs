@@ -161,6 +161,12 @@ pub struct TraceArgs {
     #[arg(long)]
     pub aggregate: bool,
 
+    /// Turn on the kernel's run-time accounting of BPF programs for the run (what
+    /// `kernel.bpf_stats_enabled` does, undone when the tool exits) and report each of the
+    /// tool's programs with its runs and nanoseconds per run: its own cost in the kernel.
+    #[arg(long)]
+    pub bpf_stats: bool,
+
     /// Write every per-fault record to FILE, to report it again with `huge-fault report FILE`.
     /// The file is private (mode 0600), written as FILE.partial while the run goes and
     /// renamed at the end; an existing FILE is an error without --force.

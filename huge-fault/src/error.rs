@@ -58,6 +58,10 @@ pub enum Error {
     NoProcess(u32),
     #[error("cannot follow forks: {0}")]
     FollowForks(String),
+    #[error(
+        "--bpf-stats: the kernel refused to account BPF run time (BPF_ENABLE_STATS, 5.8+): {0}"
+    )]
+    BpfStats(std::io::Error),
     #[error("cannot run {command}")]
     Spawn {
         command: String,

@@ -120,6 +120,17 @@ pub struct RunInfo {
     /// Runs the kernel skipped, by program (its `recursion_misses`; only non-zero ones).
     #[serde(default)]
     pub program_misses: std::collections::BTreeMap<String, u64>,
+    /// The kernel's run-time accounting of each program that ran, when it was on
+    /// (`--bpf-stats` or `kernel.bpf_stats_enabled`); `None`: not accounted.
+    #[serde(default)]
+    pub program_costs: Option<std::collections::BTreeMap<String, ProgramCost>>,
+}
+
+/// One program's runs and the time the kernel spent in them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramCost {
+    pub runs: u64,
+    pub run_time_ns: u64,
 }
 
 impl RunInfo {
@@ -135,6 +146,7 @@ impl RunInfo {
             counters: vec![0; huge_fault_common::counter::COUNT as usize],
             aggregate: false,
             program_misses: Default::default(),
+            program_costs: None,
         }
     }
 

@@ -23,7 +23,7 @@ use crate::{
     error::{Error, Result},
     host::ensure_tracefs,
     kernel::{self, Mode},
-    run_info::{ProbeReport, ProbeStatus, Reason},
+    run_info::{ProbeReport, ProbeStatus, ProgramCost, Reason},
 };
 use log::KernelLog;
 use modes::{KernelProbing, try_mode};
@@ -276,9 +276,35 @@ pub fn read_misses(ebpf: &Ebpf) -> std::collections::BTreeMap<String, u64> {
 
 /// The `recursion_misses:` field of a BPF program's fdinfo (kernels since 5.12 print it).
 fn fdinfo_misses(info: &str) -> Option<u64> {
+    fdinfo_field(info, "recursion_misses")
+}
+
+/// A numeric field of a BPF program's fdinfo.
+fn fdinfo_field(info: &str, name: &str) -> Option<u64> {
     info.lines()
-        .find_map(|l| l.strip_prefix("recursion_misses:"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The kernel's own accounting of each program that ran (`run_cnt` and `run_time_ns` of
+/// its fdinfo), kept while run-time statistics are enabled (`--bpf-stats` or
+/// `kernel.bpf_stats_enabled`); empty when they were not. Read before detaching.
+pub fn read_costs(ebpf: &Ebpf) -> std::collections::BTreeMap<String, ProgramCost> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    ebpf.programs()
+        .filter_map(|(name, prog)| {
+            let fd = prog.fd().ok()?.as_fd().as_raw_fd();
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+            fdinfo_cost(&info).map(|c| (name.to_string(), c))
+        })
+        .collect()
+}
+
+/// A program's runs and run time from its fdinfo, when it ran while accounted.
+fn fdinfo_cost(info: &str) -> Option<ProgramCost> {
+    let runs = fdinfo_field(info, "run_cnt")?;
+    let run_time_ns = fdinfo_field(info, "run_time_ns")?;
+    (runs > 0).then_some(ProgramCost { runs, run_time_ns })
 }
 
 #[cfg(test)]
@@ -293,5 +319,21 @@ mod tests {
         assert_eq!(super::fdinfo_misses(info), Some(158));
         assert_eq!(super::fdinfo_misses("prog_type:\t26\n"), None);
         assert_eq!(super::fdinfo_misses("recursion_misses:\tx\n"), None);
+    }
+
+    #[test]
+    fn fdinfo_cost_reads_runs_and_time_of_programs_that_ran() {
+        let info = "prog_type:\t26\nprog_id:\t75\nrun_time_ns:\t1234567\nrun_cnt:\t4096\n\
+                    recursion_misses:\t0\n";
+        assert_eq!(
+            super::fdinfo_cost(info),
+            Some(crate::run_info::ProgramCost {
+                runs: 4096,
+                run_time_ns: 1_234_567
+            })
+        );
+        // Not accounted (statistics off) or never ran: nothing to say.
+        assert_eq!(super::fdinfo_cost("run_time_ns:\t0\nrun_cnt:\t0\n"), None);
+        assert_eq!(super::fdinfo_cost("prog_type:\t26\n"), None);
     }
 }

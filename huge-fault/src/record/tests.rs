@@ -39,6 +39,7 @@ fn run_info() -> RunInfo {
         counters: vec![0; huge_fault_common::counter::COUNT as usize],
         aggregate: false,
         program_misses: Default::default(),
+        program_costs: None,
     }
 }
 

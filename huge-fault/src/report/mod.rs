@@ -29,6 +29,14 @@ use crate::{
 pub const SCHEMA: &str = "huge-fault.report";
 pub const SCHEMA_VERSION: u32 = 3;
 
+/// One program's runs and the kernel time they took.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramCostReport {
+    pub runs: u64,
+    pub run_time_ns: u64,
+    pub ns_per_run: f64,
+}
+
 /// Counts of everything that was lost or odd; every number that could hide data.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Loss {
@@ -110,6 +118,9 @@ pub struct Report {
     /// `duration`, `signal`, `command-exit` or `running` (interval reports).
     pub ended_by: EndedBy,
     pub probes: Vec<ProbeReport>,
+    /// The kernel's accounting of each program that ran (`--bpf-stats`); `null` when run
+    /// time was not accounted.
+    pub program_costs: Option<std::collections::BTreeMap<String, ProgramCostReport>>,
     pub loss: Loss,
     pub anomalies: Anomalies,
     pub kernel_counters: KernelCounters,
@@ -196,6 +207,22 @@ impl Report {
             duration_s: (run.duration_s * 1000.0).round() / 1000.0,
             ended_by: run.ended_by,
             probes: run.probes.clone(),
+            program_costs: run.program_costs.as_ref().map(|costs| {
+                costs
+                    .iter()
+                    .map(|(name, c)| {
+                        let per_run = c.run_time_ns as f64 / c.runs.max(1) as f64;
+                        (
+                            name.clone(),
+                            ProgramCostReport {
+                                runs: c.runs,
+                                run_time_ns: c.run_time_ns,
+                                ns_per_run: (per_run * 10.0).round() / 10.0,
+                            },
+                        )
+                    })
+                    .collect()
+            }),
             loss: Loss {
                 ringbuf_drops: ctr(c::RINGBUF_DROPS),
                 inflight_map_full: ctr(c::INFLIGHT_FULL),

@@ -31,6 +31,7 @@ fn run(mode: Mode) -> RunInfo {
         counters,
         aggregate: false,
         program_misses: Default::default(),
+        program_costs: None,
     }
 }
 
@@ -196,4 +197,39 @@ fn skipped_program_runs_are_reported_by_program_and_in_the_text() {
     // Nothing skipped: no line.
     let quiet = Report::build(&analyzer(), &run(Mode::Fentry)).render(10, None, None);
     assert!(!quiet.contains("missed:"), "{quiet}");
+}
+
+#[test]
+fn program_costs_are_null_unless_accounted_and_per_run_when_they_are() {
+    let mut r = run(Mode::Fentry);
+    let a = analyzer();
+    let v: serde_json::Value = serde_json::from_str(&Report::build(&a, &r).to_json()).unwrap();
+    assert!(v["program_costs"].is_null());
+    assert!(
+        !Report::build(&a, &r)
+            .render(10, None, None)
+            .contains("kernel time per run")
+    );
+    r.program_costs = Some(
+        [(
+            "hf_fexit_handle_mm_fault".to_string(),
+            crate::run_info::ProgramCost {
+                runs: 3,
+                run_time_ns: 1000,
+            },
+        )]
+        .into(),
+    );
+    let rep = Report::build(&a, &r);
+    let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
+    let c = &v["program_costs"]["hf_fexit_handle_mm_fault"];
+    assert_eq!(
+        (c["runs"].as_u64(), c["run_time_ns"].as_u64()),
+        (Some(3), Some(1000))
+    );
+    assert_eq!(c["ns_per_run"].as_f64(), Some(333.3));
+    assert!(
+        rep.render(10, None, None)
+            .contains("kernel time per run: hf_fexit_handle_mm_fault 333 ns × 3")
+    );
 }

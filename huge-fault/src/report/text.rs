@@ -113,6 +113,13 @@ impl Report {
                 rate * 100.0
             ));
         }
+        if let Some(costs) = &self.program_costs {
+            let by: Vec<String> = costs
+                .iter()
+                .map(|(p, c)| format!("{p} {:.0} ns × {}", c.ns_per_run, c.runs))
+                .collect();
+            lines.push(format!("kernel time per run: {}", by.join(", ")));
+        }
         let l = &self.loss;
         lines.push(format!(
             "lost: {} ring-buffer drops, {} in-flight map full, {} faults beyond the VMA table, {} beyond the process table, {} malformed records",

@@ -18,7 +18,7 @@ use crate::{
     cli::TraceArgs,
     error::{Error, Result},
     host::kernel_release,
-    loader::{KernelLogBox, Session, read_counters, read_misses, unload_program},
+    loader::{KernelLogBox, Session, read_costs, read_counters, read_misses, unload_program},
     output::{judge, print, write_junit},
     procmaps::ProcMaps,
     record::{CreateError, Recorder, Trailer},
@@ -233,6 +233,7 @@ pub async fn event_loop(
     // Detach, then read what is still in the ring.
     let counters_before_detach = read_counters(&session.ebpf);
     let misses = read_misses(&session.ebpf);
+    let costs = read_costs(&session.ebpf);
     for (_, prog) in session.ebpf.programs_mut() {
         unload_program(prog);
     }
@@ -261,6 +262,7 @@ pub async fn event_loop(
         run.counters = counters_before_detach;
     }
     run.program_misses = misses;
+    run.program_costs = (!costs.is_empty()).then_some(costs);
     let extras = Extras::finished(&analyzer, &run, args.output.histogram);
     let report = Report::build_with(&analyzer, &run, extras);
     let recorded = match recorder.take() {
@@ -325,5 +327,6 @@ fn run_info(session: &Session, args: &TraceArgs, started: Instant, ended_by: End
         counters: read_counters(&session.ebpf),
         aggregate: args.aggregate || args.metrics.is_some(),
         program_misses: read_misses(&session.ebpf),
+        program_costs: Some(read_costs(&session.ebpf)).filter(|c| !c.is_empty()),
     }
 }

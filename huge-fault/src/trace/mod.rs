@@ -114,6 +114,15 @@ pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
         aggregate: args.aggregate || args.metrics.is_some(),
         metrics: metrics_bits,
     };
+    // Held until the tool exits: the kernel accounts run time while any such fd is open.
+    let _stats = if args.bpf_stats {
+        Some(
+            aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                .map_err(|e| Error::BpfStats(e.io_error))?,
+        )
+    } else {
+        None
+    };
     let (mut session, logger) = start(&opts)?;
     let mut traced = None;
     if let (Some(argv), Some(program)) = (argv, program.as_deref()) {
