@@ -82,10 +82,6 @@ pub fn replay_file(path: &std::path::Path, default_max_vmas: usize) -> std::io::
 }
 
 /// One item read from a recording.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "an entry is read per record of the file; boxing it would allocate for each"
-)]
 enum Item {
     Entry(Entry),
     Trailer(Trailer),
