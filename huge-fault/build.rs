@@ -37,9 +37,11 @@ fn main() -> anyhow::Result<()> {
     }
     if skip {
         let out = std::path::PathBuf::from(std::env::var("OUT_DIR").context("OUT_DIR")?);
-        let object = out.join("huge-fault-ebpf");
-        if !object.exists() {
-            std::fs::write(&object, []).context("writing the empty eBPF object")?;
+        for name in ["huge-fault-ebpf", "huge-fault-ebpf-hash"] {
+            let object = out.join(name);
+            if !object.exists() {
+                std::fs::write(&object, []).context("writing the empty eBPF object")?;
+            }
         }
     }
     let metadata = cargo_metadata::MetadataCommand::new()

@@ -25,7 +25,9 @@ pub struct InFlight {
     /// Calls of this fault that returned VM_FAULT_RETRY, and those under the per-VMA lock.
     pub retries: u16,
     pub vma_lock_retries: u16,
-    pub _pad: u32,
+    /// The `source` of the programs that opened it (for a record closed from elsewhere).
+    pub src: u8,
+    pub _pad: [u8; 3],
     pub error_code: u32,
     /// 1 when `ip` and `error_code` are valid.
     pub has_exception: u32,

@@ -22,6 +22,8 @@ mod emit;
 mod maps;
 mod probes;
 mod state;
+#[path = "store_task.rs"]
+mod store;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
 };
 use huge_fault_common::{AggKey, Filter, InFlight, KernelOffsets, Settings, ThpSettings, counter};
 
@@ -22,32 +22,27 @@ pub(crate) static AGGREGATE: HashMap<AggKey, u64> =
 #[map]
 pub(crate) static AGG_SCRATCH: PerCpuArray<AggKey> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per-thread `handle_mm_fault` call in flight, keyed by tid. LRU, so that the entries of
-/// threads that died mid-fault are recycled instead of filling the map.
+/// Faults that returned VM_FAULT_RETRY and wait for the call that continues them, by tid:
+/// a copy of their state, kept only on that rare path, for the tool to read after detach
+/// (the per-thread state itself is not readable from user space). Entries are made on
+/// first use and removed when the fault goes on, is closed, or its thread exits.
 #[map]
-pub(crate) static INFLIGHT: LruHashMap<u32, InFlight> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static PENDING: HashMap<u32, InFlight> =
+    HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
-/// Where a new fault's [`InFlight`] is built before it goes into `INFLIGHT`.
-#[map]
-pub(crate) static INFLIGHT_SCRATCH: PerCpuArray<InFlight> = PerCpuArray::with_max_entries(1, 0);
-
-/// The VMA a process faulted in last (tracepoint-only mode), with the `mm_lock_seq` it was
-/// looked up under: valid while that sequence is unchanged. `bpf_find_vma` from the fault
-/// completion event costs about 20 µs on some kernels (its mmap unlock is deferred to an
-/// irq_work); the cache skips it for the next faults in the same VMA.
-#[map]
-pub(crate) static VMA_CACHE: LruHashMap<u32, VmaCache> = LruHashMap::with_max_entries(4096, 0);
-
+/// The VMA a thread faulted in last (tracepoint-only mode, in its [`ThreadState`]), with
+/// the `mm_lock_seq` it was looked up under: valid while that sequence is unchanged.
+/// `bpf_find_vma` from the fault completion event costs about 20 µs on some kernels (its
+/// mmap unlock is deferred to an irq_work); the cache skips it for the next faults in the
+/// same VMA.
+///
+/// [`ThreadState`]: crate::state::ThreadState
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct VmaCache {
     pub(crate) seq: u64,
     pub(crate) vma: VmaInfo,
 }
-
-/// Per-thread fault exception not yet completed, keyed by tid (exceptions tracepoints).
-#[map]
-pub(crate) static EXCEPTIONS: LruHashMap<u32, Exception> = LruHashMap::with_max_entries(16384, 0);
 
 /// A fault exception not yet completed: 32 bytes, copied on every fault (the whole
 /// [`InFlight`] cost a 280-byte copy in and out for these four fields).

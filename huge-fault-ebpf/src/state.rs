@@ -1,18 +1,53 @@
 //! The fault in flight on this thread, as the nested probes see it, and how they add a step
 //! or an entry to it.
 
-use crate::{ctx::*, maps::*};
+use crate::{
+    ctx::*,
+    maps::{Exception, VmaCache},
+    store::thread,
+};
 use huge_fault_common::{InFlight, NO_PFN, counter, kabi::NOT_MAPPED, step};
+
+/// Everything one thread keeps between its programs, in one slot per thread (task local
+/// storage, or a hash map on older kernels: see `store`).
+#[repr(C)]
+pub(crate) struct ThreadState {
+    /// The last fault exception of the thread (exception tracepoints).
+    pub(crate) exc: Exception,
+    /// 1 while `exc` waits for the fault it raised.
+    pub(crate) exc_valid: u32,
+    /// 1 while `fault` holds a call in flight, or a fault waiting for the call after its
+    /// VM_FAULT_RETRY.
+    pub(crate) active: u32,
+    pub(crate) fault: InFlight,
+    /// The VMA of the thread's last completed fault (tracepoint-only mode).
+    pub(crate) vma_cache: VmaCache,
+}
+
+impl ThreadState {
+    /// Gives the fault the thread's pending exception when it raised it (same page), and
+    /// consumes the exception either way.
+    #[inline(always)]
+    pub(crate) fn take_exception(&mut self) {
+        if self.exc_valid != 0 {
+            if self.exc.address >> 12 == self.fault.address >> 12 {
+                self.fault.ip = self.exc.ip;
+                self.fault.error_code = self.exc.error_code;
+                self.fault.has_exception = 1;
+            }
+            self.exc_valid = 0;
+        }
+    }
+}
 
 /// The fault in flight on this thread, when its process is traced. With `orphan`, a
 /// nested probe that finds no fault in flight is counted in `ORPHAN_STEPS`.
 #[inline(always)]
 pub(crate) fn fault_state(orphan: bool) -> Option<&'static mut InFlight> {
     let (_tgid, tid) = wanted()?;
-    // SAFETY: this thread's own map value; a thread runs one probe at a time.
-    match INFLIGHT.get_ptr_mut(tid).map(|s| unsafe { &mut *s }) {
+    match thread(tid, false) {
         // Between the calls of a retried fault nothing belongs to it.
-        Some(st) if st.waiting == 0 => Some(st),
+        Some(t) if t.active != 0 && t.fault.waiting == 0 => Some(&mut t.fault),
         _ => {
             if orphan {
                 bump(counter::ORPHAN_STEPS);

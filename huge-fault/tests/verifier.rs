@@ -46,6 +46,7 @@ fn every_program_passes_the_verifier() {
         .btf(Some(&btf))
         .override_global("OFFSETS", &offsets, true)
         .override_global("FILTER", &filter, true)
+        .allow_unsupported_maps()
         .load(EBPF_OBJECT)
         .expect("the object loads (maps, BTF, relocations)");
 

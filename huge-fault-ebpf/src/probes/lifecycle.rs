@@ -1,12 +1,18 @@
 //! The fault lifecycle: `handle_mm_fault` entry and return, in the fentry and kprobe
 //! flavours, and the retry that continues a fault on its thread.
 
-use crate::{anon_thp::fill_thp, ctx::*, emit::*, maps::*};
+use crate::{
+    anon_thp::fill_thp,
+    ctx::*,
+    emit::*,
+    maps::*,
+    store::{forget, thread},
+};
 use aya_ebpf::{
     EbpfContext,
     helpers::bpf_ktime_get_ns,
-    macros::{fentry, fexit, kprobe, kretprobe},
-    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+    macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
 use huge_fault_common::{
@@ -21,9 +27,12 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, src: u8, vma: u64, address: u64, fault_fla
     // The entry program's context lies on the thread's kernel stack (the trampoline's saved
     // arguments, the kprobe's registers): where this call entered.
     let sp = ctx.as_ptr() as u64;
-    if let Some(state) = INFLIGHT.get_ptr_mut(tid) {
-        // SAFETY: a map value of this thread; only this thread touches its key.
-        let st = unsafe { &mut *state };
+    let Some(t) = thread(tid, true) else {
+        bump(counter::INFLIGHT_FULL);
+        return;
+    };
+    if t.active != 0 {
+        let st = &mut t.fault;
         if st.waiting == 0 && sp >= st.entry_sp {
             // Not deeper than the call in flight, so not nested in it: that call returned
             // and its return program did not run (the kernel skips a program already
@@ -55,60 +64,33 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, src: u8, vma: u64, address: u64, fault_fla
             st.in_range = 0;
             st.huge_addr = 0;
             st.huge_pfn = NO_PFN;
+            let _ = PENDING.remove(tid);
             // A new exception on this page (the fault was abandoned for a signal and
             // raised again) has the newer error code.
-            // SAFETY: this thread's own map value, copied out.
-            if let Some(exc) = unsafe { EXCEPTIONS.get(tid) }.copied() {
-                if exc.address >> 12 == address >> 12 {
-                    st.ip = exc.ip;
-                    st.error_code = exc.error_code;
-                    st.has_exception = 1;
-                }
-                let _ = EXCEPTIONS.remove(tid);
-            }
+            t.take_exception();
             return;
         } else {
             // The thread faults on another page: the retried fault never completed here.
             close_unlinked(st, src);
+            let _ = PENDING.remove(tid);
         }
     }
-    // Built in this CPU's scratch slot, not on the stack: 328 bytes there do not fit beside
-    // the callees' frames on older kernels (512 bytes in all).
-    let Some(state) = INFLIGHT_SCRATCH.get_ptr_mut(0) else {
-        bump(counter::INFLIGHT_FULL);
-        return;
-    };
-    // SAFETY: this CPU's scratch slot; a program runs to completion on one CPU.
-    let st = unsafe { &mut *state };
-    // SAFETY: as above; all-zero is a valid InFlight.
-    unsafe { core::ptr::write_bytes(state, 0, 1) };
+    let st = &mut t.fault;
+    // SAFETY: this thread's own slot; all-zero is a valid InFlight.
+    unsafe { core::ptr::write_bytes(st as *mut InFlight, 0, 1) };
     // SAFETY: helper without preconditions.
     st.start_ns = unsafe { bpf_ktime_get_ns() };
     st.address = address;
     st.vma = vma;
     st.fault_flags = fault_flags;
     st.tgid = tgid;
+    st.src = src;
     st.pte_pfn = NO_PFN;
     st.huge_pfn = NO_PFN;
     st.entry_sp = sp;
     // The exception that led here, when the tracepoints are attached and it is this page.
-    // SAFETY: this thread's own map value, copied out.
-    if let Some(exc) = unsafe { EXCEPTIONS.get(tid) }.copied() {
-        if exc.address >> 12 == address >> 12 {
-            st.ip = exc.ip;
-            st.error_code = exc.error_code;
-            st.has_exception = 1;
-        }
-        let _ = EXCEPTIONS.remove(tid);
-    }
-    #[expect(
-        clippy::needless_borrows_for_generic_args,
-        reason = "by value it would be copied onto the stack, which is what the scratch slot avoids"
-    )]
-    let inserted = INFLIGHT.insert(tid, &*st, 0);
-    if inserted.is_err() {
-        bump(counter::INFLIGHT_FULL);
-    }
+    t.take_exception();
+    t.active = 1;
 }
 
 /// Submits a fault that returned VM_FAULT_RETRY and was not continued on its page (its
@@ -192,12 +174,10 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
     let (mut ip, mut error_code) = (0, 0);
     let (mut retries, mut vma_lock_retries) = (0, 0);
     let mut mapping: Option<*const Mapping> = None;
-    let mut remove = false;
-    match INFLIGHT.get_ptr_mut(tid) {
-        // SAFETY: this thread's own map value.
-        Some(state) if unsafe { (*state).waiting } == 0 => {
-            // SAFETY: as above.
-            let st = unsafe { &mut *state };
+    let mut done: Option<*mut u32> = None;
+    match thread(tid, false) {
+        Some(t) if t.active != 0 && t.fault.waiting == 0 => {
+            let st = &mut t.fault;
             if st.depth > 0 {
                 // The inner call of a nested pair returns first; keep the outer state.
                 st.depth -= 1;
@@ -212,6 +192,10 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
                 }
                 st.mapping.push_step(step(level::RETRY, mark));
                 st.waiting = 1;
+                // A copy for the tool to find after detach, should no call continue it.
+                if PENDING.insert(tid, &*st, 0).is_err() {
+                    bump(counter::INFLIGHT_FULL);
+                }
                 return;
             } else {
                 start_ns = st.start_ns;
@@ -227,7 +211,7 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
                     flags |= rflags::HAS_EXCEPTION;
                 }
                 mapping = Some(&st.mapping as *const Mapping);
-                remove = true;
+                done = Some(&mut t.active as *mut u32);
             }
         }
         _ => {
@@ -260,9 +244,35 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
         vma_lock_retries,
     };
     submit(&closing, &vma, mapping);
-    if remove {
-        let _ = INFLIGHT.remove(tid);
+    if let Some(active) = done {
+        // SAFETY: this thread's own slot, as above; the record is out.
+        unsafe { *active = 0 };
     }
+}
+
+/// `sched:sched_process_exit`, which every exiting thread passes: closes the fault its
+/// thread leaves behind, a retried fault that no call continued (its retry calls) or a
+/// call whose return the kernel skipped, which no later entry on the thread will close.
+#[tracepoint]
+pub fn hf_tp_thread_exit(_ctx: TracePointContext) -> u32 {
+    let Some((_tgid, tid)) = wanted() else {
+        return 0;
+    };
+    if let Some(t) = thread(tid, false) {
+        if t.active != 0 {
+            let st = &t.fault;
+            if st.waiting != 0 {
+                close_unlinked(st, st.src);
+                let _ = PENDING.remove(tid);
+            } else if st.depth == 0 {
+                close_missed(st, st.src, tid);
+            }
+            t.active = 0;
+        }
+        t.exc_valid = 0;
+    }
+    forget(tid);
+    0
 }
 
 #[fentry(function = "handle_mm_fault")]

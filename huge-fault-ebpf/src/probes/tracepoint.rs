@@ -1,7 +1,7 @@
 //! Tracepoint-only mode: the exception tracepoints stamp a fault's entry (and give every
 //! mode the x86 error code), the perf minor/major-faults events close it.
 
-use crate::{ctx::*, emit::*, maps::*};
+use crate::{ctx::*, emit::*, maps::*, store::thread};
 use aya_ebpf::{
     bindings::bpf_perf_event_data,
     helpers::{
@@ -35,10 +35,14 @@ fn exception_entry(ctx: &TracePointContext, which: u32) {
         error_code: error_code as u32,
         _pad: 0,
     };
-    // Overwrites a stale entry of an exception that never completed (SIGSEGV, a spurious
-    // fault, a fault fixed up by the kernel): those show as exceptions without completion.
-    if EXCEPTIONS.insert(tid, state, 0).is_err() {
-        bump(counter::INFLIGHT_FULL);
+    // Overwrites a stale exception that never completed (SIGSEGV, a spurious fault, a
+    // fault fixed up by the kernel): those show as exceptions without completion.
+    match thread(tid, true) {
+        Some(t) => {
+            t.exc = state;
+            t.exc_valid = 1;
+        }
+        None => bump(counter::INFLIGHT_FULL),
     }
 }
 
@@ -69,8 +73,11 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
     let address = unsafe { (*ctx.ctx.cast::<bpf_perf_event_data>()).addr };
     let mut flags = rflags::HAS_ADDRESS;
     let (mut start_ns, mut ip, mut error_code) = (0, 0, 0);
-    // SAFETY: this thread's own map value, copied out.
-    if let Some(st) = unsafe { EXCEPTIONS.get(tid) }.copied() {
+    let mut slot = thread(tid, true);
+    if let Some(t) = slot.as_deref_mut()
+        && t.exc_valid != 0
+    {
+        let st = &t.exc;
         // The exception belongs to this completion when it faulted on the same page.
         if st.address >> 12 == address >> 12 {
             start_ns = st.start_ns;
@@ -78,7 +85,7 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
             error_code = st.error_code;
             flags |= rflags::HAS_START | rflags::HAS_EXCEPTION;
         }
-        let _ = EXCEPTIONS.remove(tid);
+        t.exc_valid = 0;
     }
     let mut vma = VmaInfo::default();
     let o = offsets();
@@ -96,8 +103,7 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
         } else {
             u64::MAX
         };
-        // SAFETY: a copy of this process's cache entry.
-        let cached = unsafe { VMA_CACHE.get(tgid) }.copied();
+        let cached = slot.as_deref().map(|t| t.vma_cache);
         match cached {
             Some(c)
                 if seq != u64::MAX
@@ -123,8 +129,10 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
                     bump(counter::VMA_LOOKUP_FAILED);
                     flags |= rflags::VMA_LOOKUP_FAILED;
                     vma.found = 0;
-                } else if seq != u64::MAX {
-                    let _ = VMA_CACHE.insert(tgid, VmaCache { seq, vma }, 0);
+                } else if seq != u64::MAX
+                    && let Some(t) = slot.as_deref_mut()
+                {
+                    t.vma_cache = VmaCache { seq, vma };
                 }
             }
         }

@@ -12,6 +12,16 @@ use super::{
 /// Their `mode` is set per mode by [`probes`].
 pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
     ProbeSpec {
+        program: "hf_tp_thread_exit",
+        kind: ProgKind::TracePoint,
+        target: Target::Tracepoint("sched", "sched_process_exit", &[]),
+        mode: Mode::Fentry,
+        required: false,
+        role: "closes what an exiting thread leaves in flight (a retried fault no call continued, a skipped return)",
+        since: None,
+        until: None,
+    },
+    ProbeSpec {
         program: "hf_tp_page_fault_user",
         kind: ProgKind::TracePoint,
         target: Target::Tracepoint("exceptions", "page_fault_user", EXCEPTION_FIELDS),

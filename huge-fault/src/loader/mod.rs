@@ -28,16 +28,77 @@ use crate::{
 use log::KernelLog;
 use modes::{KernelProbing, try_mode};
 
-/// The eBPF object built by build.rs, 8-byte aligned as the ELF parser wants.
-pub static EBPF_OBJECT: &[u8] = {
-    #[repr(C, align(8))]
-    struct Aligned<B: ?Sized>(B);
-    static ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
-        env!("OUT_DIR"),
-        "/huge-fault-ebpf"
-    )));
-    &ALIGNED.0
-};
+/// An object built by build.rs, 8-byte aligned as the ELF parser wants.
+macro_rules! object {
+    ($name:literal) => {{
+        #[repr(C, align(8))]
+        struct Aligned<B: ?Sized>(B);
+        static ALIGNED: &Aligned<[u8]> =
+            &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/", $name)));
+        &ALIGNED.0
+    }};
+}
+
+/// The eBPF object: per-thread state in task local storage.
+pub static EBPF_OBJECT: &[u8] = object!("huge-fault-ebpf");
+
+/// The same programs with the per-thread state in a hash map, for kernels without task
+/// storage in tracing programs.
+pub static EBPF_OBJECT_HASH: &[u8] = object!("huge-fault-ebpf-hash");
+
+/// Where the programs keep a thread's fault between probes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ThreadStore {
+    /// BPF task local storage: found from the current task, no hashing (5.12+).
+    TaskStorage,
+    /// An LRU hash map keyed by tid; the reason task storage cannot be used.
+    HashMap(String),
+}
+
+impl ThreadStore {
+    /// What the kernel allows, probed: the map type and its helper from a kprobe program.
+    pub fn probe() -> Self {
+        use aya::{
+            maps::MapType,
+            programs::ProgramType,
+            sys::{BpfHelper, is_helper_supported, is_map_supported},
+        };
+        match is_map_supported(MapType::TaskStorage) {
+            Ok(true) => {}
+            Ok(false) => return Self::HashMap("no task storage maps".into()),
+            Err(e) => return Self::HashMap(format!("task storage probe: {e}")),
+        }
+        match is_helper_supported(ProgramType::KProbe, BpfHelper::BPF_FUNC_task_storage_get) {
+            Ok(true) => Self::TaskStorage,
+            Ok(false) => Self::HashMap("no bpf_task_storage_get in tracing programs".into()),
+            Err(e) => Self::HashMap(format!("bpf_task_storage_get probe: {e}")),
+        }
+    }
+
+    /// The object that keeps its state here.
+    pub fn object(&self) -> &'static [u8] {
+        match self {
+            Self::TaskStorage => EBPF_OBJECT,
+            Self::HashMap(_) => EBPF_OBJECT_HASH,
+        }
+    }
+
+    /// The attach report's line for it.
+    fn report(&self, mode: Mode) -> ProbeReport {
+        let target = match self {
+            Self::TaskStorage => "per-thread state in task local storage".to_string(),
+            Self::HashMap(why) => format!("per-thread state in a hash map by tid ({why})"),
+        };
+        ProbeReport {
+            program: String::new(),
+            target,
+            mode,
+            role: "where a thread's fault is kept between its probes".into(),
+            status: ProbeStatus::Attached,
+            reason: None,
+        }
+    }
+}
 
 /// The loaded object and what attached.
 pub struct Session {
@@ -62,7 +123,9 @@ pub struct LoadOptions<'a> {
 
 /// Loads the object, starts the log reader and attaches in the best available mode.
 pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<KernelLogBox>>)> {
-    if EBPF_OBJECT.is_empty() {
+    let store = ThreadStore::probe();
+    let object = store.object();
+    if object.is_empty() {
         return Err(Error::NoEbpfObject);
     }
     let path = || opts.btf_path.to_path_buf();
@@ -110,7 +173,9 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
             true,
         )
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
-        .load(EBPF_OBJECT)
+        // The task storage map: aya has no user-space type for it, and needs none.
+        .allow_unsupported_maps()
+        .load(object)
         .map_err(|e| {
             let mut msg = e.to_string();
             let mut src = std::error::Error::source(&e);
@@ -188,6 +253,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         }
         return Err(Error::NoMode(why));
     };
+    reports.push(store.report(mode));
     if mode != Mode::TracepointOnly {
         reports.push(thp_report(mode, thp.1));
     }

@@ -66,18 +66,16 @@ pub(super) fn drain(
 }
 
 /// Faults that returned VM_FAULT_RETRY and were still waiting for their completing call
-/// when the programs detached, as records of their retry calls, and faults of threads that
-/// have exited whose return no program saw (the kernel skipped the return program and the
-/// thread never entered another call to close them), as faults with a missed return. Read
-/// from the in-flight map after detach; a live thread's call without a return is still in
-/// flight (it began before the detach) and is left out.
+/// when the programs detached, as records of their retry calls: read from the programs'
+/// copy of them (`PENDING`) after detach. (A thread that exits closes its own: see
+/// `hf_tp_thread_exit`.)
 pub(super) fn pending_retries(ebpf: &Ebpf, mode: Mode) -> Vec<FaultRecord> {
     let src = match mode {
         Mode::Fentry => huge_fault_common::source::FEXIT,
         Mode::Kprobe => huge_fault_common::source::KRETPROBE,
         Mode::TracepointOnly => return vec![],
     };
-    let Some(map) = ebpf.map("INFLIGHT") else {
+    let Some(map) = ebpf.map("PENDING") else {
         return vec![];
     };
     let Ok(states) = aya::maps::HashMap::<_, u32, InFlight>::try_from(map) else {
@@ -86,21 +84,11 @@ pub(super) fn pending_retries(ebpf: &Ebpf, mode: Mode) -> Vec<FaultRecord> {
     let mut out: Vec<FaultRecord> = states
         .iter()
         .filter_map(Result::ok)
-        .filter(|(tid, st)| {
-            st.waiting != 0
-                || (st.depth == 0
-                    && !std::path::Path::new(&format!("/proc/{}/task/{tid}", st.tgid)).exists())
-        })
+        .filter(|(_, st)| st.waiting != 0)
         .map(|(tid, st)| {
             use huge_fault_common::rflags as f;
-            let (ret, flags) = if st.waiting != 0 {
-                (
-                    kernel::VM_FAULT_RETRY,
-                    f::HAS_ADDRESS | f::HAS_FAULT_FLAGS | f::HAS_RET | f::RETRY_PENDING,
-                )
-            } else {
-                (0, f::HAS_ADDRESS | f::HAS_FAULT_FLAGS | f::RETURN_MISSED)
-            };
+            let ret = kernel::VM_FAULT_RETRY;
+            let flags = f::HAS_ADDRESS | f::HAS_FAULT_FLAGS | f::HAS_RET | f::RETRY_PENDING;
             let flags = flags
                 | if st.has_exception != 0 {
                     f::HAS_EXCEPTION
