@@ -16,6 +16,18 @@ pub enum ModeArg {
     Tracepoint,
 }
 
+/// Where the programs keep each thread's fault between its probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ThreadStateArg {
+    /// Task local storage where the kernel allows it in tracing programs (5.12+), else a
+    /// hash map.
+    Auto,
+    /// BPF task local storage: no hashing per fault.
+    TaskStorage,
+    /// An LRU hash map keyed by thread id (one lookup per program).
+    Hash,
+}
+
 /// What `--generate` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Generate {
@@ -119,6 +131,10 @@ pub struct TraceArgs {
     /// How to observe the fault lifecycle.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
+
+    /// Where the programs keep each thread's fault between its probes.
+    #[arg(long, value_enum, default_value_t = ThreadStateArg::Auto)]
+    pub thread_state: ThreadStateArg,
 
     /// Kernel BTF to resolve structure layouts with.
     #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]

@@ -11,7 +11,11 @@ use aya::{
     EbpfLoader, Endianness,
     programs::{Program, ProgramError},
 };
-use huge_fault::{btf::Btf, kernel, loader::EBPF_OBJECT};
+use huge_fault::{
+    btf::Btf,
+    kernel,
+    loader::{EBPF_OBJECT, EBPF_OBJECT_HASH},
+};
 use huge_fault_common::{Filter, KernelOffsets};
 
 fn required() -> bool {
@@ -38,16 +42,27 @@ fn every_program_passes_the_verifier() {
         kernel::resolve_offsets(&Btf::parse(&raw).expect("kernel BTF parses"))
             .expect("offsets resolve");
     let btf = aya::Btf::parse(&raw, Endianness::default()).expect("aya parses the kernel BTF");
+    // Both objects: per-thread state in task local storage, and in a hash map.
+    for (label, object) in [
+        ("task storage", EBPF_OBJECT),
+        ("hash map", EBPF_OBJECT_HASH),
+    ] {
+        eprintln!("verifier: the object with the per-thread state in {label}");
+        check_object(object, &offsets, &btf);
+    }
+}
+
+fn check_object(object: &[u8], offsets: &KernelOffsets, btf: &aya::Btf) {
     let filter = Filter {
         self_tgid: std::process::id(),
         ..Default::default()
     };
     let mut ebpf = EbpfLoader::new()
-        .btf(Some(&btf))
-        .override_global("OFFSETS", &offsets, true)
+        .btf(Some(btf))
+        .override_global("OFFSETS", offsets, true)
         .override_global("FILTER", &filter, true)
         .allow_unsupported_maps()
-        .load(EBPF_OBJECT)
+        .load(object)
         .expect("the object loads (maps, BTF, relocations)");
 
     // Every program the tool knows must be in the object, and every program in the object
@@ -70,8 +85,8 @@ fn every_program_passes_the_verifier() {
             Program::KProbe(p) => p.load(),
             Program::TracePoint(p) => p.load(),
             Program::PerfEvent(p) => p.load(),
-            Program::FEntry(p) => p.load("handle_mm_fault", &btf),
-            Program::FExit(p) => p.load("handle_mm_fault", &btf),
+            Program::FEntry(p) => p.load("handle_mm_fault", btf),
+            Program::FExit(p) => p.load("handle_mm_fault", btf),
             other => panic!(
                 "{name}: program type {:?} not covered by this test",
                 other.prog_type()

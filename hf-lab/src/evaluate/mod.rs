@@ -305,6 +305,28 @@ pub fn evaluate(
             outcome: if ok { Outcome::Pass } else { Outcome::Fail },
         });
     }
+    // The per-thread state each pass asks for (every lab kernel has task storage in
+    // tracing programs; the aggregate pass runs the hash-map object on purpose).
+    {
+        let want = if mode.ends_with("-aggregate") {
+            "per-thread state in a hash map by tid (--thread-state hash)"
+        } else {
+            "per-thread state in task local storage"
+        };
+        let got = report["probes"].as_array().and_then(|ps| {
+            ps.iter()
+                .filter_map(|p| p["target"].as_str())
+                .find(|t| t.starts_with("per-thread state"))
+        });
+        let ok = got == Some(want);
+        failed |= !ok;
+        checks.push(CheckResult {
+            what: "tool probes: per-thread state".into(),
+            expected: Value::from(want),
+            got: got.map_or(Value::Null, Value::from),
+            outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+        });
+    }
     // Nothing may be lost in any scenario: the tool's loss counters are part of every check.
     for key in [
         "ringbuf_drops",

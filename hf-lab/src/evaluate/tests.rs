@@ -8,6 +8,60 @@ use crate::{
 };
 use serde_json::json;
 
+/// [`super::evaluate`] on a report that names the per-thread state its pass asks for (the
+/// hand-made reports leave it out), unless it names one itself.
+fn evaluate(
+    s: &Scenario,
+    kernel: &str,
+    mode: &str,
+    report: &Value,
+    truth: &Value,
+    vmstat_delta: &BTreeMap<String, i64>,
+) -> ScenarioResult {
+    let mut report = report.clone();
+    if report.get("probes").is_none() {
+        let store = if mode.ends_with("-aggregate") {
+            "per-thread state in a hash map by tid (--thread-state hash)"
+        } else {
+            "per-thread state in task local storage"
+        };
+        report["probes"] = json!([{"target": "handle_mm_fault"}, {"target": store}]);
+    }
+    super::evaluate(s, kernel, mode, &report, truth, vmstat_delta)
+}
+
+#[test]
+fn a_pass_on_the_other_per_thread_state_fails() {
+    let mut rep = report(4, 4);
+    rep["probes"] =
+        json!([{"target": "per-thread state in a hash map by tid (no task storage maps)"}]);
+    let r = evaluate(
+        scenario("thp-aligned"),
+        "6.1",
+        "kprobe",
+        &rep,
+        &truth(),
+        &vm(4),
+    );
+    assert_eq!(r.status, Status::Fail);
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.what == "tool probes: per-thread state")
+        .unwrap();
+    assert_eq!(c.outcome, Outcome::Fail);
+    rep["probes"] = json!([]);
+    let r = evaluate(
+        scenario("thp-aligned"),
+        "6.1",
+        "kprobe",
+        &rep,
+        &truth(),
+        &vm(4),
+    );
+    assert_eq!(r.status, Status::Fail);
+}
+
 fn scenario(name: &str) -> &'static Scenario {
     scenarios::find(name).unwrap()
 }

@@ -19,7 +19,7 @@ pub use log::KernelLogBox;
 
 use crate::{
     btf::Btf,
-    cli::ModeArg,
+    cli::{ModeArg, ThreadStateArg},
     error::{Error, Result},
     host::ensure_tracefs,
     kernel::{self, Mode},
@@ -56,6 +56,15 @@ pub enum ThreadStore {
 }
 
 impl ThreadStore {
+    /// The store `--thread-state` asks for; `auto` probes the kernel.
+    pub fn choose(arg: ThreadStateArg) -> Self {
+        match arg {
+            ThreadStateArg::Auto => Self::probe(),
+            ThreadStateArg::TaskStorage => Self::TaskStorage,
+            ThreadStateArg::Hash => Self::HashMap("--thread-state hash".into()),
+        }
+    }
+
     /// What the kernel allows, probed: the map type and its helper from a kprobe program.
     pub fn probe() -> Self {
         use aya::{
@@ -110,6 +119,7 @@ pub struct Session {
 pub struct LoadOptions<'a> {
     pub btf_path: &'a Path,
     pub mode: ModeArg,
+    pub thread_state: ThreadStateArg,
     pub filter: Filter,
     pub ring_buffer_bytes: u32,
     pub verbose: bool,
@@ -123,7 +133,7 @@ pub struct LoadOptions<'a> {
 
 /// Loads the object, starts the log reader and attaches in the best available mode.
 pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<KernelLogBox>>)> {
-    let store = ThreadStore::probe();
+    let store = ThreadStore::choose(opts.thread_state);
     let object = store.object();
     if object.is_empty() {
         return Err(Error::NoEbpfObject);

@@ -106,6 +106,7 @@ pub fn run(args: &TraceArgs, argv: Option<&[String]>) -> Result<i32> {
     let opts = LoadOptions {
         btf_path: &args.btf,
         mode: args.mode,
+        thread_state: args.thread_state,
         filter,
         ring_buffer_bytes: args.ring_buffer_kib * 1024,
         verbose: args.verbose,

@@ -128,6 +128,14 @@ pub fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<Scenar
     let mut child = match Command::new("/bin/huge-fault")
         .args(["--mode", mode_arg, "--json", "--max-vmas", "100000"])
         .args(aggregate.then_some("--aggregate"))
+        // The aggregate pass runs the object for older kernels (per-thread state in a hash
+        // map), so that both objects meet real faults on every kernel.
+        .args(
+            aggregate
+                .then_some(["--thread-state", "hash"])
+                .into_iter()
+                .flatten(),
+        )
         .args(record.iter().flat_map(|r| ["--record", r.as_str()]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
