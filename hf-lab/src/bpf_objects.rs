@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
 const BPF_MAP_GET_NEXT_ID: libc::c_long = 12;
 const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_ENABLE_STATS: libc::c_long = 32;
 
 /// Every id of one kind of BPF object, in the kernel now (needs CAP_SYS_ADMIN).
 fn ids(cmd: libc::c_long) -> std::io::Result<BTreeSet<u32>> {
@@ -104,4 +106,60 @@ impl Census {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
+}
+
+/// Turns on the kernel's run-time accounting of every BPF program while the returned fd is
+/// open (`BPF_ENABLE_STATS`, 5.8+), as `kernel.bpf_stats_enabled` does.
+pub fn enable_run_time_stats() -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    // union bpf_attr for BPF_ENABLE_STATS: type (BPF_STATS_RUN_TIME = 0).
+    let mut attr = [0u32; 2];
+    // SAFETY: the attribute buffer is large enough for the command and lives through the
+    // call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_ENABLE_STATS,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr) as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd the kernel just gave us, owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Nanoseconds the kernel has spent in all BPF programs now loaded, summed from each
+/// program's `run_time_ns` (kept while run-time accounting is on). Programs that go away
+/// between two reads take their time with them: read while the tracer of interest runs.
+pub fn total_run_time_ns() -> std::io::Result<u64> {
+    let mut total = 0;
+    for id in ids(BPF_PROG_GET_NEXT_ID)? {
+        // union bpf_attr for BPF_PROG_GET_FD_BY_ID: prog_id, next_id, open_flags.
+        let mut attr = [id, 0, 0];
+        // SAFETY: as in `ids`.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_GET_FD_BY_ID,
+                attr.as_mut_ptr(),
+                std::mem::size_of_val(&attr) as u32,
+            )
+        };
+        if fd < 0 {
+            // Unloaded since the walk.
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        // SAFETY: our own fd, closed once.
+        unsafe { libc::close(fd as i32) };
+        total += info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_time_ns:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
 }

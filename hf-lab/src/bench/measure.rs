@@ -108,13 +108,19 @@ pub(super) fn start_tracer(
 }
 
 /// What a stopped huge-fault said it accounted and lost.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Stopped {
     /// Calls accounted: records submitted plus calls counted in the kernel.
     pub(super) records: Option<u64>,
     pub(super) drops: Option<u64>,
     /// Program runs the kernel skipped (`loss.program_misses`).
     pub(super) misses: Option<u64>,
+    /// Runs and run time by program (`program_costs`).
+    pub(super) programs: std::collections::BTreeMap<String, (u64, u64)>,
+    /// Its VMA rows: pid, start, end, faults.
+    pub(super) vmas: Vec<(u64, u64, u64, u64)>,
+    /// It was huge-fault (bpftrace reports none of the above).
+    pub(super) is_hf: bool,
 }
 
 /// Stops a tracer; huge-fault's final JSON gives records, drops and skipped runs.
@@ -135,14 +141,60 @@ pub(super) fn stop_tracer(t: Tracer) -> Result<Stopped, String> {
         .as_u64()
         .zip(v["aggregation"]["calls"].as_u64())
         .map(|(r, a)| r + a);
+    let programs = v["program_costs"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(name, c)| {
+                    Some((
+                        name.clone(),
+                        (c["runs"].as_u64()?, c["run_time_ns"].as_u64()?),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let hex = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+    };
+    let vmas = v["vmas"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| {
+                    Some((
+                        r["pid"].as_u64()?,
+                        hex(&r["start"])?,
+                        hex(&r["end"])?,
+                        r["faults"].as_u64()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Stopped {
         records,
         drops: v["loss"]["ringbuf_drops"].as_u64(),
         misses: v["loss"]["program_misses"].as_u64(),
+        programs,
+        vmas,
+        is_hf: true,
     })
 }
 
-pub(super) fn run_storm(env: &Env, args: &[String]) -> Result<(u64, u64), String> {
+/// What a storm says of itself.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct StormOut {
+    pub(super) faults: u64,
+    pub(super) ns: u64,
+    /// The storm's process and mapping, and the faults its threads took in that mapping.
+    pub(super) pid: u64,
+    pub(super) vma: Option<(u64, u64)>,
+    pub(super) region_faults: Option<u64>,
+}
+
+pub(super) fn run_storm(env: &Env, args: &[String]) -> Result<StormOut, String> {
     let out = Command::new(&env.workload)
         .args(args)
         .output()
@@ -157,7 +209,13 @@ pub(super) fn run_storm(env: &Env, args: &[String]) -> Result<(u64, u64), String
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("hf-workload output: {e}"))?;
     match (v["faults"].as_u64(), v["ns"].as_u64()) {
-        (Some(f), Some(ns)) => Ok((f, ns)),
+        (Some(faults), Some(ns)) => Ok(StormOut {
+            faults,
+            ns,
+            pid: v["pid"].as_u64().unwrap_or(0),
+            vma: v["vma_start"].as_u64().zip(v["vma_end"].as_u64()),
+            region_faults: v["region_faults"].as_u64(),
+        }),
         _ => Err(format!("hf-workload output without faults/ns: {v}")),
     }
 }
@@ -168,14 +226,25 @@ pub fn measure(env: &Env, storm: &Storm, config: Config, rep: u32) -> Result<Sam
     let tracer = start_tracer(env, config, &[])?;
     let pid = tracer.as_ref().map(|t| t.child.id());
     let cpu_before = pid.and_then(cpu_ns);
+    let bpf_before = crate::bpf_objects::total_run_time_ns().ok();
     let storm_result = run_storm(env, &storm.args);
+    let bpf_after = crate::bpf_objects::total_run_time_ns().ok();
     let cpu_after = pid.and_then(cpu_ns);
     let rss = pid.and_then(|p| proc_field(p, "status", "VmHWM:"));
     let stopped = match tracer {
         Some(t) => stop_tracer(t)?,
         None => Stopped::default(),
     };
-    let (faults, ns) = storm_result?;
+    let out = storm_result?;
+    let (faults, ns) = (out.faults, out.ns);
+    // The tool's faults in the storm's mapping: the row of that process whose range holds it.
+    let vma_faults = out.vma.and_then(|(start, end)| {
+        stopped
+            .vmas
+            .iter()
+            .find(|r| r.0 == out.pid && r.1 <= start && end <= r.2)
+            .map(|r| r.3)
+    });
     if config != Config::Untraced {
         // After a detach the kernel keeps working for a while: wait, then a small
         // throwaway storm, so the next measurement starts from a quiet kernel.
@@ -196,6 +265,13 @@ pub fn measure(env: &Env, storm: &Storm, config: Config, rep: u32) -> Result<Sam
         misses: stopped.misses,
         tracer_cpu_ns: cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b)),
         tracer_peak_rss_kib: rss,
+        bpf_ns: bpf_before
+            .zip(bpf_after)
+            .filter(|_| env.bpf_stats)
+            .map(|(b, a)| a.saturating_sub(b)),
+        programs: stopped.programs,
+        region_faults: out.region_faults,
+        vma_faults: vma_faults.or(stopped.is_hf.then_some(0)),
     })
 }
 

@@ -9,12 +9,14 @@ use std::{path::PathBuf, time::Duration};
 use serde::{Deserialize, Serialize};
 
 mod cost;
+mod exact;
 mod measure;
 mod summary;
 
 pub use cost::{ReplayCost, Soak, replay_cost, soak};
+pub use exact::inexact;
 pub use measure::{measure, run};
-pub use summary::{Summary, render, summarize};
+pub use summary::{Summary, render, render_programs, summarize};
 
 /// One fault storm: `hf-workload storm ARGS`.
 #[derive(Clone, Debug)]
@@ -136,6 +138,18 @@ pub struct Env {
     /// Pause after a tracer detaches before the next measurement (the kernel keeps
     /// working for a while: kprobe unoptimisation, RCU).
     pub settle: Duration,
+    /// The kernel accounts BPF run time for the bench (see [`Env::account_bpf`]).
+    pub bpf_stats: bool,
+}
+
+impl Env {
+    /// Turns on the kernel's BPF run-time accounting for as long as the returned fd lives,
+    /// and notes whether it could.
+    pub fn account_bpf(&mut self) -> Option<std::os::fd::OwnedFd> {
+        let fd = crate::bpf_objects::enable_run_time_stats().ok();
+        self.bpf_stats = fd.is_some();
+        fd
+    }
 }
 
 /// One storm under one configuration.
@@ -157,4 +171,18 @@ pub struct Sample {
     pub tracer_cpu_ns: Option<u64>,
     /// The tracer's peak resident set (VmHWM), ring-buffer pages included.
     pub tracer_peak_rss_kib: Option<u64>,
+    /// Nanoseconds the kernel spent in all BPF programs during the storm (their
+    /// `run_time_ns`, accounted while the bench runs); `None` where it cannot account.
+    #[serde(default)]
+    pub bpf_ns: Option<u64>,
+    /// huge-fault only: its own programs' runs and run time over the tracer's life
+    /// (`program_costs` of its report), by program.
+    #[serde(default)]
+    pub programs: std::collections::BTreeMap<String, (u64, u64)>,
+    /// The faults the storm's threads took in its mapping (their own getrusage around
+    /// their touch loops), and those huge-fault counted in the VMA row that holds it.
+    #[serde(default)]
+    pub region_faults: Option<u64>,
+    #[serde(default)]
+    pub vma_faults: Option<u64>,
 }

@@ -23,6 +23,12 @@ pub struct Summary {
     /// The tracer's CPU during the storm, in percent of one core (median).
     pub tracer_cpu_pct: Option<f64>,
     pub tracer_peak_rss_mib: Option<f64>,
+    /// Nanoseconds in BPF programs per storm fault, by the kernel's accounting (median).
+    #[serde(default)]
+    pub bpf_ns_per_fault: Option<f64>,
+    /// huge-fault's programs: nanoseconds per run, by program (medians).
+    #[serde(default)]
+    pub program_ns_per_run: std::collections::BTreeMap<String, f64>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -69,7 +75,26 @@ pub fn summarize(samples: &[Sample]) -> Vec<Summary> {
                         .map(|c| c as f64 * 100.0 / s.ns.max(1) as f64)
                 })
                 .collect();
+            let mut bpf: Vec<f64> = these
+                .iter()
+                .filter_map(|s| s.bpf_ns.map(|b| b as f64 / s.faults.max(1) as f64))
+                .collect();
+            let mut names: Vec<&String> = these.iter().flat_map(|s| s.programs.keys()).collect();
+            names.sort();
+            names.dedup();
+            let program_ns_per_run = names
+                .into_iter()
+                .map(|n| {
+                    let mut v: Vec<f64> = these
+                        .iter()
+                        .filter_map(|s| s.programs.get(n).map(|c| c.1 as f64 / c.0.max(1) as f64))
+                        .collect();
+                    (n.clone(), median(&mut v))
+                })
+                .collect();
             Summary {
+                bpf_ns_per_fault: (!bpf.is_empty()).then(|| median(&mut bpf)),
+                program_ns_per_run,
                 storm: storm.clone(),
                 config: *config,
                 runs: these.len(),
@@ -107,13 +132,13 @@ pub fn summarize(samples: &[Sample]) -> Vec<Summary> {
 /// A Markdown table of the summaries.
 pub fn render(summaries: &[Summary]) -> String {
     let mut out = String::from(
-        "| storm | configuration | runs | faults | ns/fault (min–max) | added ns/fault | overhead | records/s | drops | tracer CPU | tracer peak RSS |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| storm | configuration | runs | faults | ns/fault (min–max) | added ns/fault | overhead | records/s | drops | tracer CPU | tracer peak RSS | BPF ns/fault |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("–".into(), f);
     for s in summaries {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.0} ({:.0}–{:.0}) | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.0} ({:.0}–{:.0}) | {} | {} | {} | {} | {} | {} | {} |\n",
             s.storm,
             s.config.name(),
             s.runs,
@@ -127,6 +152,35 @@ pub fn render(summaries: &[Summary]) -> String {
             s.drops.map_or("–".into(), |d| d.to_string()),
             opt(s.tracer_cpu_pct, &|v| format!("{v:.0}%")),
             opt(s.tracer_peak_rss_mib, &|v| format!("{v:.1} MiB")),
+            opt(s.bpf_ns_per_fault, &|v| format!("{v:.0}")),
+        ));
+    }
+    out
+}
+
+/// A Markdown table of huge-fault's programs: the kernel's run time per run, by program,
+/// for each storm and configuration that reported it (the runs of the tracer's whole life:
+/// its start, the storm and the processes around it).
+pub fn render_programs(summaries: &[Summary]) -> String {
+    let mut out = String::from(
+        "| storm | configuration | ns per program run (the kernel's accounting) |\n\
+         | --- | --- | --- |\n",
+    );
+    for s in summaries
+        .iter()
+        .filter(|s| !s.program_ns_per_run.is_empty())
+    {
+        let mut by: Vec<(&String, &f64)> = s.program_ns_per_run.iter().collect();
+        by.sort_by(|a, b| b.1.total_cmp(a.1));
+        let cells: Vec<String> = by
+            .iter()
+            .map(|(n, ns)| format!("{} {ns:.0}", n.trim_start_matches("hf_")))
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            s.storm,
+            s.config.name(),
+            cells.join(", ")
         ));
     }
     out
@@ -152,6 +206,22 @@ mod tests {
             misses: (config != Config::Untraced).then_some(0),
             tracer_cpu_ns: (config != Config::Untraced).then_some(ns / 10),
             tracer_peak_rss_kib: (config != Config::Untraced).then_some(10240),
+            bpf_ns: Some(if config == Config::Untraced {
+                0
+            } else {
+                faults * 500
+            }),
+            programs: if config == Config::Untraced {
+                Default::default()
+            } else {
+                [(
+                    "hf_fexit_handle_mm_fault".to_string(),
+                    (faults, faults * 300),
+                )]
+                .into()
+            },
+            region_faults: Some(faults),
+            vma_faults: (config != Config::Untraced).then_some(faults),
         }
     }
 
@@ -186,6 +256,17 @@ mod tests {
         // CPU of storms shorter than half a second is not reported.
         let short = summarize(&[sample("pte", Config::Kprobe, 10, 1_000_000)]);
         assert_eq!(short[0].tracer_cpu_pct, None);
+        assert_eq!(k.bpf_ns_per_fault, Some(500.0));
+        assert_eq!(
+            k.program_ns_per_run.get("hf_fexit_handle_mm_fault"),
+            Some(&300.0)
+        );
+        assert!(
+            render_programs(&sum)
+                .contains("| pte | huge-fault kprobe | fexit_handle_mm_fault 300 |"),
+            "{}",
+            render_programs(&sum)
+        );
         let table = render(&sum);
         assert!(
             table.contains(

@@ -55,21 +55,29 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|p| p.parent().map(PathBuf::from))
         .unwrap_or_default();
-    let env = Env {
+    let mut env = Env {
         huge_fault: dir.join("huge-fault"),
         workload: dir.join("hf-workload"),
         bpftrace: None,
         settle: Duration::from_secs(1),
+        bpf_stats: false,
     };
+    // The kernel's own accounting of every program's run time, for the whole bench.
+    let _stats = env.account_bpf();
     let storms: Vec<_> = bench::storms(&size)
         .into_iter()
         .filter(|s| !s.needs_device || std::path::Path::new("/dev/hfgpu").exists())
         .collect();
-    let (samples, errors) = bench::run(&env, &storms, &configs, reps, &mut |l| {
+    let (samples, mut errors) = bench::run(&env, &storms, &configs, reps, &mut |l| {
         eprintln!("hf-bench: {l}")
     });
+    errors.extend(bench::inexact(
+        &samples,
+        hf_lab::parse::parse_size(&size).unwrap_or(0),
+    ));
     let summaries = bench::summarize(&samples);
     print!("{}", bench::render(&summaries));
+    print!("\n{}", bench::render_programs(&summaries));
     let tmp = std::env::temp_dir();
     let replay = bench::replay_cost(&env, &storms[0], Config::TracepointOnly, &tmp);
     match &replay {

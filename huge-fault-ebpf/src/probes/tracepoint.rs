@@ -73,10 +73,12 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
     let address = unsafe { (*ctx.ctx.cast::<bpf_perf_event_data>()).addr };
     let mut flags = rflags::HAS_ADDRESS;
     let (mut start_ns, mut ip, mut error_code) = (0, 0, 0);
-    let mut slot = thread(tid, true);
-    if let Some(t) = slot.as_deref_mut()
-        && t.exc_valid != 0
-    {
+    // Without its thread's slot (no memory for it) the completion is counted as lost.
+    let Some(t) = thread(tid, true) else {
+        bump(counter::INFLIGHT_FULL);
+        return;
+    };
+    if t.exc_valid != 0 {
         let st = &t.exc;
         // The exception belongs to this completion when it faulted on the same page.
         if st.address >> 12 == address >> 12 {
@@ -103,37 +105,31 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
         } else {
             u64::MAX
         };
-        let cached = slot.as_deref().map(|t| t.vma_cache);
-        match cached {
-            Some(c)
-                if seq != u64::MAX
-                    && c.seq == seq
-                    && c.vma.found != 0
-                    && address >= c.vma.start
-                    && address < c.vma.end =>
-            {
-                vma = c.vma;
-            }
-            _ => {
-                // SAFETY: the callback is a static subprogram and `vma` is on our stack.
-                let rc = unsafe {
-                    bpf_find_vma(
-                        task as *mut _,
-                        address,
-                        find_vma_cb as *mut c_void,
-                        (&mut vma as *mut VmaInfo).cast(),
-                        0,
-                    )
-                };
-                if rc != 0 || vma.found == 0 {
-                    bump(counter::VMA_LOOKUP_FAILED);
-                    flags |= rflags::VMA_LOOKUP_FAILED;
-                    vma.found = 0;
-                } else if seq != u64::MAX
-                    && let Some(t) = slot.as_deref_mut()
-                {
-                    t.vma_cache = VmaCache { seq, vma };
-                }
+        let c = t.vma_cache;
+        if seq != u64::MAX
+            && c.seq == seq
+            && c.vma.found != 0
+            && address >= c.vma.start
+            && address < c.vma.end
+        {
+            vma = c.vma;
+        } else {
+            // SAFETY: the callback is a static subprogram and `vma` is on our stack.
+            let rc = unsafe {
+                bpf_find_vma(
+                    task as *mut _,
+                    address,
+                    find_vma_cb as *mut c_void,
+                    (&mut vma as *mut VmaInfo).cast(),
+                    0,
+                )
+            };
+            if rc != 0 || vma.found == 0 {
+                bump(counter::VMA_LOOKUP_FAILED);
+                flags |= rflags::VMA_LOOKUP_FAILED;
+                vma.found = 0;
+            } else if seq != u64::MAX {
+                t.vma_cache = VmaCache { seq, vma };
             }
         }
     }
