@@ -30,13 +30,11 @@ pub(crate) static AGG_SCRATCH: PerCpuArray<AggKey> = PerCpuArray::with_max_entri
 pub(crate) static PENDING: HashMap<u32, InFlight> =
     HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
-/// The VMA a thread faulted in last (tracepoint-only mode, in its [`ThreadState`]), with
+/// The VMA a thread faulted in last (tracepoint-only mode, in its per-thread slot), with
 /// the `mm_lock_seq` it was looked up under: valid while that sequence is unchanged.
 /// `bpf_find_vma` from the fault completion event costs about 20 µs on some kernels (its
 /// mmap unlock is deferred to an irq_work); the cache skips it for the next faults in the
 /// same VMA.
-///
-/// [`ThreadState`]: crate::state::ThreadState
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct VmaCache {
