@@ -193,7 +193,12 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
                 st.mapping.push_step(step(level::RETRY, mark));
                 st.waiting = 1;
                 // A copy for the tool to find after detach, should no call continue it.
-                if PENDING.insert(tid, &*st, 0).is_err() {
+                #[expect(
+                    clippy::needless_borrows_for_generic_args,
+                    reason = "by value the 328-byte state would be copied onto the stack"
+                )]
+                let copied = PENDING.insert(tid, &*st, 0);
+                if copied.is_err() {
                     bump(counter::INFLIGHT_FULL);
                 }
                 return;
