@@ -10,6 +10,31 @@ const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_ENABLE_STATS: libc::c_long = 32;
 
+/// `bpf(cmd, attr)`, with `attr` the leading words of a `union bpf_attr` for `cmd`: the
+/// kernel's return value (-1 with errno set on failure).
+fn bpf(cmd: libc::c_long, attr: &mut [u32]) -> libc::c_long {
+    // SAFETY: the buffer holds every field the command reads (the kernel zero-extends a
+    // shorter attr) and lives through the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(attr) as u32,
+        )
+    }
+}
+
+/// A file descriptor the kernel just returned, or the error behind -1.
+fn owned_fd(fd: libc::c_long) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd the kernel just gave us, owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// Every id of one kind of BPF object, in the kernel now (needs CAP_SYS_ADMIN).
 fn ids(cmd: libc::c_long) -> std::io::Result<BTreeSet<u32>> {
     let mut out = BTreeSet::new();
@@ -18,16 +43,8 @@ fn ids(cmd: libc::c_long) -> std::io::Result<BTreeSet<u32>> {
         // union bpf_attr for *_GET_NEXT_ID: start_id, next_id, open_flags.
         let mut attr = [0u32; 4];
         attr[0] = start;
-        // SAFETY: the attribute buffer is large enough for the command and lives through
-        // the call; the kernel writes next_id into it.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                attr.as_mut_ptr(),
-                std::mem::size_of_val(&attr) as u32,
-            )
-        };
+        // The kernel writes next_id into it.
+        let r = bpf(cmd, &mut attr);
         if r != 0 {
             let e = std::io::Error::last_os_error();
             return if e.raw_os_error() == Some(libc::ENOENT) {
@@ -111,24 +128,8 @@ impl Census {
 /// Turns on the kernel's run-time accounting of every BPF program while the returned fd is
 /// open (`BPF_ENABLE_STATS`, 5.8+), as `kernel.bpf_stats_enabled` does.
 pub fn enable_run_time_stats() -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd as _;
     // union bpf_attr for BPF_ENABLE_STATS: type (BPF_STATS_RUN_TIME = 0).
-    let mut attr = [0u32; 2];
-    // SAFETY: the attribute buffer is large enough for the command and lives through the
-    // call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_ENABLE_STATS,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(&attr) as u32,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a new fd the kernel just gave us, owned by nobody else.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+    owned_fd(bpf(BPF_ENABLE_STATS, &mut [0u32; 2]))
 }
 
 /// Nanoseconds the kernel has spent in all BPF programs now loaded, summed from each
@@ -137,24 +138,14 @@ pub fn enable_run_time_stats() -> std::io::Result<std::os::fd::OwnedFd> {
 pub fn total_run_time_ns() -> std::io::Result<u64> {
     let mut total = 0;
     for id in ids(BPF_PROG_GET_NEXT_ID)? {
+        use std::os::fd::AsRawFd as _;
         // union bpf_attr for BPF_PROG_GET_FD_BY_ID: prog_id, next_id, open_flags.
-        let mut attr = [id, 0, 0];
-        // SAFETY: as in `ids`.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_GET_FD_BY_ID,
-                attr.as_mut_ptr(),
-                std::mem::size_of_val(&attr) as u32,
-            )
-        };
-        if fd < 0 {
+        let Ok(fd) = owned_fd(bpf(BPF_PROG_GET_FD_BY_ID, &mut [id, 0, 0])) else {
             // Unloaded since the walk.
             continue;
-        }
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
-        // SAFETY: our own fd, closed once.
-        unsafe { libc::close(fd as i32) };
+        };
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+            .unwrap_or_default();
         total += info
             .lines()
             .find_map(|l| l.strip_prefix("run_time_ns:"))

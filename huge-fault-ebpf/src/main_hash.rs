@@ -7,21 +7,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
-mod anon_thp;
-mod ctx;
-mod emit;
-mod maps;
-mod probes;
-mod state;
+include!("programs.rs");
+
 #[path = "store_hash.rs"]
 mod store;
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";

@@ -32,16 +32,20 @@ fn evaluate(
 
 #[test]
 fn a_pass_on_the_other_per_thread_state_fails() {
-    let mut rep = report(4, 4);
-    rep["probes"] =
-        json!([{"target": "per-thread state in a hash map by tid (no task storage maps)"}]);
-    let r = evaluate(
-        scenario("thp-aligned"),
-        "6.1",
-        "kprobe",
-        &rep,
-        &truth(),
-        &vm(4),
+    let kprobe_pass = |probes: Value| {
+        let mut rep = report(4, 4);
+        rep["probes"] = probes;
+        evaluate(
+            scenario("thp-aligned"),
+            "6.1",
+            "kprobe",
+            &rep,
+            &truth(),
+            &vm(4),
+        )
+    };
+    let r = kprobe_pass(
+        json!([{"target": "per-thread state in a hash map by tid (no task storage maps)"}]),
     );
     assert_eq!(r.status, Status::Fail);
     let c = r
@@ -50,16 +54,7 @@ fn a_pass_on_the_other_per_thread_state_fails() {
         .find(|c| c.what == "tool probes: per-thread state")
         .unwrap();
     assert_eq!(c.outcome, Outcome::Fail);
-    rep["probes"] = json!([]);
-    let r = evaluate(
-        scenario("thp-aligned"),
-        "6.1",
-        "kprobe",
-        &rep,
-        &truth(),
-        &vm(4),
-    );
-    assert_eq!(r.status, Status::Fail);
+    assert_eq!(kprobe_pass(json!([])).status, Status::Fail);
 }
 
 fn scenario(name: &str) -> &'static Scenario {

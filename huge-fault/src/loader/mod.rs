@@ -339,15 +339,23 @@ pub fn read_counters(ebpf: &Ebpf) -> Vec<u64> {
 /// file descriptor's `/proc/self/fdinfo` entry. Read before detaching: the descriptors
 /// close with the programs.
 pub fn read_misses(ebpf: &Ebpf) -> std::collections::BTreeMap<String, u64> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    ebpf.programs()
-        .filter_map(|(name, prog)| {
-            let fd = prog.fd().ok()?.as_fd().as_raw_fd();
-            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    program_fdinfos(ebpf)
+        .filter_map(|(name, info)| {
             let n = fdinfo_misses(&info)?;
-            (n > 0).then(|| (name.to_string(), n))
+            (n > 0).then_some((name, n))
         })
         .collect()
+}
+
+/// Each loaded program's name and `/proc/self/fdinfo` text (programs without an fd, or
+/// whose entry cannot be read, are left out).
+fn program_fdinfos(ebpf: &Ebpf) -> impl Iterator<Item = (String, String)> + '_ {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    ebpf.programs().filter_map(|(name, prog)| {
+        let fd = prog.fd().ok()?.as_fd().as_raw_fd();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+        Some((name.to_string(), info))
+    })
 }
 
 /// The `recursion_misses:` field of a BPF program's fdinfo (kernels since 5.12 print it).
@@ -366,13 +374,8 @@ fn fdinfo_field(info: &str, name: &str) -> Option<u64> {
 /// its fdinfo), kept while run-time statistics are enabled (`--bpf-stats` or
 /// `kernel.bpf_stats_enabled`); empty when they were not. Read before detaching.
 pub fn read_costs(ebpf: &Ebpf) -> std::collections::BTreeMap<String, ProgramCost> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    ebpf.programs()
-        .filter_map(|(name, prog)| {
-            let fd = prog.fd().ok()?.as_fd().as_raw_fd();
-            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
-            fdinfo_cost(&info).map(|c| (name.to_string(), c))
-        })
+    program_fdinfos(ebpf)
+        .filter_map(|(name, info)| fdinfo_cost(&info).map(|c| (name, c)))
         .collect()
 }
 
