@@ -27,7 +27,10 @@ pub mod counter {
     /// Reservations that found the ring buffer full (the fault was aggregated, or lost
     /// when the aggregate table was full too).
     pub const RING_FULL: u32 = 10;
-    pub const COUNT: u32 = 11;
+    /// `bpf_find_vma` found the VMA tree locked and the fault took its thread's last VMA,
+    /// which holds the address (tracepoint-only mode).
+    pub const VMA_REUSED: u32 = 11;
+    pub const COUNT: u32 = 12;
 
     /// Names as the tool prints them, by index.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -42,6 +45,7 @@ pub mod counter {
         "orphan_steps",
         "aggregated_faults",
         "ring_full",
+        "vma_reused_while_locked",
     ];
 }
 

@@ -32,6 +32,7 @@ pub(super) fn cpu_ns(pid: u32) -> Option<u64> {
 pub(super) struct Tracer {
     pub(super) child: Child,
     config: Config,
+    stop_limit: Duration,
 }
 
 /// Starts the tracer of `config` and waits until it is attached; `extra` goes to
@@ -76,25 +77,41 @@ pub(super) fn start_tracer(
     };
     let mut reader = BufReader::new(stream);
     let mut seen = String::new();
-    loop {
+    // A tracer that never says it attached is killed at the limit: the read below then
+    // ends, and the error says what its threads were waiting for.
+    let dog = super::watch::Watchdog::arm(child.id(), env.limits.start);
+    let attached = loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            let _ = child.kill();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            return Err(format!(
+            break false;
+        }
+        seen.push_str(&line);
+        if line.starts_with(marker) {
+            break true;
+        }
+    };
+    let stuck = dog.disarm();
+    if !attached || stuck.is_some() {
+        let _ = child.kill();
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let _ = child.wait();
+        return Err(match stuck {
+            Some(stuck) => format!(
+                "{} did not attach within {} s and was killed (it printed: {}); {stuck}",
+                config.name(),
+                env.limits.start.as_secs(),
+                seen.trim()
+            ),
+            None => format!(
                 "{} did not start: {}{}",
                 config.name(),
                 seen.trim(),
                 err.trim()
-            ));
-        }
-        seen.push_str(&line);
-        if line.starts_with(marker) {
-            break;
-        }
+            ),
+        });
     }
     if config == Config::Bpftrace {
         std::thread::sleep(Duration::from_secs(1));
@@ -104,7 +121,11 @@ pub(super) fn start_tracer(
         let mut rest = Vec::new();
         let _ = reader.read_to_end(&mut rest);
     });
-    Ok(Some(Tracer { child, config }))
+    Ok(Some(Tracer {
+        child,
+        config,
+        stop_limit: env.limits.stop,
+    }))
 }
 
 /// What a stopped huge-fault said it accounted and lost.
@@ -128,10 +149,11 @@ pub(super) fn stop_tracer(t: Tracer) -> Result<Stopped, String> {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(t.child.id() as i32, libc::SIGINT) };
     let is_hf = t.config != Config::Bpftrace;
-    let out = t
-        .child
-        .wait_with_output()
-        .map_err(|e| format!("{}: {e}", t.config.name()))?;
+    let out = super::watch::wait_limited(
+        t.child,
+        t.stop_limit,
+        &format!("{} after SIGINT", t.config.name()),
+    )?;
     if !is_hf {
         return Ok(Stopped::default());
     }
@@ -195,10 +217,17 @@ pub(super) struct StormOut {
 }
 
 pub(super) fn run_storm(env: &Env, args: &[String]) -> Result<StormOut, String> {
-    let out = Command::new(&env.workload)
+    let child = Command::new(&env.workload)
         .args(args)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("hf-workload: {e}"))?;
+    let out = super::watch::wait_limited(
+        child,
+        env.limits.storm,
+        &format!("hf-workload {}", args.join(" ")),
+    )?;
     if !out.status.success() {
         return Err(format!(
             "hf-workload {}: {}",

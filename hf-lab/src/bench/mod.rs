@@ -12,11 +12,13 @@ mod cost;
 mod exact;
 mod measure;
 mod summary;
+mod watch;
 
 pub use cost::{ReplayCost, Soak, replay_cost, soak};
 pub use exact::inexact;
 pub use measure::{measure, run};
 pub use summary::{Summary, render, render_programs, summarize};
+pub use watch::{Limits, stuck_tasks, wait_limited};
 
 /// One fault storm: `hf-workload storm ARGS`.
 #[derive(Clone, Debug)]
@@ -140,6 +142,8 @@ pub struct Env {
     pub settle: Duration,
     /// The kernel accounts BPF run time for the bench (see [`Env::account_bpf`]).
     pub bpf_stats: bool,
+    /// How long a tracer's start, a storm and a tracer's stop may each take.
+    pub limits: Limits,
 }
 
 impl Env {

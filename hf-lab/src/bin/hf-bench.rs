@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         bpftrace: None,
         settle: Duration::from_secs(1),
         bpf_stats: false,
+        limits: bench::Limits::default(),
     };
     // The kernel's own accounting of every program's run time, for the whole bench.
     let _stats = env.account_bpf();

@@ -12,6 +12,9 @@ use aya_ebpf::{
     programs::{PerfEventContext, TracePointContext},
 };
 use core::ffi::c_void;
+
+/// `bpf_find_vma` answers `-EBUSY` when it cannot take the mmap lock.
+const EBUSY: i64 = 16;
 use huge_fault_common::{config::exception_fields, counter, rflags, source};
 
 /// `exceptions:page_fault_{user,kernel}`: `address` at 8, `ip` at 16, `error_code` at 24
@@ -124,7 +127,16 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
                     0,
                 )
             };
-            if rc != 0 || vma.found == 0 {
+            if rc == -EBUSY && c.vma.found != 0 && address >= c.vma.start && address < c.vma.end
+            {
+                // The VMA tree is locked for writing (another thread maps or unmaps: a
+                // thread's exit unmaps its signal stack) or the unlock work is still
+                // queued. This fault holds its own VMA, so the thread's last VMA, which
+                // holds the address, is the one it faulted in unless that VMA changed in
+                // between: counted, so the report can say how many were taken so.
+                bump(counter::VMA_REUSED);
+                vma = c.vma;
+            } else if rc != 0 || vma.found == 0 {
                 bump(counter::VMA_LOOKUP_FAILED);
                 flags |= rflags::VMA_LOOKUP_FAILED;
                 vma.found = 0;

@@ -72,6 +72,10 @@ pub struct Anomalies {
     pub returns_missed: u64,
     /// VMA lookups that failed in the kernel.
     pub vma_lookup_failures: u64,
+    /// Tracepoint-only faults whose VMA lookup found the VMA tree locked for writing and
+    /// that took their thread's last VMA, which held the address; `null` in the modes that
+    /// read the VMA from the fault's own arguments.
+    pub vma_reused_while_locked: Option<u64>,
     /// Retry calls not followed by a completing call on the same thread and page.
     pub unlinked_retries: u64,
     /// Retry calls still waiting for completion when the trace ended.
@@ -237,6 +241,8 @@ impl Report {
                 returns_without_entry: ctr(c::NO_ENTRY),
                 returns_missed: a.returns_missed,
                 vma_lookup_failures: ctr(c::VMA_LOOKUP_FAILED),
+                vma_reused_while_locked: (run.mode == Mode::TracepointOnly)
+                    .then(|| ctr(c::VMA_REUSED)),
                 unlinked_retries: a.unlinked_retries(),
                 pending_retries: a.pending_retries(),
             },

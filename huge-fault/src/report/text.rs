@@ -146,6 +146,14 @@ impl Report {
                 self.anomalies.returns_missed
             ));
         }
+        let an = &self.anomalies;
+        let reused = an.vma_reused_while_locked.unwrap_or(0);
+        if an.vma_lookup_failures > 0 || reused > 0 {
+            lines.push(format!(
+                "VMA lookups in the kernel: {} failed (those faults were looked up in /proc/PID/maps, or counted in no VMA row), {reused} found the VMA tree locked for writing and took their thread's last VMA, which held the address",
+                an.vma_lookup_failures
+            ));
+        }
         let g = &self.aggregation;
         if g.all {
             lines.push(format!(
