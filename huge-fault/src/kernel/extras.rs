@@ -4,7 +4,7 @@
 
 use super::{
     EXCEPTION_FIELDS, Mode,
-    spec::{ProbeSpec, ProgKind, Target},
+    spec::{Gate, ProbeSpec, ProgKind, Target},
 };
 
 /// Optional probes of the modes that see every call (fentry and kprobe): the exception
@@ -20,6 +20,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "closes what an exiting thread leaves in flight (a retried fault no call continued, a skipped return)",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_tp_page_fault_user",
@@ -30,6 +31,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "x86 error code of user faults",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_tp_page_fault_kernel",
@@ -40,6 +42,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "x86 error code of kernel-mode faults on user memory",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_do_huge_pmd_anonymous_page",
@@ -50,6 +53,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "anonymous THP: PMD mapped or FALLBACK",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_do_set_pmd",
@@ -60,6 +64,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "file and shmem THP mapped by a PMD",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pmd",
@@ -70,6 +75,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver/DAX PMD insert",
         since: Some((5, 15)),
         until: Some((6, 3)),
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pmd",
@@ -80,6 +86,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver/DAX PMD insert",
         since: Some((6, 4)),
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pmd",
@@ -90,6 +97,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "DAX PMD folio insert",
         since: Some((6, 15)),
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pud",
@@ -100,6 +108,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver/DAX PUD insert",
         since: Some((5, 15)),
         until: Some((6, 3)),
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pud",
@@ -110,6 +119,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver/DAX PUD insert",
         since: Some((6, 4)),
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pud",
@@ -120,6 +130,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "DAX PUD folio insert",
         since: Some((6, 15)),
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_huge",
@@ -130,6 +141,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "address and pfn of a PMD insert",
         since: Some((5, 15)),
         until: Some((6, 3)),
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_huge",
@@ -140,6 +152,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "address and pfn of a PMD insert",
         since: Some((6, 4)),
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_folio_huge",
@@ -150,6 +163,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "address of a PMD folio insert",
         since: Some((6, 15)),
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_huge",
@@ -160,6 +174,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "address and pfn of a PUD insert",
         since: Some((5, 15)),
         until: Some((6, 3)),
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_huge",
@@ -170,6 +185,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "address and pfn of a PUD insert",
         since: Some((6, 4)),
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_folio_huge",
@@ -180,6 +196,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "address of a PUD folio insert",
         since: Some((6, 15)),
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_huge_fault",
@@ -190,6 +207,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "huge_fault handlers: the level asked for",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_huge_fault",
@@ -200,6 +218,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "huge_fault handlers: FALLBACK or mapped, per level",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_pte",
@@ -210,6 +229,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver PTE insert: its address",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pte",
@@ -220,6 +240,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver PTE insert",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_pte",
@@ -230,6 +251,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver PTE insert with a pgprot: its address",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pte",
@@ -240,6 +262,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver PTE insert with a pgprot",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_pte",
@@ -250,6 +273,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "DAX/driver PTE insert (address, pfn)",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pte",
@@ -260,6 +284,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "DAX/driver PTE insert (result)",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_pte",
@@ -270,6 +295,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "DAX write PTE insert (address, pfn)",
         since: None,
         until: Some((6, 14)),
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pte",
@@ -280,6 +306,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "DAX write PTE insert (result)",
         since: None,
         until: Some((6, 14)),
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_pte_vmf",
@@ -290,6 +317,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "DAX PTE insert (address; no pfn)",
         since: Some((6, 15)),
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pte",
@@ -300,6 +328,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "DAX PTE insert (result)",
         since: Some((6, 15)),
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_insert_pte_page",
@@ -310,6 +339,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver page insert (address; no pfn)",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_insert_pte",
@@ -320,6 +350,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "driver page insert (result)",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_anon_rmap",
@@ -330,6 +361,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "multi-size THP: PTEs per new anonymous folio",
         since: Some((6, 8)),
         until: None,
+        gate: Some(Gate::MultiSizeThp),
     },
     ProbeSpec {
         program: "hf_kprobe_range",
@@ -340,6 +372,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "range-insert helper: entry",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_range",
@@ -350,6 +383,7 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "range-insert helper: result",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kret_hugetlb_fault",
@@ -360,5 +394,6 @@ pub(crate) const CALL_MODE_EXTRAS: &[ProbeSpec] = &[
         role: "hugetlbfs: PMD or PUD by the VMA's page size",
         since: None,
         until: None,
+        gate: None,
     },
 ];

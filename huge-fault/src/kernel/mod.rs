@@ -3,6 +3,7 @@
 
 mod extras;
 mod features;
+mod gate;
 mod mode;
 mod offsets;
 mod probes;
@@ -19,10 +20,11 @@ pub use features::{
     config_lookup, fentry_refusal, functions_with_suffix, kallsyms_functions, kernel_config_value,
     kprobes_unavailable,
 };
+pub use gate::{THP_SYSFS, mthp_enabled};
 pub use mode::{Mode, Visibility};
 pub use offsets::{MissingMember, resolve_offsets};
 pub use probes::{FOLLOW_PROBE, GENERIC_SIZE_FUNCTIONS, all_programs, probes};
-pub use spec::{DEFAULT_RANGE_HELPER, ProbeSpec, ProgKind, Target};
+pub use spec::{DEFAULT_RANGE_HELPER, Gate, ProbeSpec, ProgKind, Target};
 pub use thp::{data_symbols, resolve_thp};
 pub use tracefs::{EXCEPTION_FIELDS, check_tracepoint_format, tracepoint_field_offset};
 pub use vma_lock::{VMA_LOCK_RETRIES, VmaLockRetry};

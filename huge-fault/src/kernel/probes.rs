@@ -21,6 +21,7 @@ pub(super) const LIFECYCLE: &[ProbeSpec] = &[
         role: "fault entry",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_fexit_handle_mm_fault",
@@ -31,6 +32,7 @@ pub(super) const LIFECYCLE: &[ProbeSpec] = &[
         role: "fault return",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kprobe_handle_mm_fault",
@@ -41,6 +43,7 @@ pub(super) const LIFECYCLE: &[ProbeSpec] = &[
         role: "fault entry",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_kretprobe_handle_mm_fault",
@@ -51,6 +54,7 @@ pub(super) const LIFECYCLE: &[ProbeSpec] = &[
         role: "fault return",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_tp_page_fault_user",
@@ -61,6 +65,7 @@ pub(super) const LIFECYCLE: &[ProbeSpec] = &[
         role: "fault entry (user mode)",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_perf_minor_fault",
@@ -71,6 +76,7 @@ pub(super) const LIFECYCLE: &[ProbeSpec] = &[
         role: "completed minor faults",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_perf_major_fault",
@@ -81,6 +87,7 @@ pub(super) const LIFECYCLE: &[ProbeSpec] = &[
         role: "completed major faults",
         since: None,
         until: None,
+        gate: None,
     },
     ProbeSpec {
         program: "hf_tp_page_fault_kernel",
@@ -91,6 +98,7 @@ pub(super) const LIFECYCLE: &[ProbeSpec] = &[
         role: "fault entry (kernel mode, e.g. copy_to_user)",
         since: None,
         until: None,
+        gate: None,
     },
 ];
 
@@ -132,6 +140,7 @@ pub const FOLLOW_PROBE: ProbeSpec = ProbeSpec {
     role: "follows the traced command's children",
     since: None,
     until: None,
+    gate: None,
 };
 
 #[cfg(test)]
@@ -187,5 +196,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn gated_probes_are_optional_kprobes_on_a_function() {
+        // Session::update_gates attaches and detaches exactly that kind.
+        let mut gated = 0;
+        for mode in Mode::ALL {
+            for p in probes(mode).iter().filter(|p| p.gate.is_some()) {
+                gated += 1;
+                assert!(!p.required, "{}", p.program);
+                assert_eq!(p.kind, ProgKind::KProbe, "{}", p.program);
+                assert!(matches!(p.target, Target::Function(_)), "{}", p.program);
+            }
+        }
+        // The multi-size THP probe, in fentry and kprobe mode.
+        assert_eq!(gated, 2);
     }
 }

@@ -63,6 +63,17 @@ pub struct ProbeSpec {
     /// every kernel: another version's name for the same job is a row of its own.
     pub since: Option<(u32, u32)>,
     pub until: Option<(u32, u32)>,
+    /// Attached only while this holds (checked at start and while tracing), where the
+    /// probe would otherwise run on every fault for nothing.
+    pub gate: Option<Gate>,
+}
+
+/// A condition of the running system under which a probe is worth its cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// A multi-size THP size (an anonymous folio order below the PMD's) is enabled in
+    /// `/sys/kernel/mm/transparent_hugepage/hugepages-*kB/enabled`.
+    MultiSizeThp,
 }
 
 impl ProbeSpec {

@@ -4,6 +4,7 @@
 
 mod attach;
 mod errors;
+mod gated;
 mod log;
 mod modes;
 
@@ -114,6 +115,8 @@ pub struct Session {
     pub ebpf: Ebpf,
     pub mode: Mode,
     pub probes: Vec<ProbeReport>,
+    /// Probes attached only while their gate holds (see [`Session::update_gates`]).
+    pub gated: Vec<gated::Gated>,
 }
 
 pub struct LoadOptions<'a> {
@@ -279,14 +282,17 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
             }
         }
     }
-    Ok((
-        Session {
-            ebpf,
-            mode,
-            probes: reports,
-        },
-        logger,
-    ))
+    let gated = gated::find(mode, &loaded, &reports);
+    let mut session = Session {
+        ebpf,
+        mode,
+        probes: reports,
+        gated,
+    };
+    for line in session.update_gates(Path::new(kernel::THP_SYSFS), None) {
+        crate::say!("{line}");
+    }
+    Ok((session, logger))
 }
 
 /// What the closing program reads of the anonymous THP settings, as a line of the attach

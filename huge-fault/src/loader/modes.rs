@@ -150,18 +150,28 @@ pub(super) fn try_mode(
             ));
             continue;
         }
-        let result = load(ebpf, p, btf, loaded)
-            .map_err(|e| match mode {
-                _ if matches!(p.kind, ProgKind::FEntry | ProgKind::FExit)
-                    && errno_of(&e).is_some()
-                    && !matches!(e, ProgramError::LoadError { ref verifier_log, .. }
+        let loaded_ok = load(ebpf, p, btf, loaded).map_err(|e| match mode {
+            _ if matches!(p.kind, ProgKind::FEntry | ProgKind::FExit)
+                && errno_of(&e).is_some()
+                && !matches!(e, ProgramError::LoadError { ref verifier_log, .. }
                         if verifier_log.to_string().lines().count() > 3) =>
-                {
-                    kernel::fentry_refusal(errno_of(&e))
-                }
-                _ => short_error(&e),
-            })
-            .and_then(|()| attach(ebpf, p, tracefs, functions, range_helper, handlers));
+            {
+                kernel::fentry_refusal(errno_of(&e))
+            }
+            _ => short_error(&e),
+        });
+        if let (Ok(()), Some(gate)) = (&loaded_ok, p.gate) {
+            // Attached once the mode is chosen, and while tracing, as long as its gate
+            // holds (`Session::update_gates`).
+            these.push(probe_report(
+                p,
+                ProbeStatus::Skipped,
+                Some(Reason::Unavailable(gate.closed().into())),
+            ));
+            continue;
+        }
+        let result =
+            loaded_ok.and_then(|()| attach(ebpf, p, tracefs, functions, range_helper, handlers));
         match result {
             Ok(detail) => {
                 let mut r = probe_report(p, ProbeStatus::Attached, None);

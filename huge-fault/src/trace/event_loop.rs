@@ -8,7 +8,7 @@ use huge_fault_common::counter;
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{
-    DRAIN_EVERY,
+    DRAIN_EVERY, GATE_EVERY,
     feed::{Aggregates, Item, drain, feed, pending_retries},
     held::Traced,
     view::{Control, View, output_width},
@@ -18,6 +18,7 @@ use crate::{
     cli::TraceArgs,
     error::{Error, Result},
     host::kernel_release,
+    kernel,
     loader::{KernelLogBox, Session, read_costs, read_counters, read_misses, unload_program},
     output::{judge, print, write_junit},
     procmaps::ProcMaps,
@@ -114,6 +115,10 @@ pub async fn event_loop(
     // on this timer too.
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Gated probes follow their sysfs settings while tracing.
+    let mut gate_tick = tokio::time::interval(GATE_EVERY);
+    gate_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let gates = session.has_gates();
     let signal = |kind: tokio::signal::unix::SignalKind, name: &str| {
         tokio::signal::unix::signal(kind).map_err(|e| Error::io(format!("cannot handle {name}"), e))
     };
@@ -150,6 +155,12 @@ pub async fn event_loop(
             }
             _ = drain_tick.tick() => {
                 drain(ring.get_mut(), &mut analyzer, &mut maps, recorder.as_mut(), 65536);
+            }
+            _ = gate_tick.tick(), if gates => {
+                let at = Some(started.elapsed());
+                for line in session.update_gates(std::path::Path::new(kernel::THP_SYSFS), at) {
+                    crate::say!("{line}");
+                }
             }
             guard = async {
                 match logger.as_mut() {

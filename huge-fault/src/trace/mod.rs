@@ -29,6 +29,10 @@ use held::spawn_held;
 /// How often the ring buffer is drained without a wake-up from the kernel side.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
 
+/// How often gated probes re-read the settings they follow (a few small sysfs files): a
+/// size enabled while tracing is probed within this.
+const GATE_EVERY: Duration = Duration::from_millis(200);
+
 /// The whole live run: load, attach, trace until the duration, a signal or the traced
 /// command's exit (`argv`, for `huge-fault run`), report, and judge the thresholds.
 /// Returns the exit status.

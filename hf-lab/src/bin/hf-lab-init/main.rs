@@ -12,6 +12,7 @@ mod checks;
 mod ci;
 mod dax;
 mod events;
+mod kprobes;
 mod metrics;
 mod pass;
 mod system;
@@ -57,6 +58,8 @@ fn main() {
     mount_or_say("tmpfs", "/tmp", "tmpfs", None);
     mount_or_say("bpf", "/sys/fs/bpf", "bpf", None);
     mount_or_say("nodev", "/sys/kernel/tracing", "tracefs", None);
+    // kprobes/list: whether the tool attached its gated probes (kprobes.rs).
+    mount_or_say("nodev", "/sys/kernel/debug", "debugfs", None);
     load_modules();
     std::panic::set_hook(Box::new(|info| {
         println!("{}", Line::Failure(format!("panic: {info}")));

@@ -16,7 +16,12 @@ use hf_lab::{
 };
 use serde_json::Value;
 
-use crate::{checks::replay_check, events::EventCounts, system::mount_or_say};
+use crate::{
+    checks::replay_check,
+    events::EventCounts,
+    kprobes::{await_mthp_probe, enables_mthp},
+    system::mount_or_say,
+};
 
 /// The kernel counters `keys` name: /proc/vmstat keys, or sysfs files holding one number.
 fn read_counters(keys: &[&str]) -> BTreeMap<String, i64> {
@@ -55,7 +60,7 @@ struct Outcome {
     vmstat_delta: BTreeMap<String, i64>,
 }
 
-fn run_workload(s: &Scenario, keys: &[&str]) -> Result<Outcome, String> {
+fn run_workload(s: &Scenario, keys: &[&str], mode: &str) -> Result<Outcome, String> {
     if let Some((target, fstype, options)) = s.mount {
         let mounted = std::fs::read_to_string("/proc/mounts")
             .unwrap_or_default()
@@ -66,12 +71,23 @@ fn run_workload(s: &Scenario, keys: &[&str]) -> Result<Outcome, String> {
         }
     }
     let restore = apply_sysfs(s.sysfs)?;
+    // The tool attaches its multi-size THP probe only while such a size is enabled.
+    let mthp = enables_mthp(s.sysfs);
+    if let Err(e) = mthp.then(|| await_mthp_probe(mode, true)).unwrap_or(Ok(())) {
+        for (path, value) in restore {
+            let _ = std::fs::write(&path, value);
+        }
+        return Err(e);
+    }
     let events = EventCounts::arm(&scenarios::event_keys(s))?;
     let before = read_counters(keys);
     let out = Command::new("/bin/hf-workload").args(s.workload).output();
     let after = read_counters(keys);
     for (path, value) in restore {
         let _ = std::fs::write(&path, value);
+    }
+    if mthp {
+        await_mthp_probe(mode, false)?;
     }
     let out = out.map_err(|e| format!("hf-workload: {e}"))?;
     if !out.status.success() {
@@ -174,7 +190,7 @@ pub fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<Scenar
     let mut outcomes = Vec::new();
     for s in scenarios {
         let t = Instant::now();
-        let o = run_workload(s, &keys);
+        let o = run_workload(s, &keys, mode);
         println!(
             "init: [{mode}] {} ran in {:.2}s",
             s.name,
