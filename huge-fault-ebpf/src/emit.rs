@@ -25,8 +25,8 @@ pub(crate) struct Closing {
     pub(crate) vma_lock_retries: u16,
 }
 
-/// Counts the fault in its class in `AGGREGATE` (atomically: faults of one class may close
-/// on several CPUs at once). A fault that finds the table full is lost, and counted so.
+/// Counts the fault in its class in `AGGREGATE`, in this CPU's count. A fault that finds
+/// the table full is lost, and counted so.
 #[inline(always)]
 pub(crate) fn aggregate(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mapping>, flags: u16) {
     let Some(k) = AGG_SCRATCH.get_ptr_mut(0) else {
@@ -92,15 +92,18 @@ pub(crate) fn aggregate(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mappi
     let count = match AGGREGATE.get_ptr_mut(key) {
         Some(n) => Some(n),
         None => {
-            // Two CPUs may create the class at once: the loser adds to the winner's entry.
+            // Two CPUs may create the class at once: the loser adds to its own count in the
+            // winner's entry (a new entry's other CPUs' counts are zero).
             let _ = AGGREGATE.insert(key, 0, BPF_NOEXIST as u64);
             AGGREGATE.get_ptr_mut(key)
         }
     };
     match count {
         Some(n) => {
-            // SAFETY: a live, 8-byte aligned map value. An atomic add whose result is unused
-            // (BPF_XADD: core's atomic types have no read-modify-write on this target).
+            // SAFETY: a live, 8-byte aligned map value. This CPU's count, but a program may
+            // be preempted by another task's on this CPU: an atomic add, uncontended, whose
+            // result is unused (BPF_XADD: core's atomic types have no read-modify-write on
+            // this target).
             unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(n, 1) };
             bump(counter::AGGREGATED);
         }

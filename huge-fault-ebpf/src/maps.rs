@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use huge_fault_common::{AggKey, Filter, InFlight, KernelOffsets, Settings, ThpSettings, counter};
 
@@ -14,9 +14,11 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 /// Faults counted in the kernel, per class ([`AggKey`]): every fault with `--aggregate`,
 /// else each fault that found the ring buffer full. Entries are allocated on first use.
+/// One count per CPU (the tool sums them): threads faulting at once on several CPUs in one
+/// class would otherwise take turns on one cache line.
 #[map]
-pub(crate) static AGGREGATE: HashMap<AggKey, u64> =
-    HashMap::with_max_entries(huge_fault_common::aggregate::CLASSES, BPF_F_NO_PREALLOC);
+pub(crate) static AGGREGATE: PerCpuHashMap<AggKey, u64> =
+    PerCpuHashMap::with_max_entries(huge_fault_common::aggregate::CLASSES, BPF_F_NO_PREALLOC);
 
 /// Where a fault's [`AggKey`] is built (152 bytes do not fit on the stack beside the rest).
 #[map]

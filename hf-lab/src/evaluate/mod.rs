@@ -156,6 +156,32 @@ pub fn sees_what_if(mode: &str) -> bool {
 }
 
 /// Compares one scenario's outcome with its expectations, exactly.
+/// Adds a check that passes when `ok`, and notes a failure.
+fn verdict(
+    checks: &mut Vec<CheckResult>,
+    failed: &mut bool,
+    what: String,
+    (expected, got): (Value, Value),
+    ok: bool,
+) {
+    *failed |= !ok;
+    checks.push(CheckResult {
+        what,
+        expected,
+        got,
+        outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+    });
+}
+
+/// A check's name for the tool's `key` in row `i` (`bo{i}:` when the workload used several).
+fn row_key(rows: &[Option<&Value>], i: usize, key: &str) -> String {
+    if rows.len() > 1 {
+        format!("tool bo{i}:{key}")
+    } else {
+        format!("tool {key}")
+    }
+}
+
 pub fn evaluate(
     s: &Scenario,
     kernel: &str,
@@ -229,17 +255,8 @@ pub fn evaluate(
             for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.is_some()) {
                 let got = r.and_then(|r| r.get(key)).cloned();
                 let ok = got == Some(Value::from(0));
-                failed |= !ok;
-                checks.push(CheckResult {
-                    what: if rows.len() > 1 {
-                        format!("tool bo{i}:{key}")
-                    } else {
-                        format!("tool {key}")
-                    },
-                    expected: Value::from(0),
-                    got: got.unwrap_or(Value::Null),
-                    outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-                });
+                let v = (Value::from(0), got.unwrap_or(Value::Null));
+                verdict(&mut checks, &mut failed, row_key(&rows, i, key), v, ok);
             }
         }
     }
@@ -258,17 +275,8 @@ pub fn evaluate(
                 }
                 let got = r["fallback_reasons"][level]["unknown"].clone();
                 let ok = got.is_null();
-                failed |= !ok;
-                checks.push(CheckResult {
-                    what: if rows.len() > 1 {
-                        format!("tool bo{i}:{key}")
-                    } else {
-                        format!("tool {key}")
-                    },
-                    expected: Value::Null,
-                    got,
-                    outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-                });
+                let what = row_key(&rows, i, &key);
+                verdict(&mut checks, &mut failed, what, (Value::Null, got), ok);
             }
         }
     }
@@ -280,30 +288,17 @@ pub fn evaluate(
             let got = r["fallback_reasons"]["unattributed"].clone();
             let want = r["fallback_faults"].clone();
             let ok = got == want && r["fallback_reasons"]["top"].is_null();
-            failed |= !ok;
-            checks.push(CheckResult {
-                what: if rows.len() > 1 {
-                    format!("tool bo{i}:fallback_reasons.unattributed")
-                } else {
-                    "tool fallback_reasons.unattributed".into()
-                },
-                expected: Value::from(format!("fallback_faults = {want}")),
-                got,
-                outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-            });
+            let v = (Value::from(format!("fallback_faults = {want}")), got);
+            let what = row_key(&rows, i, "fallback_reasons.unattributed");
+            verdict(&mut checks, &mut failed, what, v, ok);
         }
     }
     // `--aggregate` writes no record: every number above came from the kernel's counts.
     if mode.ends_with("-aggregate") {
         let got = report["kernel_counters"]["records_submitted"].clone();
         let ok = got == 0;
-        failed |= !ok;
-        checks.push(CheckResult {
-            what: "tool kernel_counters.records_submitted".into(),
-            expected: Value::from(0),
-            got,
-            outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-        });
+        let what = "tool kernel_counters.records_submitted".into();
+        verdict(&mut checks, &mut failed, what, (Value::from(0), got), ok);
     }
     // The per-thread state each pass asks for (every lab kernel has task storage in
     // tracing programs; the aggregate pass runs the hash-map object on purpose).
@@ -319,13 +314,14 @@ pub fn evaluate(
                 .find(|t| t.starts_with("per-thread state"))
         });
         let ok = got == Some(want);
-        failed |= !ok;
-        checks.push(CheckResult {
-            what: "tool probes: per-thread state".into(),
-            expected: Value::from(want),
-            got: got.map_or(Value::Null, Value::from),
-            outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-        });
+        let v = (Value::from(want), got.map_or(Value::Null, Value::from));
+        verdict(
+            &mut checks,
+            &mut failed,
+            "tool probes: per-thread state".into(),
+            v,
+            ok,
+        );
     }
     // Nothing may be lost in any scenario: the tool's loss counters are part of every check.
     for key in [
@@ -337,13 +333,8 @@ pub fn evaluate(
     ] {
         let got = report["loss"].get(key).cloned();
         let ok = got == Some(Value::from(0));
-        failed |= !ok;
-        checks.push(CheckResult {
-            what: format!("tool loss.{key}"),
-            expected: Value::from(0),
-            got: got.unwrap_or(Value::Null),
-            outcome: if ok { Outcome::Pass } else { Outcome::Fail },
-        });
+        let v = (Value::from(0), got.unwrap_or(Value::Null));
+        verdict(&mut checks, &mut failed, format!("tool loss.{key}"), v, ok);
     }
     // A workload without a mapping of its own (bad requests) has no VMA row to find.
     let needs_row = s.checks.iter().any(

@@ -54,7 +54,8 @@ pub async fn event_loop(
             .take_map("AGGREGATE")
             .ok_or_else(|| object("AGGREGATE map", "missing".into()))
             .and_then(|m| {
-                aya::maps::HashMap::try_from(m).map_err(|e| object("AGGREGATE map", e.to_string()))
+                aya::maps::PerCpuHashMap::try_from(m)
+                    .map_err(|e| object("AGGREGATE map", e.to_string()))
             })?,
         seen: Default::default(),
         counted: 0,

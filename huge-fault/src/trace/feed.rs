@@ -129,7 +129,8 @@ pub(super) fn pending_retries(ebpf: &Ebpf, mode: Mode) -> Vec<FaultRecord> {
 /// The `AGGREGATE` map: faults counted in the kernel by class. Counts only grow; each sweep
 /// hands the analyzer (and the recording) what each class gained since the last one.
 pub(super) struct Aggregates {
-    pub(super) map: aya::maps::HashMap<MapData, AggKey, u64>,
+    /// One count per CPU and class, summed here.
+    pub(super) map: aya::maps::PerCpuHashMap<MapData, AggKey, u64>,
     pub(super) seen: std::collections::HashMap<AggKey, u64>,
     /// The kernel's `AGGREGATED` counter at the last sweep: no sweep while it stands still.
     pub(super) counted: u64,
@@ -150,7 +151,8 @@ impl Aggregates {
         }
         self.counted = counted;
         for item in self.map.iter() {
-            let Ok((k, v)) = item else { continue };
+            let Ok((k, per_cpu)) = item else { continue };
+            let v: u64 = per_cpu.iter().sum();
             let before = self.seen.entry(k).or_insert(0);
             if v <= *before {
                 continue;

@@ -73,7 +73,12 @@ fn run_workload(s: &Scenario, keys: &[&str], mode: &str) -> Result<Outcome, Stri
     let restore = apply_sysfs(s.sysfs)?;
     // The tool attaches its multi-size THP probe only while such a size is enabled.
     let mthp = enables_mthp(s.sysfs);
-    if let Err(e) = mthp.then(|| await_mthp_probe(mode, true)).unwrap_or(Ok(())) {
+    let attached = if mthp {
+        await_mthp_probe(mode, true)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = attached {
         for (path, value) in restore {
             let _ = std::fs::write(&path, value);
         }
