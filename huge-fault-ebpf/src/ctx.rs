@@ -17,9 +17,19 @@ pub(crate) fn offsets() -> KernelOffsets {
 
 #[inline(always)]
 pub(crate) fn bump(idx: u32) {
-    if let Some(slot) = COUNTERS.get_ptr_mut(idx) {
+    let _ = bump_get(idx);
+}
+
+/// [`bump`], returning this CPU's count after it (0 when the slot is missing).
+#[inline(always)]
+pub(crate) fn bump_get(idx: u32) -> u64 {
+    match COUNTERS.get_ptr_mut(idx) {
         // SAFETY: a per-CPU slot; programs do not migrate CPUs while running.
-        unsafe { *slot += 1 };
+        Some(slot) => unsafe {
+            *slot += 1;
+            *slot
+        },
+        None => 0,
     }
 }
 

@@ -6,20 +6,38 @@ use std::process::Command;
 
 use crate::{cargo, lab, progress, root, status};
 
+/// What `cargo xtask bench` runs.
+pub struct BenchArgs {
+    pub kernels: Vec<String>,
+    pub size: String,
+    pub reps: u32,
+    pub soak: u64,
+    /// The lab guests' configurations and storms (empty: all).
+    pub configs: Vec<String>,
+    pub storms: Vec<String>,
+    pub host: bool,
+    pub guests: bool,
+    pub timeout: std::time::Duration,
+}
+
 /// `cargo xtask bench`: the host's storms (tracepoint-only, the mode this machine allows),
 /// the replay cost and an optional soak, then the lab guests' storms.
-pub fn bench(
-    kernels: &[String],
-    size: &str,
-    reps: u32,
-    soak: u64,
-    host: bool,
-    guests: bool,
-    timeout: std::time::Duration,
-) -> Result<()> {
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let BenchArgs {
+        kernels,
+        size,
+        reps,
+        soak,
+        configs,
+        storms,
+        host,
+        guests,
+        timeout,
+    } = args;
+    let (reps, soak, timeout) = (*reps, *soak, *timeout);
     let out = root().join("target/bench-out");
     std::fs::create_dir_all(&out)?;
-    if host {
+    if *host {
         crate::release::build()?;
         status(cargo().args(["build", "--release", "--package", "hf-lab", "--bins"]))?;
         progress(&format!("bench: host, {size} storms, {reps} repetitions"));
@@ -39,14 +57,18 @@ pub fn bench(
             bail!("hf-bench failed on this host ({})", o.status);
         }
     }
-    if guests {
+    if *guests {
         lab::lab(&lab::LabArgs {
             kernels: kernels.to_vec(),
             scenarios: vec![],
             modes: vec![],
             keep: false,
             timeout,
-            bench: Some(format!("{size},{reps}")),
+            bench: Some(format!(
+                "{size},{reps},{},{}",
+                configs.join("+"),
+                storms.join("+")
+            )),
             save_recording: false,
         })?;
     }

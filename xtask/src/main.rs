@@ -94,6 +94,13 @@ enum Task {
         /// Per-boot time limit in seconds.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// Lab guests: only these configurations besides untraced (fentry, kprobe, tracepoint-only,
+        /// fentry-aggregate, kprobe-aggregate, tracepoint-aggregate, bpftrace). Default: all.
+        #[arg(long, value_delimiter = ',')]
+        configs: Vec<String>,
+        /// Lab guests: only these storms (pte, pmd, pte-2-threads, bar-pmd-only, bar-pud, ...). Default: all.
+        #[arg(long, value_delimiter = ',')]
+        storms: Vec<String>,
     },
 }
 
@@ -132,16 +139,20 @@ fn main() -> ExitCode {
             host_only,
             lab_only,
             timeout,
+            configs,
+            storms,
         } => setup::setup().and_then(|()| {
-            bench::bench(
-                &kernel,
-                &size,
+            bench::bench(&bench::BenchArgs {
+                kernels: kernel,
+                size,
                 reps,
                 soak,
-                !lab_only,
-                !host_only,
-                std::time::Duration::from_secs(timeout),
-            )
+                configs,
+                storms,
+                host: !lab_only,
+                guests: !host_only,
+                timeout: std::time::Duration::from_secs(timeout),
+            })
         }),
     };
     match result {

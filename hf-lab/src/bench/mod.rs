@@ -90,6 +90,20 @@ pub enum Config {
 }
 
 impl Config {
+    /// The configuration's name on command lines (`--configs`), as it serializes.
+    pub fn key(self) -> &'static str {
+        match self {
+            Config::Untraced => "untraced",
+            Config::Fentry => "fentry",
+            Config::Kprobe => "kprobe",
+            Config::TracepointOnly => "tracepoint-only",
+            Config::FentryAggregate => "fentry-aggregate",
+            Config::KprobeAggregate => "kprobe-aggregate",
+            Config::TracepointAggregate => "tracepoint-aggregate",
+            Config::Bpftrace => "bpftrace",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Config::Untraced => "untraced",
@@ -189,4 +203,19 @@ pub struct Sample {
     pub region_faults: Option<u64>,
     #[serde(default)]
     pub vma_faults: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn a_configs_key_is_its_serialized_name() {
+        let all = [Config::Untraced, Config::Bpftrace]
+            .into_iter()
+            .chain(Config::HUGE_FAULT);
+        for c in all {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.key(), "{c:?}");
+        }
+    }
 }

@@ -4,12 +4,25 @@ use std::time::Duration;
 
 use hf_lab::protocol::{Line, ScenarioResult, Status};
 
+/// The configurations and storms a benchmark boot runs, by name; empty: all.
+pub struct Only {
+    pub configs: Vec<String>,
+    pub storms: Vec<String>,
+}
+
 /// The fault storms untraced and under every tracer this guest has (bpftrace when the
-/// initramfs carries it), interleaved. Prints each sample and the summary table for the
+/// initramfs carries it), interleaved. `full` (a benchmark boot, not the smoke) may name a
+/// subset of them. Prints each sample and the summary table for the
 /// host; passes when every measurement ran within its time limits, every storm faulted at
 /// least once per page (per 2 MiB for THP and the BAR), huge-fault lost no record and
 /// counted exactly the faults each storm took in its mapping.
-pub fn bench(kernel: &str, size: &str, reps: u32, settle: Duration, full: bool) -> ScenarioResult {
+pub fn bench(
+    kernel: &str,
+    size: &str,
+    reps: u32,
+    settle: Duration,
+    full: Option<&Only>,
+) -> ScenarioResult {
     use hf_lab::bench::{self, Config, Env};
     let bpftrace = std::path::Path::new("/bin/bpftrace");
     let mut env = Env {
@@ -27,10 +40,32 @@ pub fn bench(kernel: &str, size: &str, reps: u32, settle: Duration, full: bool) 
     if env.bpftrace.is_some() {
         configs.push(Config::Bpftrace);
     }
-    let storms = bench::storms(size);
-    let (samples, mut errors) = bench::run(&env, &storms, &configs, reps, &mut |l| {
+    let mut storms = bench::storms(size);
+    let mut errors = vec![];
+    if let Some(only) = full {
+        let picked =
+            |list: &[String], name: &str| list.is_empty() || list.iter().any(|n| n == name);
+        configs.retain(|c| picked(&only.configs, c.key()));
+        storms.retain(|s| picked(&only.storms, s.name));
+        for n in &only.configs {
+            if !configs.iter().any(|c| c.key() == n) {
+                errors.push(format!("no configuration {n} in this guest"));
+            }
+        }
+        for n in &only.storms {
+            if !storms.iter().any(|s| s.name == n) {
+                errors.push(format!("no storm {n}"));
+            }
+        }
+        if !configs.contains(&Config::Untraced) {
+            configs.insert(0, Config::Untraced);
+        }
+    }
+    let full = full.is_some();
+    let (samples, run_errors) = bench::run(&env, &storms, &configs, reps, &mut |l| {
         println!("init: [bench] {l}")
     });
+    errors.extend(run_errors);
     for s in &samples {
         if full {
             println!(

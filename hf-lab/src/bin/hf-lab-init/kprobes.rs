@@ -24,12 +24,16 @@ pub fn enables_mthp(pairs: &[(&str, &str)]) -> bool {
 
 /// Whether a kprobe on `function` is registered now (`None`: the list cannot be read).
 fn listed(function: &str) -> Option<bool> {
-    let list = std::fs::read_to_string(LIST).ok()?;
-    let entry = format!("{function}+0x0");
-    Some(
-        list.lines()
-            .any(|l| l.split_whitespace().any(|w| w == entry)),
-    )
+    Some(lists(&std::fs::read_to_string(LIST).ok()?, function))
+}
+
+/// Whether a `kprobes/list` text has a probe on `function`, at any offset: a probe on a
+/// function's start is listed after its `endbr64` (`+0x4`) where the kernel has IBT.
+fn lists(list: &str, function: &str) -> bool {
+    list.lines().any(|l| {
+        l.split_whitespace()
+            .any(|w| w.split_once('+').is_some_and(|(f, _)| f == function))
+    })
 }
 
 /// Waits (5 s at most) until the multi-size THP probe is registered (`want`) or gone.
@@ -65,6 +69,16 @@ fn has_target() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_is_listed_at_any_offset_of_its_function() {
+        let list = "ffffffff8134d2a4  k  folio_add_new_anon_rmap+0x4    [FTRACE]\n\
+                    ffffffff81100000  r  handle_mm_fault+0x0    [FTRACE]\n";
+        assert!(lists(list, "folio_add_new_anon_rmap"));
+        assert!(lists(list, "handle_mm_fault"));
+        assert!(!lists(list, "folio_add_new"));
+        assert!(!lists("", "handle_mm_fault"));
+    }
 
     #[test]
     fn only_sizes_below_the_pmd_switched_on_count() {

@@ -76,7 +76,28 @@ fn main() {
         // A benchmark boot: the bench only, then the kernel log.
         let size = b.first().cloned().unwrap_or_else(|| "1G".into());
         let reps = b.get(1).and_then(|r| r.parse().ok()).unwrap_or(3);
-        emit(&bench(&kernel, &size, reps, Duration::from_secs(2), true));
+        // Optional subsets, names joined by `+`: configurations, then storms.
+        let subset = |i: usize| -> Vec<String> {
+            b.get(i)
+                .map(|v| {
+                    v.split('+')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let only = bench::Only {
+            configs: subset(2),
+            storms: subset(3),
+        };
+        emit(&bench(
+            &kernel,
+            &size,
+            reps,
+            Duration::from_secs(2),
+            Some(&only),
+        ));
         emit(&kernel_log_check(&kernel));
         println!("{}", Line::Done);
         power_off();
@@ -169,7 +190,7 @@ fn main() {
         .as_ref()
         .is_none_or(|o| o.iter().any(|n| n == "bench-smoke"))
     {
-        emit(&bench(&kernel, "16M", 1, Duration::from_millis(200), false));
+        emit(&bench(&kernel, "16M", 1, Duration::from_millis(200), None));
     }
     emit(&kernel_log_check(&kernel));
     println!("{}", Line::Done);
