@@ -88,11 +88,6 @@ pub struct KernelOffsets {
     /// a VMA it looked up while the sequence stays the same.
     pub task_mm: u32,
     pub mm_lock_seq: u32,
-    /// `vm_area_struct.vm_mm`, set with `mm_lock_seq`: the closing program of the fentry
-    /// and kprobe modes reuses the VMA it read at a thread's last fault while the VMA is
-    /// the same and its mm's sequence unchanged.
-    pub vma_mm: u32,
-    pub _pad: u32,
 }
 
 /// Offsets of the fields the programs read from an `exceptions:page_fault_*` record; the
@@ -146,9 +141,7 @@ pub struct ThpSettings {
     pub counter_usage: u32,
     pub counter_max: u32,
     pub counter_parent: u32,
-    /// 1 when the three `orders_addr` follow each other in memory (8 bytes apart): the
-    /// program reads them in one probe read.
-    pub orders_contiguous: u32,
+    pub _pad: u32,
     /// Address of `transparent_hugepage_flags`; 0: the settings are not read.
     pub flags_addr: u64,
     /// 6.8+: addresses of `huge_anon_orders_always`, `_madvise` and `_inherit` (the

@@ -5,7 +5,7 @@
 //! memory cgroup's limit, or the allocator.
 
 use crate::{ctx::*, maps::*};
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
+use aya_ebpf::helpers::bpf_get_current_task;
 use huge_fault_common::{Mapping, kabi, level, thp};
 
 /// Most memory cgroup levels walked up from the task's (the root has no limit).
@@ -58,14 +58,14 @@ pub(crate) fn note_fallback_cause(m: *mut Mapping) {
     };
 }
 
-/// Fills in `m.thp` for a closing fault (`mm`: the VMA's `vm_mm`, 0 when not read yet): left 0 when the fault is not anonymous, its VMA
+/// Fills in `m.thp` for a closing fault: left 0 when the fault is not anonymous, its VMA
 /// cannot hold a PMD, or it mapped a PMD or PUD (the settings did not stop it).
 ///
 /// A function of its own (a BPF subprogram), writing its result to the map value rather
 /// than returning it: inlined, its branches multiplied the states the verifier explores
 /// in the closing program past the 1M-instruction limit (6.1's verifier, fexit).
 #[inline(never)]
-pub(crate) fn fill_thp(m: *mut Mapping, vma_ptr: u64, mm: u64, vma: *const VmaInfo) {
+pub(crate) fn fill_thp(m: *mut Mapping, vma_ptr: u64, vma: *const VmaInfo) {
     if m.is_null() || vma.is_null() {
         return;
     }
@@ -92,27 +92,13 @@ pub(crate) fn fill_thp(m: *mut Mapping, vma_ptr: u64, mm: u64, vma: *const VmaIn
     // 6.8+: the PMD order's own setting, always, madvise, inherit (the global one) or none
     // of them (never); before, the global one alone (`per_size` 0). Without branches.
     let per_size = u64::from(t.orders_addr[0] != 0);
-    let orders = if t.orders_contiguous != 0 {
-        // SAFETY: bpf_probe_read_kernel tolerates any address.
-        unsafe { bpf_probe_read_kernel(t.orders_addr[0] as *const [u64; 3]) }.unwrap_or([0; 3])
-    } else {
-        [
-            read_u64(t.orders_addr[0], 0),
-            read_u64(t.orders_addr[1], 0),
-            read_u64(t.orders_addr[2], 0),
-        ]
-    };
-    let a = bit(orders[0], kabi::PMD_ORDER) & per_size;
-    let md = bit(orders[1], kabi::PMD_ORDER) & per_size & (a ^ 1);
-    let inherit = (bit(orders[2], kabi::PMD_ORDER) & per_size & (a ^ 1) & (md ^ 1))
-        | (per_size ^ 1);
+    let a = bit(read_u64(t.orders_addr[0], 0), kabi::PMD_ORDER) & per_size;
+    let md = bit(read_u64(t.orders_addr[1], 0), kabi::PMD_ORDER) & per_size & (a ^ 1);
+    let inherit =
+        (bit(read_u64(t.orders_addr[2], 0), kabi::PMD_ORDER) & per_size & (a ^ 1) & (md ^ 1))
+            | (per_size ^ 1);
     let mode = (a | (md << 1) | (global_mode * inherit)) as u8;
-    // The VMA's mm, when the caller read it already.
-    let mm = if mm != 0 {
-        mm
-    } else {
-        read_u64(vma_ptr, t.vma_mm)
-    };
+    let mm = read_u64(vma_ptr, t.vma_mm);
     let mm_flags = read_u64(mm, t.mm_flags) * u64::from(t.vma_mm != 0);
     let off = bit(mm_flags, t.mmf_disable) * u64::from(t.mmf_disable < 64);
     let off_except = bit(mm_flags, t.mmf_except_advised) * u64::from(t.mmf_except_advised < 64);

@@ -17,19 +17,9 @@ pub(crate) fn offsets() -> KernelOffsets {
 
 #[inline(always)]
 pub(crate) fn bump(idx: u32) {
-    let _ = bump_get(idx);
-}
-
-/// [`bump`], returning this CPU's count after it (0 when the slot is missing).
-#[inline(always)]
-pub(crate) fn bump_get(idx: u32) -> u64 {
-    match COUNTERS.get_ptr_mut(idx) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(idx) {
         // SAFETY: a per-CPU slot; programs do not migrate CPUs while running.
-        Some(slot) => unsafe {
-            *slot += 1;
-            *slot
-        },
-        None => 0,
+        unsafe { *slot += 1 };
     }
 }
 

@@ -164,21 +164,15 @@ pub(crate) fn submit(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mapping>
     }
     // Batched wake-ups: user space drains the ring on a short timer, so a record wakes it
     // only when a backlog has built up. A wake-up per record (an IPI to the sleeping reader)
-    // costs more than everything else a fault record does. The backlog is asked for at
-    // every WAKEUP_EVERY-th record of a CPU only: a helper call less per record.
-    let records = bump_get(counter::RECORDS);
-    let wake = if records.is_multiple_of(WAKEUP_EVERY)
-        && EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES
-    {
+    // costs more than everything else a fault record does.
+    let wake = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     };
     entry.submit(wake as u64);
+    bump(counter::RECORDS);
 }
-
-/// A CPU's records between two looks at the ring's backlog (64 records: 20 KiB).
-const WAKEUP_EVERY: u64 = 64;
 
 /// Unread bytes in the ring above which a record wakes user space at once (a sixteenth of
 /// the ring; the reader's timer drains it long before it fills).

@@ -41,10 +41,6 @@ pub(crate) static PENDING: HashMap<u32, InFlight> =
 #[derive(Clone, Copy)]
 pub(crate) struct VmaCache {
     pub(crate) seq: u64,
-    /// The `vm_area_struct` read, for the fentry and kprobe modes (0 in tracepoint-only
-    /// mode, which finds VMAs by address), and its `vm_mm`.
-    pub(crate) ptr: u64,
-    pub(crate) mm: u64,
     pub(crate) vma: VmaInfo,
 }
 
@@ -87,8 +83,6 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     pg_head: 0,
     task_mm: 0,
     mm_lock_seq: 0,
-    vma_mm: 0,
-    _pad: 0,
 };
 
 /// Program settings, set by the tool before load.
@@ -116,7 +110,7 @@ pub(crate) static THP: ThpSettings = ThpSettings {
     counter_usage: 0,
     counter_max: 0,
     counter_parent: 0,
-    orders_contiguous: 0,
+    _pad: 0,
     flags_addr: 0,
     orders_addr: [0; 3],
 };

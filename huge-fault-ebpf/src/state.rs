@@ -3,7 +3,7 @@
 
 use crate::{
     ctx::*,
-    maps::{Exception, VmaCache, VmaInfo},
+    maps::{Exception, VmaCache},
     store::thread,
 };
 use huge_fault_common::{InFlight, NO_PFN, counter, kabi::NOT_MAPPED, step};
@@ -20,45 +20,8 @@ pub(crate) struct ThreadState {
     /// VM_FAULT_RETRY.
     pub(crate) active: u32,
     pub(crate) fault: InFlight,
-    /// The VMA of the thread's last completed fault: in tracepoint-only mode as found by
-    /// address, in the fentry and kprobe modes as read from its pointer.
+    /// The VMA of the thread's last completed fault (tracepoint-only mode).
     pub(crate) vma_cache: VmaCache,
-}
-
-impl VmaCache {
-    /// Reads the VMA at `ptr` into `out`, or takes it from the cache when the cache holds
-    /// that VMA and its mm's lock sequence has not changed since (no VMA of the mm was
-    /// modified: modifications hold the mmap write lock, whose release moves the
-    /// sequence), then keeps what it read. Returns the VMA's `vm_mm` when it read it (0
-    /// otherwise). Without the sequence (before 6.4) every call reads.
-    #[inline(always)]
-    pub(crate) fn read(&mut self, ptr: u64, out: &mut VmaInfo) -> u64 {
-        let o = offsets();
-        if o.vma_mm == 0 || o.mm_lock_seq == 0 || ptr == 0 {
-            read_vma(ptr, out);
-            return 0;
-        }
-        let mm = read_u64(ptr, o.vma_mm);
-        if mm == 0 {
-            read_vma(ptr, out);
-            return 0;
-        }
-        let seq = u64::from(read_u32(mm, o.mm_lock_seq));
-        if self.ptr == ptr && self.mm == mm && self.seq == seq && self.vma.found != 0 {
-            *out = self.vma;
-            return mm;
-        }
-        read_vma(ptr, out);
-        if out.found != 0 {
-            *self = VmaCache {
-                seq,
-                ptr,
-                mm,
-                vma: *out,
-            };
-        }
-        mm
-    }
 }
 
 impl ThreadState {

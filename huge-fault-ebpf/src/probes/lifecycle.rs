@@ -175,7 +175,6 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
     let (mut retries, mut vma_lock_retries) = (0, 0);
     let mut mapping: Option<*const Mapping> = None;
     let mut done: Option<*mut u32> = None;
-    let mut cache: Option<*mut VmaCache> = None;
     match thread(tid, false) {
         Some(t) if t.active != 0 && t.fault.waiting == 0 => {
             let st = &mut t.fault;
@@ -218,7 +217,6 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
                 }
                 mapping = Some(&st.mapping as *const Mapping);
                 done = Some(&mut t.active as *mut u32);
-                cache = Some(&mut t.vma_cache as *mut VmaCache);
             }
         }
         _ => {
@@ -230,18 +228,11 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
             flags |= rflags::NO_ENTRY | arg_bits;
         }
     }
-    let mm = match cache {
-        // SAFETY: this thread's own slot, as `done`.
-        Some(c) => unsafe { (*c).read(vma_ptr, &mut vma) },
-        None => {
-            read_vma(vma_ptr, &mut vma);
-            0
-        }
-    };
+    read_vma(vma_ptr, &mut vma);
     if let Some(m) = mapping
         && flags & rflags::NESTED == 0
     {
-        fill_thp(m.cast_mut(), vma_ptr, mm, &vma);
+        fill_thp(m.cast_mut(), vma_ptr, &vma);
     }
     let closing = Closing {
         tgid,

@@ -141,12 +141,7 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
                 flags |= rflags::VMA_LOOKUP_FAILED;
                 vma.found = 0;
             } else if seq != u64::MAX {
-                t.vma_cache = VmaCache {
-                    seq,
-                    ptr: 0,
-                    mm: 0,
-                    vma,
-                };
+                t.vma_cache = VmaCache { seq, vma };
             }
         }
     }

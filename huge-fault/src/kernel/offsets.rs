@@ -50,10 +50,6 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, MissingMember> {
             .member_offset("task_struct", "mm")
             .and(btf.member_offset("mm_struct", "mm_lock_seq"))
             .unwrap_or(0),
-        vma_mm: btf
-            .member_offset("mm_struct", "mm_lock_seq")
-            .and(btf.member_offset("vm_area_struct", "vm_mm"))
-            .unwrap_or(0),
         ..hugetlb_offsets(btf)
     })
 }

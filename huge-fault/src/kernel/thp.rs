@@ -118,11 +118,6 @@ pub fn resolve_thp(
             t.req_madv_bit = req_madv_bit;
             t.flags_addr = flags_addr;
             t.orders_addr = orders_addr;
-            t.orders_contiguous = u32::from(
-                orders_addr[0] != 0
-                    && orders_addr[1] == orders_addr[0] + 8
-                    && orders_addr[2] == orders_addr[0] + 16,
-            );
             (t, Ok(()))
         }
         Err(why) => (t, Err(why)),
