@@ -140,7 +140,10 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
                 bump(counter::VMA_LOOKUP_FAILED);
                 flags |= rflags::VMA_LOOKUP_FAILED;
                 vma.found = 0;
-            } else if seq != u64::MAX {
+            } else {
+                // Kept even where the tree's sequence is not known (before 6.4): the fast
+                // path above then never matches (u64::MAX), but a lookup that finds the
+                // tree locked for writing can still take it.
                 t.vma_cache = VmaCache { seq, vma };
             }
         }
