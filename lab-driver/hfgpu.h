@@ -12,6 +12,9 @@ enum hfgpu_policy {
 	HFGPU_POLICY_PMD_ONLY = 1, /* FALLBACK at PUD, PMD where alignment allows */
 	HFGPU_POLICY_PTE_ONLY = 2, /* FALLBACK at PUD and PMD: 4 KiB entries only */
 	HFGPU_POLICY_RANGE = 3,    /* hf_vmf_insert_range() of the whole buffer object */
+	HFGPU_POLICY_REMAP = 4,    /* io_remap_pfn_range() of the whole buffer object from the
+				    * fault handler, as vfio-pci did before 6.12 (before 6.3
+				    * only: later kernels take the VMA's write lock in it) */
 	HFGPU_NR_POLICIES
 };
 

@@ -15,6 +15,10 @@
  *             the fault reaches: one call maps it with PUD, PMD and PTE entries as
  *             alignment allows. The plan is Rust (crate hf_range, linked in as an object);
  *             this file only walks the page table and wraps the kernel's insert calls.
+ *   remap     io_remap_pfn_range() of the whole buffer object from the PTE fault handler,
+ *             as vfio-pci's fault handler did before 6.12 (one fault, every PTE). Before
+ *             6.3 only: from then on remap_pfn_range sets the VMA's flags with
+ *             vm_flags_set(), which wants the mmap lock held for writing.
  *
  * Kernels differ: before 6.8 or so the core VM never calls huge_fault for VM_PFNMAP VMAs
  * (hugepage_vma_check refuses VM_SPECIAL), so only the ordinary fault handler runs there;
@@ -40,10 +44,10 @@
 
 static char *policy = "pud";
 module_param(policy, charp, 0444);
-MODULE_PARM_DESC(policy, "default fault policy: pud, pmd-only, pte-only or range");
+MODULE_PARM_DESC(policy, "default fault policy: pud, pmd-only, pte-only, range or remap");
 
 static const char *const policy_names[HFGPU_NR_POLICIES] = {
-	"pud", "pmd-only", "pte-only", "range",
+	"pud", "pmd-only", "pte-only", "range", "remap",
 };
 
 static u32 default_policy;
@@ -325,6 +329,22 @@ static vm_fault_t hfgpu_huge_fault(struct vm_fault *vmf, enum page_entry_size pe
 }
 #endif
 
+/* The whole buffer object in one io_remap_pfn_range(), the way vfio-pci's fault handler
+ * mapped a whole BAR before 6.12. */
+static vm_fault_t fault_remap(struct vm_fault *vmf)
+{
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 3, 0)
+	struct vm_area_struct *vma = vmf->vma;
+
+	if (io_remap_pfn_range(vma, vma->vm_start, bo_pfn(vma, vma->vm_start),
+			       vma->vm_end - vma->vm_start, vma->vm_page_prot))
+		return VM_FAULT_SIGBUS;
+	return VM_FAULT_NOPAGE;
+#else
+	return VM_FAULT_SIGBUS;
+#endif
+}
+
 static vm_fault_t hfgpu_fault(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
@@ -332,6 +352,8 @@ static vm_fault_t hfgpu_fault(struct vm_fault *vmf)
 
 	if (bo_policy(vma) == HFGPU_POLICY_RANGE)
 		return count_call(vmf, HFGPU_LVL_PTE, fault_range(vmf));
+	if (bo_policy(vma) == HFGPU_POLICY_REMAP)
+		return count_call(vmf, HFGPU_LVL_PTE, fault_remap(vmf));
 	return count_call(vmf, HFGPU_LVL_PTE, vmf_insert_pfn(vma, addr, bo_pfn(vma, addr)));
 }
 
@@ -452,6 +474,10 @@ static long hfgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 			return -EFAULT;
 		if (p >= HFGPU_NR_POLICIES)
 			return -EINVAL;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+		if (p == HFGPU_POLICY_REMAP)
+			return -EOPNOTSUPP;
+#endif
 		WRITE_ONCE(hf->policy, p);
 		return 0;
 	case HFGPU_SET_FLAGS:
@@ -561,7 +587,7 @@ static int __init hfgpu_init(void)
 		if (sysfs_streq(policy, policy_names[i]))
 			break;
 	if (i == HFGPU_NR_POLICIES) {
-		pr_err("hfgpu: unknown policy '%s' (pud, pmd-only, pte-only, range)\n", policy);
+		pr_err("hfgpu: unknown policy '%s' (pud, pmd-only, pte-only, range, remap)\n", policy);
 		return -EINVAL;
 	}
 	default_policy = i;

@@ -32,7 +32,8 @@ pub struct AggKey {
     /// [`latency::bucket`] of the fault's latency, [`latency::NONE`] when unknown.
     pub latency_bucket: u32,
     pub source: u8,
-    pub _pad0: u8,
+    /// [`Mapping::handler`]: the class keeps which `huge_fault` handler was asked.
+    pub handler: u8,
     /// [`rflags`] bits.
     pub flags: u16,
     /// As in [`FaultRecord`]: the class's retried calls per fault.
@@ -93,6 +94,7 @@ impl AggKey {
                 first_pfn: [NO_PFN; 4],
                 last_pfn: [NO_PFN; 4],
                 pfn_missing: self.pfn_missing,
+                handler: self.handler,
                 ..Default::default()
             },
             ..Default::default()

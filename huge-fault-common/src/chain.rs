@@ -54,7 +54,11 @@ pub struct Mapping {
     /// when it closes (anonymous faults that mapped no PMD or PUD; 0 elsewhere and in
     /// older recordings).
     pub thp: u8,
-    pub _pad: [u8; 3],
+    /// The `huge_fault` handler asked last in this fault: its index + 1 in the tool's
+    /// handler table (the `HANDLERS` map, by the handler's address); 0: none asked, or a
+    /// handler the table does not hold (and in older recordings).
+    pub handler: u8,
+    pub _pad: [u8; 2],
     /// First and last mapped virtual address per level (aligned to the entry's size).
     pub first_addr: [u64; 4],
     pub last_addr: [u64; 4],
@@ -96,6 +100,27 @@ impl Mapping {
     }
 
     /// Adds a step at the end of the chain, or counts it as a repeat of the last one.
+    /// `n` entries of `level` mapped in one call (`remap_pfn_range`): the first at `addr`
+    /// with `pfn`, the next ones 4 KiB (one pfn) further each.
+    #[inline(always)]
+    pub fn note_run(&mut self, level: u8, n: u32, addr: u64, pfn: u64) {
+        let l = level as usize;
+        if l >= self.entries.len() || n == 0 {
+            return;
+        }
+        self.entries[l] = self.entries[l].saturating_add(n);
+        let last = u64::from(n - 1);
+        if self.first_addr[l] == 0 {
+            self.first_addr[l] = addr;
+            self.first_pfn[l] = pfn;
+        }
+        self.last_addr[l] = addr + (last << 12);
+        self.last_pfn[l] = if pfn == NO_PFN { NO_PFN } else { pfn + last };
+        if pfn == NO_PFN {
+            self.pfn_missing |= 1 << l;
+        }
+    }
+
     #[inline(always)]
     pub fn push_step(&mut self, step: u32) {
         // `chain_len` never exceeds MAX_CHAIN: the masks are no-ops that show the BPF
@@ -121,6 +146,25 @@ impl Mapping {
 mod tests {
     use super::*;
     use crate::level;
+
+    #[test]
+    fn a_remapped_run_counts_every_entry_with_its_first_and_last_address_and_pfn() {
+        let mut m = Mapping::default();
+        // 1 GiB of PTEs from one remap_pfn_range inside a fault.
+        m.note_run(level::PTE, 262_144, 0x7f00_0000_0000, 0x10_0000);
+        let l = level::PTE as usize;
+        assert_eq!(m.entries[l], 262_144);
+        assert_eq!(m.first_addr[l], 0x7f00_0000_0000);
+        assert_eq!(m.last_addr[l], 0x7f00_3fff_f000);
+        assert_eq!((m.first_pfn[l], m.last_pfn[l]), (0x10_0000, 0x13_ffff));
+        assert_eq!(m.pfn_missing, 0);
+        // A later single entry extends the level; nothing is counted for an empty run.
+        m.note_run(level::PTE, 0, 0x1000, 1);
+        m.note_entry(level::PTE, 0x7f00_4000_0000, NO_PFN);
+        assert_eq!(m.entries[l], 262_145);
+        assert_eq!(m.first_addr[l], 0x7f00_0000_0000);
+        assert_eq!(m.pfn_missing, 1 << l);
+    }
 
     #[test]
     fn entries_keep_their_first_and_last_address_and_pfn() {

@@ -141,12 +141,30 @@ pub struct ThpSettings {
     pub counter_usage: u32,
     pub counter_max: u32,
     pub counter_parent: u32,
-    pub _pad: u32,
+    /// Non-zero: the settings words are not read from the kernel's memory (its
+    /// /proc/kallsyms does not list them: a kernel without `CONFIG_KALLSYMS_ALL`) but from
+    /// the programs' `THP_WORDS` global ([`ThpNow`]), which the tool keeps as sysfs says.
+    pub from_sysfs: u32,
     /// Address of `transparent_hugepage_flags`; 0: the settings are not read.
     pub flags_addr: u64,
     /// 6.8+: addresses of `huge_anon_orders_always`, `_madvise` and `_inherit` (the
     /// per-size settings, bit [`crate::kabi::PMD_ORDER`] for a PMD); all 0 before.
     pub orders_addr: [u64; 3],
+}
+
+/// The anonymous THP settings words as the kernel keeps them, made by the tool from sysfs
+/// (`enabled`, `hugepages-<PMD size>kB/enabled`) at start and every 200 ms while tracing,
+/// where the kernel's own words cannot be found ([`ThpSettings::from_sysfs`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThpNow {
+    /// `transparent_hugepage_flags`: the [`ThpSettings::flag_bit`] and
+    /// [`ThpSettings::req_madv_bit`] bits.
+    pub flags: u64,
+    /// `huge_anon_orders_always`, `_madvise`, `_inherit`: bit [`crate::kabi::PMD_ORDER`].
+    pub orders: [u64; 3],
+    /// 1: the kernel has per-size settings (6.8+: the `orders` words count), else 0.
+    pub per_size: u64,
 }
 
 /// The byte [`crate::Mapping::thp`]: the anonymous THP settings for a PMD-size THP as

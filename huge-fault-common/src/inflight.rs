@@ -53,4 +53,7 @@ pub struct InFlight {
     /// or above it means the last call returned unseen (the kernel skipped the return
     /// program).
     pub entry_sp: u64,
+    /// Pages of the `remap_pfn_range` in flight inside the fault (its address and pfn in
+    /// `pte_addr` and `pte_pfn`); 0: none.
+    pub remap_pages: u64,
 }

@@ -16,7 +16,7 @@ pub mod record;
 
 pub use aggregate::AggKey;
 pub use chain::{MAX_CHAIN, Mapping, NO_PFN, PFN_MASK, STEP_VIA_RANGE, STEP_VMA_LOCK, step};
-pub use config::{Filter, KernelOffsets, Settings, ThpSettings, counter, metrics, thp};
+pub use config::{Filter, KernelOffsets, Settings, ThpNow, ThpSettings, counter, metrics, thp};
 pub use inflight::InFlight;
 pub use level::Level;
 pub use record::{FaultRecord, rflags, source};
@@ -32,4 +32,5 @@ mod pod {
     unsafe impl aya::Pod for super::AggKey {}
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::ThpSettings {}
+    unsafe impl aya::Pod for super::ThpNow {}
 }

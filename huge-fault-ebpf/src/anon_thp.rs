@@ -84,19 +84,29 @@ pub(crate) fn fill_thp(m: *mut Mapping, vma_ptr: u64, vma: *const VmaInfo) {
         return;
     }
     let bit = |word: u64, n: u32| (word >> (n & 63)) & 1;
-    let global = read_u64(t.flags_addr, 0);
+    // The kernel's own words, or the tool's copy of what sysfs says, picked without a
+    // branch (`from_sysfs` is 0 or 1): the closing program is near 6.1's verifier limit.
+    // SAFETY: plain loads of our own global, which only the tool writes.
+    let w = unsafe { core::ptr::read_volatile(&raw const THP_WORDS) };
+    let copy = 0u64.wrapping_sub(u64::from(t.from_sysfs & 1));
+    let pick = |from_copy: u64, from_kernel: u64| (from_copy & copy) | (from_kernel & !copy);
+    let global = pick(w.flags, read_u64(t.flags_addr, 0));
+    let orders = [
+        pick(w.orders[0], read_u64(t.orders_addr[0], 0)),
+        pick(w.orders[1], read_u64(t.orders_addr[1], 0)),
+        pick(w.orders[2], read_u64(t.orders_addr[2], 0)),
+    ];
+    let per_size = pick(w.per_size & 1, u64::from(t.orders_addr[0] != 0));
     let g_always = bit(global, t.flag_bit);
     let g_madvise = bit(global, t.req_madv_bit) & (g_always ^ 1);
     // 0 never, 1 always, 2 madvise (`thp::NEVER`, `ALWAYS`, `MADVISE`).
     let global_mode = g_always | (g_madvise << 1);
     // 6.8+: the PMD order's own setting, always, madvise, inherit (the global one) or none
     // of them (never); before, the global one alone (`per_size` 0). Without branches.
-    let per_size = u64::from(t.orders_addr[0] != 0);
-    let a = bit(read_u64(t.orders_addr[0], 0), kabi::PMD_ORDER) & per_size;
-    let md = bit(read_u64(t.orders_addr[1], 0), kabi::PMD_ORDER) & per_size & (a ^ 1);
+    let a = bit(orders[0], kabi::PMD_ORDER) & per_size;
+    let md = bit(orders[1], kabi::PMD_ORDER) & per_size & (a ^ 1);
     let inherit =
-        (bit(read_u64(t.orders_addr[2], 0), kabi::PMD_ORDER) & per_size & (a ^ 1) & (md ^ 1))
-            | (per_size ^ 1);
+        (bit(orders[2], kabi::PMD_ORDER) & per_size & (a ^ 1) & (md ^ 1)) | (per_size ^ 1);
     let mode = (a | (md << 1) | (global_mode * inherit)) as u8;
     let mm = read_u64(vma_ptr, t.vma_mm);
     let mm_flags = read_u64(mm, t.mm_flags) * u64::from(t.vma_mm != 0);

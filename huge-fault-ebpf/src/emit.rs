@@ -67,6 +67,7 @@ pub(crate) fn aggregate(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mappi
             (*k).chain_len = (*m).chain_len;
             (*k).overflow = (*m).overflow;
             (*k).pfn_missing = (*m).pfn_missing;
+            (*k).handler = (*m).handler;
             flags |= rflags::HAS_MAPPING;
         }
         (*k).flags = flags;

@@ -6,7 +6,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use huge_fault_common::{AggKey, Filter, InFlight, KernelOffsets, Settings, ThpSettings, counter};
+use huge_fault_common::{
+    AggKey, Filter, InFlight, KernelOffsets, Settings, ThpNow, ThpSettings, counter,
+};
 
 /// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
 #[map]
@@ -110,10 +112,26 @@ pub(crate) static THP: ThpSettings = ThpSettings {
     counter_usage: 0,
     counter_max: 0,
     counter_parent: 0,
-    _pad: 0,
+    from_sysfs: 0,
     flags_addr: 0,
     orders_addr: [0; 3],
 };
+
+/// The anonymous THP settings words as sysfs says them, kept by the tool where the kernel's
+/// own cannot be found (`THP.from_sysfs`). A mutable global, the object's only one: the
+/// tool writes it through the `.bss` map; the programs read it with plain loads (a map
+/// lookup's null check was one branch too many for 6.1's verifier in the closing program).
+#[unsafe(no_mangle)]
+pub(crate) static mut THP_WORDS: ThpNow = ThpNow {
+    flags: 0,
+    orders: [0; 3],
+    per_size: 0,
+};
+
+/// The `huge_fault` handlers the tool attached to, by address (the function's, and 4
+/// bytes past it, where a kprobe sits after `endbr64`): index + 1 in the tool's table.
+#[map]
+pub(crate) static HANDLERS: HashMap<u64, u8> = HashMap::with_max_entries(512, 0);
 
 /// Process filter, set by the tool before load.
 #[unsafe(no_mangle)]

@@ -124,6 +124,11 @@ pub struct RunInfo {
     /// (`--bpf-stats` or `kernel.bpf_stats_enabled`); `None`: not accounted.
     #[serde(default)]
     pub program_costs: Option<std::collections::BTreeMap<String, ProgramCost>>,
+    /// The `huge_fault` handlers attached to, as `symbol [module]`: entry `i` is the
+    /// handler of index `i + 1` in the records (empty: none attached, or a recording made
+    /// before handlers were told).
+    #[serde(default)]
+    pub handlers: Vec<String>,
 }
 
 /// One program's runs and the time the kernel spent in them.
@@ -147,6 +152,7 @@ impl RunInfo {
             aggregate: false,
             program_misses: Default::default(),
             program_costs: None,
+            handlers: Vec::new(),
         }
     }
 

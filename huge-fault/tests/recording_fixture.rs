@@ -8,7 +8,9 @@
 //! where fields were added with nothing else changing (`fallback_reasons`;
 //! `loss.program_misses`, `loss.program_misses_by_program`, `anomalies.returns_missed`);
 //! and when anonymous `MADV_NOHUGEPAGE` VMAs began to get reasons for the PMDs never asked
-//! (two faults of one such VMA, 2 MiB or larger, whose blocks do not fit: `vma-range`).
+//! (two faults of one such VMA, 2 MiB or larger, whose blocks do not fit: `vma-range`);
+//! and when `handlers` was added (`null` throughout: the recording predates the handler
+//! table, so which handler served a VMA is not known, not none).
 
 use std::io::Read as _;
 

@@ -12,6 +12,7 @@ use crate::{
     scenarios::Scenario,
 };
 
+mod handlers;
 #[cfg(test)]
 mod tests;
 
@@ -278,6 +279,22 @@ pub fn evaluate(
                 let what = row_key(&rows, i, &key);
                 verdict(&mut checks, &mut failed, what, (Value::Null, got), ok);
             }
+        }
+    }
+    // Every VMA names the `huge_fault` handler its kind is served by, exactly (none where
+    // no fault asks one).
+    if sees_returns && let Some(want) = handlers::expected(s.kind, version) {
+        for (i, r) in rows.iter().enumerate() {
+            let Some(r) = r else { continue };
+            let (ok, got) = handlers::meets(r, want);
+            let what = row_key(&rows, i, "handlers");
+            verdict(
+                &mut checks,
+                &mut failed,
+                what,
+                (handlers::describe(want), got),
+                ok,
+            );
         }
     }
     // `--aggregate` keeps no address or pfn per fault: every fault with a FALLBACK is

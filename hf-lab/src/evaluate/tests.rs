@@ -68,7 +68,7 @@ fn report(faults: u64, writes: u64) -> Value {
         {"pid": 9, "start": "0x200000", "end": "0xa00000", "faults": faults, "writes": writes,
          "major": 0, "kind": "anon", "entries": {"pte": 0, "pmd": 4, "pud": 0},
          "unlinked_retries": 0, "pending_retries": 0,
-         "bytes_mapped": 8 << 20, "chains": [{"chain": "PMD:OK", "count": 4}]},
+         "bytes_mapped": 8 << 20, "chains": [{"chain": "PMD:OK", "count": 4}], "handlers": []},
         {"pid": 9, "start": "0x1000", "end": "0x2000", "faults": 77}
     ]})
 }
@@ -91,7 +91,7 @@ fn mthp(entries_pte: u64) -> (Value, Value) {
     let rep = json!({"loss": {"ringbuf_drops": 0, "inflight_map_full": 0,
                               "vma_table_overflow_faults": 0, "process_table_overflow_faults": 0, "malformed_records": 0},
         "vmas": [{"pid": 3, "start": "0x400000", "end": "0x500000", "faults": 16, "writes": 16,
-                  "kind": "anon", "entries": {"pte": entries_pte, "pmd": 0, "pud": 0},
+                  "kind": "anon", "entries": {"pte": entries_pte, "pmd": 0, "pud": 0}, "handlers": [],
                   "unlinked_retries": 0, "pending_retries": 0,
                   "bytes_mapped": entries_pte * 4096, "chains": [{"chain": "PTE:OK", "count": 16}]}]});
     let truth = json!({"pid": 3, "vma_start": "0x400000", "vma_end": "0x500000", "touches": 256,
@@ -303,7 +303,7 @@ fn per_kernel_checks_apply_only_on_their_kernels() {
         "pid": 7, "start": "0x1000", "end": "0x2000", "faults": 1,
         "entries": {"pmd": 0, "pte": 2048}, "chains": [{"chain": "PTE:RANGE", "count": 1}],
         "fallback_steps": 0, "retried_faults": 0, "retry_calls": 0, "vma_lock_retries": 0,
-        "unlinked_retries": 0, "pending_retries": 0,
+        "unlinked_retries": 0, "pending_retries": 0, "handlers": [],
     });
     let report = serde_json::json!({
         "vmas": [row],

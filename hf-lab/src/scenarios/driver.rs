@@ -196,6 +196,37 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "drv-remap-6.1",
+        kind: "GPU driver",
+        needs: Needs::Below(
+            6,
+            3,
+            "remap_pfn_range sets the VMA's flags under its write lock from 6.3: no fault handler calls it",
+        ),
+        todo: None,
+        counted_by: Some(SecondCount::Driver),
+        predicts: None,
+        sysfs: &[],
+        mount: None,
+        // The whole 1 GiB buffer object remapped by the PTE fault handler at its first
+        // fault, as vfio-pci did with a BAR before 6.12: one fault, 262,144 PTEs. The
+        // workload touches every page and only the first faults: every PTE was there after
+        // it (pagemap and smaps cannot count them: the kernel's page walk skips PFNMAP
+        // VMAs).
+        workload: &["gpu", "--size", "1G", "--policy", "remap"],
+        checks: &[
+            truth("touches", 262_144),
+            truth("minflt", 1),
+            truth("drv_fault_calls", 1),
+            tool("faults", 1),
+            sized("entries.pte", 262_144),
+            sized("entries.pmd", 0),
+            sized("entries.pud", 0),
+            sized("bytes_mapped", 1 << 30),
+            sized_s("chains.0.chain", "PTE:OK"),
+        ],
+    },
+    Scenario {
         name: "drv-mid-gib-pud",
         kind: "GPU driver",
         needs: Needs::Kernel(6, 12, NO_PFNMAP_HUGE_FAULT_BEFORE),

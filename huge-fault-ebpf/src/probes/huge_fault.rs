@@ -1,7 +1,9 @@
 //! `huge_fault` handlers (the level asked for, and the answer) and range-insert helpers.
 
-use crate::{ctx::*, state::*};
+use crate::{ctx::*, maps::HANDLERS, state::*};
 use aya_ebpf::{
+    EbpfContext as _,
+    helpers::generated::bpf_get_func_ip,
     macros::{kprobe, kretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
@@ -18,6 +20,13 @@ pub fn hf_kprobe_huge_fault(ctx: ProbeContext) -> u32 {
     let lvl = Level::from_huge_fault_arg(arg, offsets().huge_fault_order != 0);
     st.hf_level = lvl.map_or(0, |l| l as u32);
     st.in_hf += 1;
+    // Which handler: the probed function's address (5.15+), in the tool's table.
+    // SAFETY: a kprobe program's context, as the helper wants it.
+    let ip = unsafe { bpf_get_func_ip(ctx.as_ptr()) };
+    // SAFETY: a value of our own map, copied at once.
+    if let Some(h) = unsafe { HANDLERS.get(ip) } {
+        st.mapping.handler = *h;
+    }
     0
 }
 

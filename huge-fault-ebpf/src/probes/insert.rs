@@ -5,7 +5,11 @@ use aya_ebpf::{
     macros::{kprobe, kretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use huge_fault_common::{InFlight, NO_PFN, PFN_MASK, level};
+use huge_fault_common::{
+    InFlight, NO_PFN, PFN_MASK,
+    kabi::{VM_FAULT_NOPAGE, VM_FAULT_SIGBUS},
+    level,
+};
 
 /// Entry of a PTE insert (`vmf_insert_pfn`, `vmf_insert_pfn_prot`): remembers the address
 /// of the outermost one (the first may call the second). Its return counts a missing fault.
@@ -143,6 +147,55 @@ pub fn hf_kprobe_insert_folio_huge(ctx: ProbeContext) -> u32 {
     if let Some(st) = fault_state(false) {
         st.huge_addr = vmf_address(vmf).unwrap_or(0);
         st.huge_pfn = NO_PFN;
+    }
+    0
+}
+
+/// Entry of `remap_pfn_range` (`io_remap_pfn_range` on x86) inside a fault: a driver that
+/// maps a whole range from its fault handler (vfio-pci before 6.12 maps the whole BAR at
+/// its first fault). Remembers the range; calls outside a fault (at mmap time) are no
+/// fault's and are not seen.
+#[kprobe]
+pub fn hf_kprobe_remap(ctx: ProbeContext) -> u32 {
+    let addr: u64 = ctx.arg(1).unwrap_or(0);
+    let pfn: u64 = ctx.arg(2).unwrap_or(NO_PFN);
+    let size: u64 = ctx.arg(3).unwrap_or(0);
+    if let Some(st) = fault_state(false)
+        && st.remap_pages == 0
+    {
+        st.pte_addr = addr & !0xfff;
+        st.pte_pfn = pfn & PFN_MASK;
+        st.remap_pages = size >> 12;
+    }
+    0
+}
+
+/// Return of `remap_pfn_range` inside a fault: 0 made every PTE of the range (the kernel
+/// refuses a range with any PTE present), counted at their real number with the first and
+/// last address and pfn; a chain step when no `huge_fault` handler or range helper is in
+/// flight (an error is a failed PTE step).
+#[kretprobe]
+pub fn hf_kret_remap(ctx: RetProbeContext) -> u32 {
+    let ret: i32 = ctx.ret();
+    let Some(st) = fault_state(true) else {
+        return 0;
+    };
+    let pages = st.remap_pages;
+    if pages == 0 {
+        return 0;
+    }
+    st.remap_pages = 0;
+    let answer = if ret == 0 {
+        VM_FAULT_NOPAGE
+    } else {
+        VM_FAULT_SIGBUS
+    };
+    let step = st.in_hf == 0 && st.in_range == 0;
+    // The chain step alone; the entries as one run.
+    note_step(st, level::PTE, answer, 0, NO_PFN, step, false);
+    if ret == 0 && st.depth == 0 {
+        let n = pages.min(u64::from(u32::MAX)) as u32;
+        st.mapping.note_run(level::PTE, n, st.pte_addr, st.pte_pfn);
     }
     0
 }

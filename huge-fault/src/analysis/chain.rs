@@ -136,6 +136,9 @@ pub struct Mapped {
     pub bytes: u64,
     /// FALLBACK steps in the chain.
     pub fallback_steps: u32,
+    /// The `huge_fault` handler asked last, by index + 1 in the run's handler table (0:
+    /// none asked).
+    pub handler: u8,
 }
 
 /// The chain and entries of a completed fault from its record: the nested probes' steps
@@ -202,5 +205,6 @@ pub fn mapped(r: &FaultRecord) -> Mapped {
         chain,
         entries,
         bytes,
+        handler: m.handler,
     }
 }

@@ -61,6 +61,8 @@ pub struct Stats {
     /// The first `pfn-misaligned` seen: its level and how far the virtual address is past
     /// the pfn's alignment.
     pub pfn_offset: Option<(Level, u64)>,
+    /// Faults per `huge_fault` handler asked (index + 1 in the run's handler table).
+    pub handlers: BTreeMap<u8, u64>,
 }
 
 impl Stats {
@@ -103,6 +105,9 @@ impl Stats {
         add(&mut self.not_asked, o.not_asked);
         add(&mut self.unattributed, o.unattributed);
         self.pfn_offset = self.pfn_offset.or(o.pfn_offset);
+        for (h, n) in &o.handlers {
+            add(self.handlers.entry(*h).or_default(), *n);
+        }
     }
 
     /// Adds the reasons of `n` faults that each found these.
@@ -185,6 +190,9 @@ impl Stats {
                 &mut self.fallback_steps,
                 n.saturating_mul(u64::from(m.fallback_steps)),
             );
+            if m.handler != 0 {
+                add(self.handlers.entry(m.handler).or_default(), n);
+            }
         }
     }
 }

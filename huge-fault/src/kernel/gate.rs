@@ -30,7 +30,7 @@ impl Gate {
 }
 
 /// The bracketed choice of a sysfs setting: `always [madvise] never` → `madvise`.
-fn selected(text: &str) -> Option<&str> {
+pub(super) fn selected(text: &str) -> Option<&str> {
     text.split_whitespace()
         .find_map(|w| w.strip_prefix('[')?.strip_suffix(']'))
 }

@@ -9,6 +9,7 @@ mod offsets;
 mod probes;
 mod spec;
 mod thp;
+mod thp_sysfs;
 mod tracefs;
 mod vma_lock;
 
@@ -25,7 +26,8 @@ pub use mode::{Mode, Visibility};
 pub use offsets::{MissingMember, resolve_offsets};
 pub use probes::{FOLLOW_PROBE, GENERIC_SIZE_FUNCTIONS, all_programs, probes};
 pub use spec::{DEFAULT_RANGE_HELPER, Gate, ProbeSpec, ProgKind, Target};
-pub use thp::{data_symbols, resolve_thp};
+pub use thp::{ThpSource, data_symbols, resolve_thp};
+pub use thp_sysfs::{ThpBits, describe as describe_thp_words, thp_words};
 pub use tracefs::{EXCEPTION_FIELDS, check_tracepoint_format, tracepoint_field_offset};
 pub use vma_lock::{VMA_LOCK_RETRIES, VmaLockRetry};
 

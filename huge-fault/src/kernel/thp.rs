@@ -1,8 +1,11 @@
 //! What the programs need to know the anonymous THP settings (system and per process) and
 //! why a THP attempt failed: the kernel's symbol table, its BTF and its release.
 
+use std::path::Path;
+
 use huge_fault_common::{ThpSettings, kabi};
 
+use super::thp_sysfs::{ThpBits, thp_words};
 use crate::btf::Btf;
 
 /// The addresses of the data symbols `names` in a /proc/kallsyms listing (core kernel
@@ -27,14 +30,28 @@ pub fn data_symbols<const N: usize>(kallsyms: &str, names: [&str; N]) -> [Option
     out
 }
 
+/// Where the programs read the THP settings words from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ThpSource {
+    /// The kernel's own words, at their /proc/kallsyms addresses.
+    Kernel,
+    /// The tool's copy of what sysfs says, kept in the programs' `THP_WORDS` global at start and every
+    /// 200 ms while tracing ([`super::thp_sysfs`]), because the kernel's words cannot be
+    /// found (`why`): a setting changed while tracing is seen up to 200 ms late.
+    Sysfs { bits: ThpBits, why: String },
+}
+
 /// The programs' [`ThpSettings`]. `Err` says why the THP settings cannot be read (then
 /// they are not, and faults the kernel never asked for a PMD on anonymous memory get no
 /// reason); the settings it carries still tell why an attempt failed where they can.
+/// Where /proc/kallsyms does not list the kernel's words, they are made from sysfs under
+/// `thp` ([`ThpSource::Sysfs`]) if it can be read.
 pub fn resolve_thp(
     btf: &Btf,
     kallsyms: &str,
     kernel: Option<(u32, u32)>,
-) -> (ThpSettings, Result<(), String>) {
+    thp: &Path,
+) -> (ThpSettings, Result<ThpSource, String>) {
     let m = |s: &str, f: &str| btf.member_offset(s, f).ok();
     // The process's own switch is optional: without it, PR_SET_THP_DISABLE goes unseen.
     let (vma_mm, mm_flags) = match (m("vm_area_struct", "vm_mm"), m("mm_struct", "flags")) {
@@ -75,7 +92,26 @@ pub fn resolve_thp(
         counter_parent: c[6],
         ..Default::default()
     };
-    let settings = (|| {
+    let bit = |m: &str| {
+        btf.enum_value("transparent_hugepage_flag", m)
+            .ok_or(format!(
+                "enum transparent_hugepage_flag has no {m} in the kernel's BTF"
+            ))
+    };
+    let bits = match (
+        bit("TRANSPARENT_HUGEPAGE_FLAG"),
+        bit("TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG"),
+    ) {
+        (Ok(flag_bit), Ok(req_madv_bit)) => ThpBits {
+            flag_bit,
+            req_madv_bit,
+            per_size: kernel.is_some_and(|k| k >= kabi::HUGE_ANON_ORDERS_SINCE),
+        },
+        (Err(why), _) | (_, Err(why)) => return (t, Err(why)),
+    };
+    t.flag_bit = bits.flag_bit;
+    t.req_madv_bit = bits.req_madv_bit;
+    let addresses = (|| {
         let [flags, always, madvise, inherit] = data_symbols(
             kallsyms,
             [
@@ -88,39 +124,32 @@ pub fn resolve_thp(
         let flags_addr = flags.ok_or(
             "transparent_hugepage_flags is not in /proc/kallsyms (a kernel without THP or CONFIG_KALLSYMS_ALL)",
         )?;
-        let bit = |m: &str| {
-            btf.enum_value("transparent_hugepage_flag", m)
-                .ok_or(format!(
-                    "enum transparent_hugepage_flag has no {m} in the kernel's BTF"
-                ))
-        };
-        let per_size = kernel.is_some_and(|k| k >= kabi::HUGE_ANON_ORDERS_SINCE);
         let orders_addr = match (always, madvise, inherit) {
             (Some(a), Some(m), Some(i)) => [a, m, i],
-            _ if per_size => {
-                return Err(
-                    "huge_anon_orders_{always,madvise,inherit} are not in /proc/kallsyms".into(),
-                );
+            _ if bits.per_size => {
+                return Err("huge_anon_orders_{always,madvise,inherit} are not in /proc/kallsyms");
             }
             _ => [0; 3],
         };
-        Ok((
-            bit("TRANSPARENT_HUGEPAGE_FLAG")?,
-            bit("TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG")?,
-            flags_addr,
-            orders_addr,
-        ))
+        Ok((flags_addr, orders_addr))
     })();
-    match settings {
-        Ok((flag_bit, req_madv_bit, flags_addr, orders_addr)) => {
+    match addresses {
+        Ok((flags_addr, orders_addr)) => {
             t.valid = 1;
-            t.flag_bit = flag_bit;
-            t.req_madv_bit = req_madv_bit;
             t.flags_addr = flags_addr;
             t.orders_addr = orders_addr;
-            (t, Ok(()))
+            (t, Ok(ThpSource::Kernel))
         }
-        Err(why) => (t, Err(why)),
+        Err(why) if thp_words(thp, bits).is_some() => {
+            t.valid = 1;
+            t.from_sysfs = 1;
+            let why = why.to_string();
+            (t, Ok(ThpSource::Sysfs { bits, why }))
+        }
+        Err(why) => (
+            t,
+            Err(format!("{why}, and {} cannot be read", thp.display())),
+        ),
     }
 }
 
@@ -128,6 +157,9 @@ pub fn resolve_thp(
 mod tests {
     use super::*;
     use crate::btf::{build::BtfBuilder, kind};
+
+    /// A THP sysfs directory that does not exist.
+    const NO_SYSFS_DIR: &str = "/nonexistent/transparent_hugepage";
 
     const KALLSYMS: &str = "\
 ffffffff81000000 T _stext
@@ -205,8 +237,8 @@ ffffffffc0a01000 d transparent_hugepage_flags\t[some_module]
     fn per_size_settings_from_6_8_the_process_bits_by_release_and_the_memcg_offsets() {
         let raw = blob(true);
         let btf = Btf::parse(&raw).unwrap();
-        let (t, ok) = resolve_thp(&btf, KALLSYMS, Some((6, 12)));
-        assert_eq!((ok, t.valid), (Ok(()), 1));
+        let (t, ok) = resolve_thp(&btf, KALLSYMS, Some((6, 12)), Path::new(NO_SYSFS_DIR));
+        assert_eq!((ok, t.valid), (Ok(ThpSource::Kernel), 1));
         assert_eq!((t.flag_bit, t.req_madv_bit), (1, 2));
         assert_eq!(t.orders_addr[2], 0xffffffff83301a50);
         assert_eq!((t.vma_mm, t.mm_flags), (16, 8));
@@ -226,24 +258,59 @@ ffffffffc0a01000 d transparent_hugepage_flags\t[some_module]
             [0, 32, 64]
         );
         assert_eq!(
-            resolve_thp(&btf, KALLSYMS, Some((7, 2)))
+            resolve_thp(&btf, KALLSYMS, Some((7, 2)), Path::new(NO_SYSFS_DIR))
                 .0
                 .mmf_except_advised,
             23
         );
         // 6.1 has no per-size settings: the global flags decide.
         let old = "ffffffff82a1c0e8 D transparent_hugepage_flags\n";
-        let (t, ok) = resolve_thp(&btf, old, Some((6, 1)));
-        assert_eq!((ok, t.orders_addr), (Ok(()), [0; 3]));
+        let (t, ok) = resolve_thp(&btf, old, Some((6, 1)), Path::new(NO_SYSFS_DIR));
+        assert_eq!((ok, t.orders_addr), (Ok(ThpSource::Kernel), [0; 3]));
         // A 6.12 kernel that does not list them is not read half-way.
-        assert!(resolve_thp(&btf, old, Some((6, 12))).1.is_err());
+        assert!(
+            resolve_thp(&btf, old, Some((6, 12)), Path::new(NO_SYSFS_DIR))
+                .1
+                .is_err()
+        );
         // Without data symbols (no CONFIG_KALLSYMS_ALL) the settings are not read, but
         // why an attempt failed still is.
-        let (t, ok) = resolve_thp(&btf, "", Some((7, 2)));
+        let (t, ok) = resolve_thp(&btf, "", Some((7, 2)), Path::new(NO_SYSFS_DIR));
         assert!(ok.unwrap_err().contains("kallsyms"));
         assert_eq!((t.valid, t.memcg_valid), (0, 1));
         let raw = blob(false);
         let bare = Btf::parse(&raw).unwrap();
-        assert_eq!(resolve_thp(&bare, KALLSYMS, Some((6, 1))).0.memcg_valid, 0);
+        assert_eq!(
+            resolve_thp(&bare, KALLSYMS, Some((6, 1)), Path::new(NO_SYSFS_DIR))
+                .0
+                .memcg_valid,
+            0
+        );
+    }
+
+    #[test]
+    fn without_the_kernels_words_the_programs_read_the_tools_copy_of_sysfs() {
+        let raw = blob(true);
+        let btf = Btf::parse(&raw).unwrap();
+        let d = std::env::temp_dir().join(format!("hf-thp-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("hugepages-2048kB")).unwrap();
+        std::fs::write(d.join("enabled"), "always [madvise] never\n").unwrap();
+        std::fs::write(d.join("hugepages-2048kB/enabled"), "[inherit] never\n").unwrap();
+        let (t, src) = resolve_thp(&btf, "", Some((7, 2)), &d);
+        let _ = std::fs::remove_dir_all(&d);
+        let Ok(ThpSource::Sysfs { bits, why }) = src else {
+            panic!("{src:?}")
+        };
+        assert!(why.contains("CONFIG_KALLSYMS_ALL"), "{why}");
+        assert_eq!(
+            (bits.flag_bit, bits.req_madv_bit, bits.per_size),
+            (1, 2, true)
+        );
+        assert_eq!((t.valid, t.from_sysfs, t.flags_addr), (1, 1, 0));
+        assert_eq!((t.flag_bit, t.req_madv_bit, t.memcg_valid), (1, 2, 1));
+        // With the kernel's words listed, those are read, not sysfs.
+        let (t, src) = resolve_thp(&btf, KALLSYMS, Some((7, 2)), &d);
+        assert_eq!((src, t.from_sysfs), (Ok(ThpSource::Kernel), 0));
     }
 }

@@ -57,6 +57,9 @@ pub(super) fn load(
 }
 
 /// Attaches one probe. For a suffix target, returns the functions it attached to.
+/// The program on `huge_fault` handlers' entry, which tells which handler was asked.
+const HANDLER_ENTRY: &str = "hf_kprobe_huge_fault";
+
 pub(super) fn attach(
     ebpf: &mut Ebpf,
     p: &ProbeSpec,
@@ -139,6 +142,11 @@ pub(super) fn attach(
             let mut detail = attached.join(", ");
             if !failed.is_empty() {
                 detail.push_str(&format!("; not {}", failed.join("; ")));
+            }
+            if p.program == HANDLER_ENTRY
+                && let Err(why) = super::handlers::register(ebpf, &attached)
+            {
+                detail.push_str(&format!("; handlers not named: {why}"));
             }
             return Ok(Some(detail));
         }

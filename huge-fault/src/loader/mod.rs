@@ -5,8 +5,10 @@
 mod attach;
 mod errors;
 mod gated;
+mod handlers;
 mod log;
 mod modes;
+mod thp_words;
 
 use std::{collections::HashSet, path::Path};
 
@@ -117,6 +119,11 @@ pub struct Session {
     pub probes: Vec<ProbeReport>,
     /// Probes attached only while their gate holds (see [`Session::update_gates`]).
     pub gated: Vec<gated::Gated>,
+    /// The THP settings words the programs read from the tool's copy of sysfs (see
+    /// [`Session::update_thp_words`]); `None` where they read the kernel's own.
+    pub thp_words: Option<thp_words::ThpCopy>,
+    /// The `huge_fault` handlers attached to, by index - 1 ([`huge_fault_common::Mapping::handler`]).
+    pub handlers: Vec<String>,
 }
 
 pub struct LoadOptions<'a> {
@@ -165,6 +172,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         &our_btf,
         &kallsyms,
         crate::analysis::reason::kernel_version(&crate::host::kernel_release()),
+        Path::new(kernel::THP_SYSFS),
     );
     // One parsed BTF at a time: start-up is where the tool's memory peaks.
     drop(our_btf);
@@ -267,6 +275,12 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         return Err(Error::NoMode(why));
     };
     reports.push(store.report(mode));
+    let thp_copy = match &thp.1 {
+        Ok(kernel::ThpSource::Sysfs { bits, .. }) if mode != Mode::TracepointOnly => {
+            Some(thp_words::ThpCopy::new(*bits))
+        }
+        _ => None,
+    };
     if mode != Mode::TracepointOnly {
         reports.push(thp_report(mode, thp.1));
     }
@@ -288,8 +302,14 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         mode,
         probes: reports,
         gated,
+        thp_words: thp_copy,
+        handlers: Vec::new(),
     };
+    session.handlers = handlers::table(&session.ebpf);
     for line in session.update_gates(Path::new(kernel::THP_SYSFS), None) {
+        crate::say!("{line}");
+    }
+    if let Some(line) = session.update_thp_words(Path::new(kernel::THP_SYSFS), None) {
         crate::say!("{line}");
     }
     Ok((session, logger))
@@ -297,7 +317,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
 
 /// What the closing program reads of the anonymous THP settings, as a line of the attach
 /// report: read, or why not (then anonymous faults never asked for a PMD get no reason).
-fn thp_report(mode: Mode, thp: std::result::Result<(), String>) -> ProbeReport {
+fn thp_report(mode: Mode, thp: std::result::Result<kernel::ThpSource, String>) -> ProbeReport {
     let closing = kernel::probes(mode)
         .into_iter()
         .find(|p| {
@@ -308,13 +328,20 @@ fn thp_report(mode: Mode, thp: std::result::Result<(), String>) -> ProbeReport {
                 )
         })
         .map_or("", |p| p.program);
+    let mut target = "transparent_hugepage_flags (read)".to_string();
     let (status, reason) = match thp {
-        Ok(_) => (ProbeStatus::Attached, None),
+        Ok(kernel::ThpSource::Kernel) => (ProbeStatus::Attached, None),
+        Ok(kernel::ThpSource::Sysfs { why, .. }) => {
+            target = format!(
+                "THP settings from sysfs, every 200 ms ({why}: a change is seen up to 200 ms late)"
+            );
+            (ProbeStatus::Attached, None)
+        }
         Err(why) => (ProbeStatus::Skipped, Some(Reason::Unavailable(why))),
     };
     ProbeReport {
         program: closing.into(),
-        target: "transparent_hugepage_flags (read)".into(),
+        target,
         mode,
         role: "anonymous THP settings of faults that mapped no PMD: why the kernel never asked"
             .into(),

@@ -40,6 +40,7 @@ fn run_info() -> RunInfo {
         aggregate: false,
         program_misses: Default::default(),
         program_costs: None,
+        handlers: Vec::new(),
     }
 }
 

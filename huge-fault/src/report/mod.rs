@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 pub use format::fmt_size;
-pub use stats::{ChainCount, Entries, ProcessReport, StatsReport, VmaReport};
+pub use stats::{ChainCount, Entries, HandlerCount, ProcessReport, StatsReport, VmaReport};
 pub use text::wrap_words;
 
 use crate::{
@@ -185,7 +185,7 @@ impl Report {
             .map(|(pid, p)| ProcessReport {
                 pid,
                 comm: p.comm.clone(),
-                stats: StatsReport::new(&p.stats, &vis, sizes, histograms),
+                stats: StatsReport::new(&p.stats, &vis, sizes, histograms, &run.handlers),
                 faults_without_vma: p.no_vma,
                 faults_in_overflowed_vmas: p.vma_overflow,
             })
@@ -197,7 +197,7 @@ impl Report {
                 what_if: what_if.remove(&row.key),
                 merged_vmas: row.keys.len(),
                 keys: row.keys.clone(),
-                ..stats::vma_report(&row.key, &row.stats, &vis, sizes, histograms)
+                ..stats::vma_report(&row.key, &row.stats, &vis, sizes, histograms, &run.handlers)
             })
             .collect();
         Report {
@@ -257,7 +257,7 @@ impl Report {
                 ring_full: ctr(c::RING_FULL).saturating_sub(ctr(c::RINGBUF_DROPS)),
                 without: AGGREGATION_WITHOUT,
             },
-            totals: StatsReport::new(&a.totals, &vis, sizes, histograms),
+            totals: StatsReport::new(&a.totals, &vis, sizes, histograms, &run.handlers),
             processes,
             vmas,
             what_if_assumptions: crate::whatif::ASSUMPTIONS,

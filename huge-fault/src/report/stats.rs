@@ -45,6 +45,38 @@ pub struct StatsReport {
     pub fallback_steps: Option<u64>,
     /// Why levels gave no huge entry; `null` where the probes cannot see levels.
     pub fallback_reasons: Option<ReasonsReport>,
+    /// The `huge_fault` handlers asked (the driver or file system that served the VMA),
+    /// with their faults, most first; `null` where the probes cannot see levels or no
+    /// handler was attached (and in recordings made before handlers were told).
+    pub handlers: Option<Vec<HandlerCount>>,
+}
+
+/// One `huge_fault` handler, as `symbol [module]`, and the faults that asked it last.
+#[derive(Clone, Debug, Serialize)]
+pub struct HandlerCount {
+    pub handler: String,
+    pub faults: u64,
+}
+
+/// The handlers of `s`, named from the run's table (`table[i]` is index `i + 1`).
+fn handler_counts(s: &Stats, table: &[String]) -> Vec<HandlerCount> {
+    let mut out: Vec<HandlerCount> = s
+        .handlers
+        .iter()
+        .map(|(i, n)| HandlerCount {
+            handler: table
+                .get(usize::from(*i).wrapping_sub(1))
+                .cloned()
+                .unwrap_or_else(|| format!("handler #{i}")),
+            faults: *n,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.faults
+            .cmp(&a.faults)
+            .then_with(|| a.handler.cmp(&b.handler))
+    });
+    out
 }
 
 /// Faults per reason and level (a fault counts once per level where it fell back or, on a
@@ -137,7 +169,13 @@ pub struct ChainCount {
 }
 
 impl StatsReport {
-    pub(super) fn new(s: &Stats, vis: &Visibility, sizes: bool, histogram: bool) -> Self {
+    pub(super) fn new(
+        s: &Stats,
+        vis: &Visibility,
+        sizes: bool,
+        histogram: bool,
+        handlers: &[String],
+    ) -> Self {
         let mut chains: Vec<ChainCount> = s
             .chains
             .iter()
@@ -172,6 +210,7 @@ impl StatsReport {
                 .then(|| (s.fallback_faults as f64 / s.faults as f64 * 1e4).round() / 1e4),
             fallback_steps: sizes.then_some(s.fallback_steps),
             fallback_reasons: sizes.then(|| ReasonsReport::new(s)),
+            handlers: (sizes && !handlers.is_empty()).then(|| handler_counts(s, handlers)),
         }
     }
 
@@ -248,6 +287,7 @@ pub(super) fn vma_report(
     vis: &Visibility,
     sizes: bool,
     histogram: bool,
+    handlers: &[String],
 ) -> VmaReport {
     VmaReport {
         pid: k.tgid,
@@ -262,7 +302,7 @@ pub(super) fn vma_report(
         pgoff: v.pgoff,
         vm_flags: format!("{:#x}", v.flags),
         vma_source: if v.from_proc { "proc" } else { "kernel" }.into(),
-        stats: StatsReport::new(&v.stats, vis, sizes, histogram),
+        stats: StatsReport::new(&v.stats, vis, sizes, histogram, handlers),
         what_if: None,
         merged_vmas: 1,
         keys: vec![*k],

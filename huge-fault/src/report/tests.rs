@@ -32,6 +32,7 @@ fn run(mode: Mode) -> RunInfo {
         aggregate: false,
         program_misses: Default::default(),
         program_costs: None,
+        handlers: Vec::new(),
     }
 }
 
@@ -232,4 +233,75 @@ fn program_costs_are_null_unless_accounted_and_per_run_when_they_are() {
         rep.render(10, None, None)
             .contains("kernel time per run: hf_fexit_handle_mm_fault 333 ns × 3")
     );
+}
+
+#[test]
+fn each_vma_names_the_huge_fault_handlers_its_faults_asked() {
+    use huge_fault_common::{kabi, rflags, step};
+    let mut a = Analyzer::new(16);
+    // Three PMD faults on a driver's VMA, the last refused by its handler (FALLBACK then a
+    // PTE), all asking handler 2; one anonymous fault asking none.
+    for (i, ret) in [0u32, 0, kabi::VM_FAULT_FALLBACK].into_iter().enumerate() {
+        let mut r = with_vma(
+            rec(
+                source::KRETPROBE,
+                7,
+                7,
+                0x4000_0000 + (i as u64) * (2 << 20),
+            ),
+            0x4000_0000,
+            0x4100_0000,
+        );
+        r.flags |= rflags::HAS_RET | rflags::HAS_MAPPING;
+        r.mapping.chain[0] = step(huge_fault_common::level::PMD, ret);
+        r.mapping.chain_len = 1;
+        r.mapping.handler = 2;
+        a.ingest(&r, &mut NoResolver);
+    }
+    let mut anon = with_vma(
+        rec(source::KRETPROBE, 7, 7, 0x9000_0000),
+        0x9000_0000,
+        0x9001_0000,
+    );
+    anon.flags |= rflags::HAS_RET | rflags::HAS_MAPPING;
+    a.ingest(&anon, &mut NoResolver);
+    let mut r = run(Mode::Kprobe);
+    r.probes = crate::kernel::GENERIC_SIZE_FUNCTIONS
+        .iter()
+        .map(|f| ProbeReport {
+            program: "p".into(),
+            target: (*f).into(),
+            mode: Mode::Kprobe,
+            role: "size".into(),
+            status: ProbeStatus::Attached,
+            reason: None,
+        })
+        .collect();
+    r.handlers = vec![
+        "dev_dax_huge_fault [device_dax]".into(),
+        "hfgpu_huge_fault [hfgpu]".into(),
+    ];
+    let rep = Report::build(&a, &r);
+    let v: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
+    let drv = &v["vmas"][0];
+    assert_eq!(drv["start"], "0x40000000");
+    assert_eq!(drv["handlers"][0]["handler"], "hfgpu_huge_fault [hfgpu]");
+    assert_eq!(drv["handlers"][0]["faults"], 3);
+    assert_eq!(drv["handlers"].as_array().unwrap().len(), 1);
+    // Faults that asked no handler: an empty list, not null.
+    assert_eq!(v["vmas"][1]["handlers"], serde_json::json!([]));
+    assert_eq!(v["totals"]["handlers"][0]["faults"], 3);
+    let text = rep.render(20, None, None);
+    assert!(
+        text.contains("huge_fault handlers asked, per VMA:\n  7  40000000: hfgpu_huge_fault [hfgpu] for 3 faults"),
+        "{text}"
+    );
+    // Without a handler table (none attached, or an older recording) nothing is claimed.
+    r.handlers.clear();
+    let v: serde_json::Value = serde_json::from_str(&Report::build(&a, &r).to_json()).unwrap();
+    assert!(v["vmas"][0]["handlers"].is_null());
+    // Nor in a mode that sees no levels.
+    let v: serde_json::Value =
+        serde_json::from_str(&Report::build(&a, &run(Mode::TracepointOnly)).to_json()).unwrap();
+    assert!(v["vmas"][0]["handlers"].is_null());
 }

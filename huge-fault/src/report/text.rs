@@ -188,6 +188,11 @@ impl Report {
             out.push_str("\nchains (levels tried and answers), most frequent per VMA:\n");
             out.push_str(&tables::chains(self.vmas.iter().take(top.min(10)), 3).render(width));
         }
+        let served = self.handler_lines(top.min(10), width);
+        if !served.is_empty() {
+            out.push_str("\nhuge_fault handlers asked, per VMA:\n");
+            out.push_str(&served);
+        }
         let why = self.reason_lines(top.min(10), width);
         if !why.is_empty() {
             out.push_str("\nwhy no huge entry (the top reason per VMA):\n");
@@ -235,7 +240,40 @@ impl Report {
                     fmt_size(o.level_bytes)
                 ));
             }
+            if let Some(h) = v
+                .stats
+                .handlers
+                .as_ref()
+                .and_then(|h| h.first())
+                .filter(|_| t.reason == "driver")
+            {
+                line.push_str(&format!(" (handler {})", h.handler));
+            }
             line.push_str(&format!(" — {}", t.hint));
+            out.push_str(&wrap_words(&line, width));
+        }
+        out
+    }
+
+    /// One line per VMA whose faults asked a `huge_fault` handler: which ones (the driver
+    /// or file system that served it), with their faults.
+    fn handler_lines(&self, top: usize, width: Option<usize>) -> String {
+        let mut out = String::new();
+        for v in self.vmas.iter().take(top) {
+            let Some(hs) = v.stats.handlers.as_ref().filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            let names: Vec<String> = hs
+                .iter()
+                .map(|h| format!("{} for {} faults", h.handler, h.faults))
+                .collect();
+            let line = format!(
+                "  {} {} {}: {}",
+                v.pid,
+                super::tables::mapping_name(v.path.as_deref()),
+                v.start.trim_start_matches("0x"),
+                names.join(", ")
+            );
             out.push_str(&wrap_words(&line, width));
         }
         out

@@ -119,7 +119,7 @@ pub async fn event_loop(
     // Gated probes follow their sysfs settings while tracing.
     let mut gate_tick = tokio::time::interval(GATE_EVERY);
     gate_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let gates = session.has_gates();
+    let gates = session.polls_sysfs();
     let signal = |kind: tokio::signal::unix::SignalKind, name: &str| {
         tokio::signal::unix::signal(kind).map_err(|e| Error::io(format!("cannot handle {name}"), e))
     };
@@ -159,7 +159,11 @@ pub async fn event_loop(
             }
             _ = gate_tick.tick(), if gates => {
                 let at = Some(started.elapsed());
-                for line in session.update_gates(std::path::Path::new(kernel::THP_SYSFS), at) {
+                let thp = std::path::Path::new(kernel::THP_SYSFS);
+                for line in session.update_gates(thp, at) {
+                    crate::say!("{line}");
+                }
+                if let Some(line) = session.update_thp_words(thp, at) {
                     crate::say!("{line}");
                 }
             }
@@ -340,5 +344,6 @@ fn run_info(session: &Session, args: &TraceArgs, started: Instant, ended_by: End
         aggregate: args.aggregate || args.metrics.is_some(),
         program_misses: read_misses(&session.ebpf),
         program_costs: Some(read_costs(&session.ebpf)).filter(|c| !c.is_empty()),
+        handlers: session.handlers.clone(),
     }
 }

@@ -16,6 +16,7 @@ mod kprobes;
 mod metrics;
 mod pass;
 mod system;
+mod thp_copy;
 
 use hf_lab::{
     evaluate::MODES,

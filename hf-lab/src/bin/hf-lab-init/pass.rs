@@ -21,6 +21,7 @@ use crate::{
     events::EventCounts,
     kprobes::{await_mthp_probe, enables_mthp},
     system::mount_or_say,
+    thp_copy,
 };
 
 /// The kernel counters `keys` name: /proc/vmstat keys, or sysfs files holding one number.
@@ -71,6 +72,8 @@ fn run_workload(s: &Scenario, keys: &[&str], mode: &str) -> Result<Outcome, Stri
         }
     }
     let restore = apply_sysfs(s.sysfs)?;
+    let thp_changed = thp_copy::changes_thp_enabled(s.sysfs, &restore);
+    thp_copy::settle(thp_changed);
     // The tool attaches its multi-size THP probe only while such a size is enabled.
     let mthp = enables_mthp(s.sysfs);
     let attached = if mthp {
@@ -91,6 +94,7 @@ fn run_workload(s: &Scenario, keys: &[&str], mode: &str) -> Result<Outcome, Stri
     for (path, value) in restore {
         let _ = std::fs::write(&path, value);
     }
+    thp_copy::settle(thp_changed);
     if mthp {
         await_mthp_probe(mode, false)?;
     }
@@ -242,7 +246,7 @@ pub fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<Scenar
                 // What the tool reported for this VMA, as a user would read it.
                 for row in vma_rows(&report, &o.truth).into_iter().flatten() {
                     println!(
-                        "init: [{mode}] {} {}: faults {} major {} retry_calls {} retried_faults {} vma_lock_retries {} unlinked {} pending {} entries {} bytes {} fallback_steps {} chains {} reasons {} what-if {}",
+                        "init: [{mode}] {} {}: faults {} major {} retry_calls {} retried_faults {} vma_lock_retries {} unlinked {} pending {} entries {} bytes {} fallback_steps {} chains {} reasons {} handlers {} what-if {}",
                         s.name,
                         row["start"],
                         row["faults"],
@@ -257,6 +261,7 @@ pub fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<Scenar
                         row["fallback_steps"],
                         row["chains"],
                         row["fallback_reasons"],
+                        row["handlers"],
                         row["what_if"]
                     );
                 }

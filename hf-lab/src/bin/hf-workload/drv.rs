@@ -8,7 +8,7 @@ pub const HFGPU_GET_STATS: libc::c_ulong = 0x80a0_4803;
 /// `_IOW('H', 4, __u32)`, and its write-notify flag.
 pub const HFGPU_SET_FLAGS: libc::c_ulong = 0x4004_4804;
 pub const HFGPU_F_WRITE_NOTIFY: u32 = 1;
-pub const HFGPU_POLICIES: [&str; 4] = ["pud", "pmd-only", "pte-only", "range"];
+pub const HFGPU_POLICIES: [&str; 5] = ["pud", "pmd-only", "pte-only", "range", "remap"];
 
 /// `struct hfgpu_stats`: the driver's handler calls, `[level][result]` with level PTE (the
 /// fault handler), PMD, PUD and result mapped, FALLBACK, other; and those under the

@@ -78,7 +78,7 @@ fn usage() -> ExitCode {
          \x20      [--align N] [--offset N] [--page-size 2M|1G] [--path FILE] [--hold-ms MS]\n\
          \x20      [--counter SYSFS-FILE]   (or vmstat:KEY; its delta around the touch loop: counter_delta)\n\
          \x20      [--prewrite]   (file: write(2) it in 4 KiB pieces before mapping)\n\
-         \x20      gpu: [--path /dev/hfgpu] [--bo-offset N] [--policy pud|pmd-only|pte-only|range]\n\
+         \x20      gpu: [--path /dev/hfgpu] [--bo-offset N] [--policy pud|pmd-only|pte-only|range|remap]\n\
          \x20           [--then-policy P]   (then switch and touch every page again)\n\
          \x20           [--write-notify]   (pages mapped read-only first: each write a second fault)\n\
          \x20      hf-workload gpu-errors [DEVICE]   (bad requests: the errno of each)\n\
