@@ -84,6 +84,25 @@ pub(crate) fn note_step(
     }
 }
 
+/// [`note_step`] for a call that mapped `n` entries of `level` at once (a multi-size THP
+/// folio, a `remap_pfn_range`): the step, and when it mapped, the entries as one run from
+/// `addr` and `pfn` ([`NO_PFN`] when unknown).
+#[inline(always)]
+pub(crate) fn note_run_step(
+    st: &mut InFlight,
+    level: u8,
+    ret: u32,
+    n: u64,
+    (addr, pfn): (u64, u64),
+    chain: bool,
+) {
+    note_step(st, level, ret, addr, pfn, chain, false);
+    if st.depth == 0 && ret & NOT_MAPPED == 0 {
+        let n = n.min(u64::from(u32::MAX)) as u32;
+        st.mapping.note_run(level, n, addr, pfn);
+    }
+}
+
 /// [`note_step`] for the probe of a function that maps at the fault address: its entry is
 /// the `size`-aligned block around it.
 #[inline(always)]

@@ -27,16 +27,31 @@ pub fn demangle(name: &str) -> Option<String> {
         .map(|d| format!("{d:#}"))
 }
 
-/// `(name, module)` of each text symbol (`t`/`T`) of a /proc/kallsyms listing.
-pub fn text_symbols(text: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+/// `(address, name, module)` of each text symbol (`t`/`T`) of a /proc/kallsyms listing,
+/// the address as listed (hex; zeros where kallsyms hides addresses from this user).
+fn text_lines(text: &str) -> impl Iterator<Item = (&str, &str, Option<&str>)> {
     text.lines().filter_map(|l| {
         let mut it = l.split_whitespace();
-        let (_addr, kind, name) = (it.next()?, it.next()?, it.next()?);
+        let (addr, kind, name) = (it.next()?, it.next()?, it.next()?);
         // `__pfx_*` are the padding in front of functions (6.2+), not functions.
         if !matches!(kind, "t" | "T") || name.starts_with("__pfx_") {
             return None;
         }
-        Some((name, it.next().map(|m| m.trim_matches(['[', ']']))))
+        Some((addr, name, it.next().map(|m| m.trim_matches(['[', ']']))))
+    })
+}
+
+/// `(name, module)` of each text symbol (`t`/`T`) of a /proc/kallsyms listing.
+pub fn text_symbols(text: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    text_lines(text).map(|(_, name, module)| (name, module))
+}
+
+/// `(address, name, module)` of each text symbol listed at an address (none where
+/// kallsyms hides addresses from this user).
+pub fn text_symbol_addresses(text: &str) -> impl Iterator<Item = (u64, &str, Option<&str>)> {
+    text_lines(text).filter_map(|(addr, name, module)| {
+        let addr = u64::from_str_radix(addr, 16).ok().filter(|a| *a != 0)?;
+        Some((addr, name, module))
     })
 }
 

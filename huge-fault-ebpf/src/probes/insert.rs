@@ -191,11 +191,7 @@ pub fn hf_kret_remap(ctx: RetProbeContext) -> u32 {
         VM_FAULT_SIGBUS
     };
     let step = st.in_hf == 0 && st.in_range == 0;
-    // The chain step alone; the entries as one run.
-    note_step(st, level::PTE, answer, 0, NO_PFN, step, false);
-    if ret == 0 && st.depth == 0 {
-        let n = pages.min(u64::from(u32::MAX)) as u32;
-        st.mapping.note_run(level::PTE, n, st.pte_addr, st.pte_pfn);
-    }
+    let first = (st.pte_addr, st.pte_pfn);
+    note_run_step(st, level::PTE, answer, pages, first, step);
     0
 }

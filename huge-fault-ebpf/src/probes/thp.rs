@@ -53,12 +53,7 @@ pub fn hf_kprobe_anon_rmap(ctx: ProbeContext) -> u32 {
     }
     let nr = 1u64 << order;
     let start = addr & !((nr << 12) - 1);
-    note_step(st, level::PTE, 0, start, NO_PFN, true, true);
-    if st.depth == 0 {
-        let m = &mut st.mapping;
-        m.entries[level::PTE as usize] += (nr - 1) as u32;
-        m.last_addr[level::PTE as usize] = start + ((nr - 1) << 12);
-    }
+    note_run_step(st, level::PTE, 0, nr, (start, NO_PFN), true);
     0
 }
 

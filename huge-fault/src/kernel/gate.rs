@@ -35,15 +35,21 @@ pub(super) fn selected(text: &str) -> Option<&str> {
         .find_map(|w| w.strip_prefix('[')?.strip_suffix(']'))
 }
 
+/// The PMD size in KiB, as the THP sysfs directory `thp` says (`hpage_pmd_size`), else 2048.
+pub(super) fn pmd_kib(thp: &Path) -> u64 {
+    std::fs::read_to_string(thp.join("hpage_pmd_size"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(2048, |b| b >> 10)
+}
+
 /// The multi-size THP sizes enabled under `thp`, as `hugepages-64kB always`: every
 /// `hugepages-NkB` smaller than the PMD size whose `enabled` is `always` or `madvise`, or
 /// `inherit` while the top-level `enabled` is not `never`. Empty where the kernel has no
 /// multi-size THP (no such directories) or none is enabled.
 pub fn mthp_enabled(thp: &Path) -> Vec<String> {
     let read = |p: &Path| std::fs::read_to_string(p).ok();
-    let pmd_kib = read(&thp.join("hpage_pmd_size"))
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map_or(2048, |b| b >> 10);
+    let pmd_kib = pmd_kib(thp);
     let top = read(&thp.join("enabled"));
     let top = top.as_deref().and_then(selected).unwrap_or("never");
     let mut out: Vec<(u64, String)> = std::fs::read_dir(thp)
@@ -79,14 +85,14 @@ pub fn mthp_enabled(thp: &Path) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// A THP sysfs directory of its own for each test.
-    struct Tree(std::path::PathBuf);
+    /// A THP sysfs directory of its own for each test (the THP settings' tests use it too).
+    pub(in crate::kernel) struct Tree(std::path::PathBuf);
 
     impl Tree {
-        fn path(&self) -> &Path {
+        pub(in crate::kernel) fn path(&self) -> &Path {
             &self.0
         }
     }
@@ -97,7 +103,7 @@ mod tests {
         }
     }
 
-    fn tree(top: &str, sizes: &[(&str, &str)]) -> Tree {
+    pub(in crate::kernel) fn tree(top: &str, sizes: &[(&str, &str)]) -> Tree {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let d = std::env::temp_dir().join(format!("hf-gate-{}-{n}", std::process::id()));

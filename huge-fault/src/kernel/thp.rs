@@ -292,13 +292,11 @@ ffffffffc0a01000 d transparent_hugepage_flags\t[some_module]
     fn without_the_kernels_words_the_programs_read_the_tools_copy_of_sysfs() {
         let raw = blob(true);
         let btf = Btf::parse(&raw).unwrap();
-        let d = std::env::temp_dir().join(format!("hf-thp-resolve-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(d.join("hugepages-2048kB")).unwrap();
-        std::fs::write(d.join("enabled"), "always [madvise] never\n").unwrap();
-        std::fs::write(d.join("hugepages-2048kB/enabled"), "[inherit] never\n").unwrap();
-        let (t, src) = resolve_thp(&btf, "", Some((7, 2)), &d);
-        let _ = std::fs::remove_dir_all(&d);
+        let d = crate::kernel::gate::tests::tree(
+            "always [madvise] never\n",
+            &[("2048kB", "[inherit] never\n")],
+        );
+        let (t, src) = resolve_thp(&btf, "", Some((7, 2)), d.path());
         let Ok(ThpSource::Sysfs { bits, why }) = src else {
             panic!("{src:?}")
         };
@@ -310,7 +308,7 @@ ffffffffc0a01000 d transparent_hugepage_flags\t[some_module]
         assert_eq!((t.valid, t.from_sysfs, t.flags_addr), (1, 1, 0));
         assert_eq!((t.flag_bit, t.req_madv_bit, t.memcg_valid), (1, 2, 1));
         // With the kernel's words listed, those are read, not sysfs.
-        let (t, src) = resolve_thp(&btf, KALLSYMS, Some((7, 2)), &d);
+        let (t, src) = resolve_thp(&btf, KALLSYMS, Some((7, 2)), d.path());
         assert_eq!((src, t.from_sysfs), (Ok(ThpSource::Kernel), 0));
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use huge_fault_common::{ThpNow, kabi};
 
-use super::gate::selected;
+use super::gate::{pmd_kib, selected};
 
 /// Which bits the words carry: the kernel's `TRANSPARENT_HUGEPAGE_FLAG` and
 /// `TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG` bit numbers (from its BTF), and whether it has
@@ -37,10 +37,7 @@ pub fn thp_words(thp: &Path, bits: ThpBits) -> Option<ThpNow> {
         ..Default::default()
     };
     if bits.per_size {
-        let pmd_kib = read(&thp.join("hpage_pmd_size"))
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map_or(2048, |b| b >> 10);
-        let own = read(&thp.join(format!("hugepages-{pmd_kib}kB/enabled")))?;
+        let own = read(&thp.join(format!("hugepages-{}kB/enabled", pmd_kib(thp))))?;
         let bit = 1u64 << kabi::PMD_ORDER;
         match selected(&own)? {
             "always" => now.orders[0] = bit,
@@ -77,6 +74,7 @@ pub fn describe(now: &ThpNow, bits: ThpBits) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::gate::tests::{Tree, tree};
 
     const BITS: ThpBits = ThpBits {
         flag_bit: 1,
@@ -84,35 +82,12 @@ mod tests {
         per_size: true,
     };
 
-    /// A THP sysfs directory of its own under the temporary directory.
-    struct Dir(std::path::PathBuf);
-
-    impl Dir {
-        fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn dir(top: &str, pmd: Option<&str>) -> Dir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("hf-thp-sysfs-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("enabled"), top).unwrap();
-        std::fs::write(d.join("hpage_pmd_size"), "2097152\n").unwrap();
-        if let Some(p) = pmd {
-            let sub = d.join("hugepages-2048kB");
-            std::fs::create_dir(&sub).unwrap();
-            std::fs::write(sub.join("enabled"), p).unwrap();
-        }
-        Dir(d)
+    /// A THP sysfs directory with the top-level setting and, if given, the PMD size's.
+    fn dir(top: &str, pmd: Option<&str>) -> Tree {
+        tree(
+            top,
+            &pmd.map(|p| ("2048kB", p)).into_iter().collect::<Vec<_>>(),
+        )
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub(super) fn attach(
     ebpf: &mut Ebpf,
     p: &ProbeSpec,
     tracefs: Result<&Path, &str>,
+    kallsyms: &str,
     functions: &HashSet<String>,
     range_helper: &Result<Vec<String>, String>,
     handlers: &[String],
@@ -144,7 +145,7 @@ pub(super) fn attach(
                 detail.push_str(&format!("; not {}", failed.join("; ")));
             }
             if p.program == HANDLER_ENTRY
-                && let Err(why) = super::handlers::register(ebpf, &attached)
+                && let Err(why) = super::handlers::register(ebpf, kallsyms, &attached)
             {
                 detail.push_str(&format!("; handlers not named: {why}"));
             }

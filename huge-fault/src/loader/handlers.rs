@@ -4,21 +4,10 @@
 
 use aya::{Ebpf, maps::HashMap};
 
+use crate::symbols::text_symbol_addresses;
+
 /// Most handlers given an index (the mapping's byte; 0 is none).
 const MAX: usize = 255;
-
-/// `(address, name, module)` of each text symbol of a /proc/kallsyms listing.
-fn text_addresses(kallsyms: &str) -> impl Iterator<Item = (u64, &str, Option<&str>)> {
-    kallsyms.lines().filter_map(|l| {
-        let mut it = l.split_whitespace();
-        let (addr, kind, name) = (it.next()?, it.next()?, it.next()?);
-        if !matches!(kind, "t" | "T") {
-            return None;
-        }
-        let addr = u64::from_str_radix(addr, 16).ok().filter(|a| *a != 0)?;
-        Some((addr, name, it.next().map(|m| m.trim_matches(['[', ']']))))
-    })
-}
 
 /// The map entries for `names`, in order: every address of each name (a static function
 /// may have namesakes in several modules: all of them get its index, as the kprobe may sit
@@ -26,7 +15,7 @@ fn text_addresses(kallsyms: &str) -> impl Iterator<Item = (u64, &str, Option<&st
 /// where the kernel has IBT, and the helper reports the probe's address).
 pub fn entries(kallsyms: &str, names: &[&str]) -> Vec<(u64, u8)> {
     let mut out = Vec::new();
-    for (addr, name, _) in text_addresses(kallsyms) {
+    for (addr, name, _) in text_symbol_addresses(kallsyms) {
         if let Some(i) = names.iter().take(MAX).position(|n| *n == name) {
             out.push((addr, i as u8 + 1));
             out.push((addr + 4, i as u8 + 1));
@@ -35,15 +24,14 @@ pub fn entries(kallsyms: &str, names: &[&str]) -> Vec<(u64, u8)> {
     out
 }
 
-/// Fills the programs' `HANDLERS` map for the handlers attached, `names` in attach order.
-pub fn register(ebpf: &mut Ebpf, names: &[&str]) -> Result<(), String> {
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms")
-        .map_err(|e| format!("cannot read /proc/kallsyms: {e}"))?;
+/// Fills the programs' `HANDLERS` map for the handlers attached, `names` in attach order,
+/// at their addresses in `kallsyms` (the /proc/kallsyms text the loader read).
+pub fn register(ebpf: &mut Ebpf, kallsyms: &str, names: &[&str]) -> Result<(), String> {
     let map = ebpf
         .map_mut("HANDLERS")
         .ok_or("the object has no HANDLERS map")?;
     let mut map = HashMap::<_, u64, u8>::try_from(map).map_err(|e| e.to_string())?;
-    for (addr, i) in entries(&kallsyms, names) {
+    for (addr, i) in entries(kallsyms, names) {
         map.insert(addr, i, 0).map_err(|e| e.to_string())?;
     }
     Ok(())
@@ -58,7 +46,7 @@ pub fn table_from(kallsyms: &str, entries: &[(u64, u8)]) -> Vec<String> {
         .max()
         .unwrap_or(0);
     let mut out = vec![String::new(); n];
-    for (addr, name, module) in text_addresses(kallsyms) {
+    for (addr, name, module) in text_symbol_addresses(kallsyms) {
         if let Some((_, i)) = entries.iter().find(|(a, _)| *a == addr) {
             let slot = &mut out[usize::from(*i) - 1];
             if slot.is_empty() {
@@ -77,8 +65,9 @@ pub fn table_from(kallsyms: &str, entries: &[(u64, u8)]) -> Vec<String> {
     out
 }
 
-/// The handler table of a loaded session (empty when no handler was attached).
-pub fn table(ebpf: &Ebpf) -> Vec<String> {
+/// The handler table of a loaded session (empty when no handler was attached), named
+/// from `kallsyms`.
+pub fn table(ebpf: &Ebpf, kallsyms: &str) -> Vec<String> {
     let Some(map) = ebpf.map("HANDLERS") else {
         return Vec::new();
     };
@@ -89,8 +78,7 @@ pub fn table(ebpf: &Ebpf) -> Vec<String> {
     if entries.is_empty() {
         return Vec::new();
     }
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-    table_from(&kallsyms, &entries)
+    table_from(kallsyms, &entries)
 }
 
 #[cfg(test)]

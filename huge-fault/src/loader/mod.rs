@@ -305,7 +305,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         thp_words: thp_copy,
         handlers: Vec::new(),
     };
-    session.handlers = handlers::table(&session.ebpf);
+    session.handlers = handlers::table(&session.ebpf, &kallsyms);
     for line in session.update_gates(Path::new(kernel::THP_SYSFS), None) {
         crate::say!("{line}");
     }

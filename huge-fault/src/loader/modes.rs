@@ -20,6 +20,8 @@ pub(super) struct KernelProbing<'a> {
     tracefs: Result<&'a Path, String>,
     /// Why kprobes cannot be used, or `None` when they can.
     kprobe_why: Option<String>,
+    /// /proc/kallsyms as read at start (empty when it cannot be read).
+    kallsyms: &'a str,
     /// Text symbols of /proc/kallsyms (empty when it cannot be read).
     functions: HashSet<String>,
     /// The symbols `--range-helper` resolved to, or why there are none.
@@ -60,7 +62,7 @@ fn resolve_patterns(kallsyms: &str, patterns: &[String]) -> Vec<String> {
 
 impl<'a> KernelProbing<'a> {
     pub(super) fn new(
-        kallsyms: &str,
+        kallsyms: &'a str,
         tracefs: Result<&'a Path, String>,
         range_helper: &[String],
         handlers: &[String],
@@ -83,6 +85,7 @@ impl<'a> KernelProbing<'a> {
         Ok(KernelProbing {
             tracefs,
             kprobe_why,
+            kallsyms,
             functions: kernel::kallsyms_functions(kallsyms),
             range_helper,
             handlers: handlers_found,
@@ -102,6 +105,7 @@ pub(super) fn try_mode(
     let KernelProbing {
         tracefs,
         kprobe_why,
+        kallsyms,
         functions,
         range_helper,
         handlers,
@@ -170,8 +174,17 @@ pub(super) fn try_mode(
             ));
             continue;
         }
-        let result =
-            loaded_ok.and_then(|()| attach(ebpf, p, tracefs, functions, range_helper, handlers));
+        let result = loaded_ok.and_then(|()| {
+            attach(
+                ebpf,
+                p,
+                tracefs,
+                kallsyms,
+                functions,
+                range_helper,
+                handlers,
+            )
+        });
         match result {
             Ok(detail) => {
                 let mut r = probe_report(p, ProbeStatus::Attached, None);

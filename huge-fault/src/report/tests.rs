@@ -36,6 +36,21 @@ fn run(mode: Mode) -> RunInfo {
     }
 }
 
+/// The generic size probes, attached in kprobe mode: a run that claims sizes.
+fn size_probes() -> Vec<ProbeReport> {
+    crate::kernel::GENERIC_SIZE_FUNCTIONS
+        .iter()
+        .map(|f| ProbeReport {
+            program: "p".into(),
+            target: (*f).into(),
+            mode: Mode::Kprobe,
+            role: "size".into(),
+            status: ProbeStatus::Attached,
+            reason: None,
+        })
+        .collect()
+}
+
 fn analyzer() -> Analyzer {
     let mut a = Analyzer::new(16);
     for i in 0..10u64 {
@@ -89,17 +104,7 @@ fn kprobe_mode_reports_retries_and_errors_as_numbers() {
     // Sizes are claimed only with the generic size probes attached.
     assert!(!rep.render(20, None, None).contains("sizes:"));
     let mut r = run(Mode::Kprobe);
-    r.probes = crate::kernel::GENERIC_SIZE_FUNCTIONS
-        .iter()
-        .map(|f| ProbeReport {
-            program: "p".into(),
-            target: (*f).into(),
-            mode: Mode::Kprobe,
-            role: "size".into(),
-            status: ProbeStatus::Attached,
-            reason: None,
-        })
-        .collect();
+    r.probes = size_probes();
     let text = Report::build(&analyzer(), &r).render(20, None, None);
     // The ten faults of analyzer() are completions without nested-probe data.
     assert!(
@@ -266,17 +271,7 @@ fn each_vma_names_the_huge_fault_handlers_its_faults_asked() {
     anon.flags |= rflags::HAS_RET | rflags::HAS_MAPPING;
     a.ingest(&anon, &mut NoResolver);
     let mut r = run(Mode::Kprobe);
-    r.probes = crate::kernel::GENERIC_SIZE_FUNCTIONS
-        .iter()
-        .map(|f| ProbeReport {
-            program: "p".into(),
-            target: (*f).into(),
-            mode: Mode::Kprobe,
-            role: "size".into(),
-            status: ProbeStatus::Attached,
-            reason: None,
-        })
-        .collect();
+    r.probes = size_probes();
     r.handlers = vec![
         "dev_dax_huge_fault [device_dax]".into(),
         "hfgpu_huge_fault [hfgpu]".into(),

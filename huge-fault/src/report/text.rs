@@ -220,10 +220,8 @@ impl Report {
                 continue;
             };
             let mut line = format!(
-                "  {} {} {}: {} at {} for {} of {} faults",
-                v.pid,
-                super::tables::mapping_name(v.path.as_deref()),
-                v.start.trim_start_matches("0x"),
+                "{}: {} at {} for {} of {} faults",
+                vma_label(v),
                 t.reason,
                 t.level,
                 t.faults,
@@ -267,13 +265,7 @@ impl Report {
                 .iter()
                 .map(|h| format!("{} for {} faults", h.handler, h.faults))
                 .collect();
-            let line = format!(
-                "  {} {} {}: {}",
-                v.pid,
-                super::tables::mapping_name(v.path.as_deref()),
-                v.start.trim_start_matches("0x"),
-                names.join(", ")
-            );
+            let line = format!("{}: {}", vma_label(v), names.join(", "));
             out.push_str(&wrap_words(&line, width));
         }
         out
@@ -302,6 +294,16 @@ impl Report {
 }
 
 /// `(N more ROWS in --json)` when a table was cut at `top`.
+/// A VMA as the per-VMA lines name it: `  PID MAPPING START`.
+fn vma_label(v: &super::VmaReport) -> String {
+    format!(
+        "  {} {} {}",
+        v.pid,
+        super::tables::mapping_name(v.path.as_deref()),
+        v.start.trim_start_matches("0x")
+    )
+}
+
 fn more(out: &mut String, len: usize, top: usize, what: &str) {
     if len > top {
         out.push_str(&format!("({} more {what} in --json)\n", len - top));

@@ -22,7 +22,13 @@ pub fn changes_thp_enabled(pairs: &[(&str, &str)], old: &[(String, String)]) -> 
 /// Waits for the tool's copy when a THP setting changed on a kernel whose words it cannot
 /// read.
 pub fn settle(changed: bool) {
-    if changed && !lists_thp_words(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default()) {
+    // The kernel does not change: /proc/kallsyms is read once per boot, not per scenario.
+    static LISTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if changed
+        && !*LISTED.get_or_init(|| {
+            lists_thp_words(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())
+        })
+    {
         std::thread::sleep(SETTLE);
     }
 }
