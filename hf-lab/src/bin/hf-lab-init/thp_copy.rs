@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-/// Longer than two of the tool's 200 ms looks at sysfs, and than the tool's start-up between
-/// its attach report (when the pass begins its scenarios) and its first look while tracing:
-/// 450 ms was not enough once in CI, where a 7.2 kprobe pass ran thp-never before it.
-const SETTLE: Duration = Duration::from_secs(2);
+/// Longer than two of the tool's 200 ms looks at sysfs.
+const SETTLE: Duration = Duration::from_millis(450);
 
 /// Whether writing `pairs` over the `old` values changed an anonymous THP `enabled`
 /// setting (the top level or a size's).
@@ -24,13 +22,7 @@ pub fn changes_thp_enabled(pairs: &[(&str, &str)], old: &[(String, String)]) -> 
 /// Waits for the tool's copy when a THP setting changed on a kernel whose words it cannot
 /// read.
 pub fn settle(changed: bool) {
-    // The kernel does not change: /proc/kallsyms is read once per boot, not per scenario.
-    static LISTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if changed
-        && !*LISTED.get_or_init(|| {
-            lists_thp_words(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())
-        })
-    {
+    if changed && !lists_thp_words(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default()) {
         std::thread::sleep(SETTLE);
     }
 }
