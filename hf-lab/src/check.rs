@@ -11,8 +11,9 @@ pub enum Source {
     Truth(&'static str),
     /// A kernel count around the workload: the delta of a /proc/vmstat key or of a sysfs
     /// file holding one number (its absolute path), or `event:SYS:NAME[ if FILTER]`
-    /// (`event:kprobe:FUNC` for a function) for the hits of a tracepoint or kprobe event by
-    /// the workload's pid, counted by an ftrace hist trigger: the kernel's own tracing,
+    /// (`event:kprobe:FUNC` for a function, `event:kretprobe:FUNC` for its returns, the
+    /// return value as `ret`) for the hits of a tracepoint or kprobe event by the
+    /// workload's pid, counted by an ftrace hist trigger: the kernel's own tracing,
     /// independent of the tool.
     Vmstat(&'static str),
 }
@@ -156,6 +157,13 @@ pub enum SecondCount {
     /// fires in the PTE fault handler, which the core calls on 6.12+ only after the per-VMA
     /// lock's RETRY (ext4's DAX operations have no `map_pages`): the retried faults.
     Dax,
+    /// The kernel's own tracing of vfio-pci (6.12+), by ftrace probe events on the
+    /// workload's pid: `vfio_pci_mmap_huge_fault`'s VM_FAULT_FALLBACK returns are the
+    /// FALLBACK steps; its PTE `fault` handler `vfio_pci_mmap_page_fault` runs only after
+    /// the per-VMA lock's RETRY (no `map_pages`): the retried faults; and the calls of
+    /// `vmf_insert_pfn`, `vmf_insert_pfn_pmd` and `vmf_insert_pfn_pud` are the entries
+    /// (every fault maps one, none is refused on a fresh mapping).
+    Vfio,
 }
 
 /// [`SecondCount::Driver`]'s checks.
@@ -198,6 +206,28 @@ const DAX_COUNTS: &[Check] = &[
     before(sized("retried_faults", 0), 6, 12),
 ];
 
+/// [`SecondCount::Vfio`]'s checks.
+const VFIO_COUNTS: &[Check] = &[
+    same("fallback_steps", Source::Vmstat(VFIO_FALLBACKS)),
+    same("retried_faults", Source::Vmstat(VFIO_PTE_HANDLER)),
+    same("retry_calls", Source::Vmstat(VFIO_PTE_HANDLER)),
+    same("vma_lock_retries", Source::Vmstat(VFIO_PTE_HANDLER)),
+    same("entries.pte", Source::Vmstat("event:kprobe:vmf_insert_pfn")),
+    same(
+        "entries.pmd",
+        Source::Vmstat("event:kprobe:vmf_insert_pfn_pmd"),
+    ),
+    same(
+        "entries.pud",
+        Source::Vmstat("event:kprobe:vmf_insert_pfn_pud"),
+    ),
+];
+
+/// vfio-pci's huge_fault answers of VM_FAULT_FALLBACK (0x800).
+const VFIO_FALLBACKS: &str = "event:kretprobe:vfio_pci_mmap_huge_fault if ret == 2048";
+/// vfio-pci's PTE fault handler (6.12+).
+const VFIO_PTE_HANDLER: &str = "event:kprobe:vfio_pci_mmap_page_fault";
+
 /// The PTE faults DAX handled, by the workload (see [`SecondCount::Dax`]).
 const DAX_PTE_FAULTS: &str = "event:fs_dax:dax_pte_fault";
 
@@ -207,6 +237,7 @@ impl SecondCount {
         match self {
             SecondCount::Driver => DRIVER_COUNTS,
             SecondCount::Dax => DAX_COUNTS,
+            SecondCount::Vfio => VFIO_COUNTS,
         }
     }
 }

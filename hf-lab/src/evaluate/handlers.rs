@@ -24,6 +24,12 @@ pub fn expected(kind: &str, version: (u32, u32)) -> Option<Served> {
         // Before 6.12 the kernel never asks a PFNMAP VMA's huge_fault.
         "GPU driver" if version >= (6, 12) => Some(Served::By("hfgpu_huge_fault [hfgpu]")),
         "GPU driver" => Some(Served::None),
+        // 6.12+: every fault asks vfio-pci's handler, the PTE ones through its `fault`
+        // handler's order-0 call; 6.1 has none.
+        "vfio-pci" if version >= (6, 12) => {
+            Some(Served::ByEvery("vfio_pci_mmap_huge_fault [vfio_pci_core]"))
+        }
+        "vfio-pci" => Some(Served::None),
         _ => None,
     }
 }
@@ -76,6 +82,13 @@ mod tests {
             {"handler": "x_huge_fault", "faults": 1}]});
         assert!(!meets(&two, drv).0);
         assert_eq!(expected("hugetlbfs", (7, 2)), Some(Served::None));
+        // vfio-pci: every fault asks its handler on 6.12+ (PTE faults too), none on 6.1.
+        let vfio = expected("vfio-pci", (6, 12)).unwrap();
+        let every = json!({"faults": 3, "handlers": [{"handler": "vfio_pci_mmap_huge_fault [vfio_pci_core]", "faults": 3}]});
+        assert!(meets(&every, vfio).0);
+        let partly = json!({"faults": 3, "handlers": [{"handler": "vfio_pci_mmap_huge_fault [vfio_pci_core]", "faults": 2}]});
+        assert!(!meets(&partly, vfio).0);
+        assert_eq!(expected("vfio-pci", (6, 1)), Some(Served::None));
         assert_eq!(expected("something else", (7, 2)), None);
     }
 }

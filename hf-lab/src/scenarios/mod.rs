@@ -10,6 +10,7 @@ mod driver_misaligned;
 mod file;
 mod gpu_runtime;
 mod hugetlb;
+mod vfio;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Scenario {
@@ -42,6 +43,9 @@ pub(crate) const MID_OFFSET: &str = "1046464K";
 pub(crate) const MID_SIZE: &str = "1052800K";
 pub(crate) const NO_PFNMAP_HUGE_FAULT_BEFORE: &str =
     "before 6.12 the kernel never calls huge_fault for PFNMAP VMAs (see the -6.1 twin)";
+/// The PCI device the lab binds to vfio-pci: the second ivshmem device (a 2 GiB BAR 2),
+/// in the slot the host's QEMU command line gives it.
+pub const VFIO_PCI_DEVICE: &str = "0000:00:05.0";
 /// devdax devices the lab guest sets up on its emulated NVDIMMs.
 pub const DAX_2M: &str = "/dev/hf-dax-2m";
 pub const DAX_1G: &str = "/dev/hf-dax-1g";
@@ -66,6 +70,7 @@ pub fn all() -> impl Iterator<Item = &'static Scenario> {
         driver::SCENARIOS,
         driver_misaligned::SCENARIOS,
         gpu_runtime::SCENARIOS,
+        vfio::SCENARIOS,
     ]
     .into_iter()
     .flatten()

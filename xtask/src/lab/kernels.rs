@@ -142,11 +142,19 @@ pub fn fetch_kernel(spec: &KernelSpec) -> Result<Kernel> {
     })
 }
 
-/// The kernel modules the DAX scenarios need, with their dependencies, in load order.
+/// The kernel modules the DAX and vfio scenarios need, with their dependencies, in load order.
 /// Dependencies come from each module's `.modinfo` (`depends=`), read with `xz -dc` for
 /// compressed modules.
-pub fn dax_modules(kernel_root: &Path) -> Result<Vec<PathBuf>> {
-    const WANTED: &[&str] = &["nfit", "nd_pmem", "dax_pmem", "device_dax", "ext4"];
+pub fn guest_modules(kernel_root: &Path) -> Result<Vec<PathBuf>> {
+    const WANTED: &[&str] = &[
+        "nfit",
+        "nd_pmem",
+        "dax_pmem",
+        "device_dax",
+        "ext4",
+        "vfio_iommu_type1",
+        "vfio_pci",
+    ];
     // ext4 needs a crc32c implementation; where it is a module, load the generic one.
     const OPTIONAL: &[&str] = &["crc32c_generic"];
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use initramfs::{build_guest_binaries, build_initramfs, host_program_with_libs, which_path};
-use kernels::{KERNELS, KernelSpec, dax_modules, fetch_kernel};
+use kernels::{KERNELS, KernelSpec, fetch_kernel, guest_modules};
 use qemu::{boot, ensure_qemu};
 
 use crate::{
@@ -89,8 +89,8 @@ pub fn lab(args: &LabArgs) -> Result<()> {
         }
         let t = Instant::now();
         let kernel = fetch_kernel(spec).with_context(|| format!("kernel {}", spec.name))?;
-        let mut modules = dax_modules(&kernel.root)
-            .with_context(|| format!("DAX modules of kernel {}", spec.name))?;
+        let mut modules = guest_modules(&kernel.root)
+            .with_context(|| format!("DAX and vfio modules of kernel {}", spec.name))?;
         // The lab's GPU-like driver, built against this kernel's headers, loaded last.
         modules.push(
             crate::driver::build(spec.suite, &kernel.package, spec.driver_builder, &rust_obj)

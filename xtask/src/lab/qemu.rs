@@ -73,7 +73,8 @@ impl Boot {
 pub fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Result<Boot> {
     let mut append = String::from(
         "console=ttyS0 rdinit=/init panic=-1 oops=panic quiet loglevel=4 \
-         transparent_hugepage=madvise hugepagesz=2M hugepages=4 hugepagesz=1G hugepages=1",
+         transparent_hugepage=madvise hugepagesz=2M hugepages=4 hugepagesz=1G hugepages=1 \
+         intel_iommu=on",
     );
     if !args.scenarios.is_empty() {
         append.push_str(&format!(" hf.only={}", args.scenarios.join(",")));
@@ -105,14 +106,23 @@ pub fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Re
     let started = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-smp", "2"])
-        .args(["-machine", "pc,nvdimm=on", "-m", "3G,slots=4,maxmem=12G"])
+        // q35 with an emulated IOMMU (interrupt remapping on): vfio-pci needs one, Debian's
+        // kernels having no VFIO_NOIOMMU.
+        .args(["-machine", "q35,nvdimm=on", "-m", "3G,slots=4,maxmem=12G"])
+        .args(["-device", "intel-iommu,intremap=on", "-net", "none"])
         .args(&nv)
-        // The GPU-like device: a 4 GiB BAR of host RAM (only what is touched is allocated).
+        // The GPU-like device of the lab driver: a 4 GiB BAR of host RAM (only what is
+        // touched is allocated); and a second one, a 2 GiB BAR, for vfio-pci. The guest
+        // finds each by its slot (hf_lab::scenarios::VFIO_PCI_DEVICE).
         .args([
             "-object",
             "memory-backend-ram,id=vram,size=4G",
             "-device",
-            "ivshmem-plain,memdev=vram",
+            "ivshmem-plain,memdev=vram,addr=0x4",
+            "-object",
+            "memory-backend-ram,id=vfiobar,size=2G",
+            "-device",
+            "ivshmem-plain,memdev=vfiobar,addr=0x5",
         ])
         .args([
             "-display",

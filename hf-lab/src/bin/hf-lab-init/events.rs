@@ -7,8 +7,9 @@ use crate::system::write_sysfs;
 
 /// Kernel event counts armed around one workload: ftrace hist triggers keyed by pid, a count
 /// the kernel's own tracing makes, independent of the tool. A key is `event:SYS:NAME` for a
-/// tracepoint or `event:kprobe:FUNC` for a kprobe event the lab creates, either followed by
-/// ` if FILTER`.
+/// tracepoint, `event:kprobe:FUNC` for a kprobe event the lab creates, or
+/// `event:kretprobe:FUNC` for a return probe whose field `ret` is the return value, each
+/// optionally followed by ` if FILTER`.
 pub struct EventCounts {
     /// (key, event directory, trigger)
     armed: Vec<(String, String, String)>,
@@ -30,16 +31,28 @@ impl EventCounts {
             let (sys, name) = event
                 .split_once(':')
                 .ok_or(format!("{key}: not SYS:NAME"))?;
-            let dir = if sys == "kprobe" {
+            let probe = match sys {
+                "kprobe" => Some((format!("hf_peer/{name}"), "p", "")),
+                // The return value as `ret`, for a filter such as `ret == 2048`.
+                "kretprobe" => Some((format!("hf_peer/{name}__ret"), "r", " ret=$retval:u32")),
+                _ => None,
+            };
+            let dir = if let Some((ev, kind, args)) = probe {
                 // One probe event per function, made once per boot.
-                let ev = format!("hf_peer/{name}");
                 let dir = format!("{TRACEFS}/events/{ev}");
                 if !std::path::Path::new(&dir).exists() {
                     let mut f = std::fs::OpenOptions::new()
                         .append(true)
                         .open(format!("{TRACEFS}/kprobe_events"))
                         .map_err(|e| format!("kprobe_events: {e}"))?;
-                    writeln!(f, "p:{ev} {name}").map_err(|e| format!("kprobe {name}: {e}"))?;
+                    // One write: the kernel parses each write(2) as whole commands.
+                    f.write_all(format!("{kind}:{ev} {name}{args}\n").as_bytes())
+                        .map_err(|e| {
+                            // The kernel says why in tracing's error log.
+                            let log = std::fs::read_to_string(format!("{TRACEFS}/error_log"))
+                                .unwrap_or_default();
+                            format!("probe event {kind}:{ev} {name}{args}: {e} {}", log.trim())
+                        })?;
                 }
                 std::fs::write(format!("{dir}/enable"), "1")
                     .map_err(|e| format!("{dir}/enable: {e}"))?;

@@ -17,6 +17,7 @@ mod metrics;
 mod pass;
 mod system;
 mod thp_copy;
+mod vfio;
 
 use hf_lab::{
     evaluate::MODES,
@@ -61,7 +62,9 @@ fn main() {
     mount_or_say("nodev", "/sys/kernel/tracing", "tracefs", None);
     // kprobes/list: whether the tool attached its gated probes (kprobes.rs).
     mount_or_say("nodev", "/sys/kernel/debug", "debugfs", None);
+    let vfio_reserved = vfio::reserve_device();
     load_modules();
+    let vfio = vfio::check_bound(vfio_reserved);
     std::panic::set_hook(Box::new(|info| {
         println!("{}", Line::Failure(format!("panic: {info}")));
         power_off();
@@ -125,13 +128,24 @@ fn main() {
     };
     let mut runnable = Vec::new();
     for s in &selected {
-        if let (Err(why), "devdax" | "fsdax") = (&dax, s.kind) {
+        let setup = match s.kind {
+            "devdax" | "fsdax" => dax
+                .as_ref()
+                .err()
+                .map(|e| format!("DAX set-up failed: {e}")),
+            "vfio-pci" => vfio
+                .as_ref()
+                .err()
+                .map(|e| format!("vfio-pci set-up failed: {e}")),
+            _ => None,
+        };
+        if let Some(why) = setup {
             emit(&ScenarioResult {
                 scenario: s.name.into(),
                 kernel: kernel.clone(),
                 mode: "-".into(),
                 status: Status::Fail,
-                reason: Some(format!("DAX set-up failed: {why}")),
+                reason: Some(why),
                 checks: vec![],
             });
             continue;

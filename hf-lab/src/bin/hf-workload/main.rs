@@ -13,6 +13,7 @@ mod drv;
 mod gpu;
 mod runtime;
 mod storm;
+mod vfio;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,7 @@ use crate::{
     gpu::{gpu, gpu_errors},
     runtime::gpu_runtime,
     storm::storm,
+    vfio::vfio,
 };
 
 /// `16M`-style sizes (the lab's parser), as a usize.
@@ -38,6 +40,9 @@ enum Kind {
     /// A buffer object of the lab's GPU-like device (/dev/hfgpu) at `--bo-offset`, placed
     /// by the driver, or at `--align`/`--offset` with MAP_FIXED_NOREPLACE.
     Gpu,
+    /// BAR 2 of the device bound to vfio-pci (`--path` names its PCI address), through a
+    /// type1 container, at `--bo-offset`, placed with `--align`/`--offset`.
+    Vfio,
 }
 
 struct Opts {
@@ -74,13 +79,14 @@ struct Opts {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: hf-workload anon|hugetlb|file|dev|gpu [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
+        "usage: hf-workload anon|hugetlb|file|dev|gpu|vfio [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
          \x20      [--align N] [--offset N] [--page-size 2M|1G] [--path FILE] [--hold-ms MS]\n\
          \x20      [--counter SYSFS-FILE]   (or vmstat:KEY; its delta around the touch loop: counter_delta)\n\
          \x20      [--prewrite]   (file: write(2) it in 4 KiB pieces before mapping)\n\
          \x20      gpu: [--path /dev/hfgpu] [--bo-offset N] [--policy pud|pmd-only|pte-only|range|remap]\n\
          \x20           [--then-policy P]   (then switch and touch every page again)\n\
          \x20           [--write-notify]   (pages mapped read-only first: each write a second fault)\n\
+         \x20      vfio: [--path 0000:00:05.0] [--bo-offset N]   (BAR 2 of a vfio-pci device)
          \x20      hf-workload gpu-errors [DEVICE]   (bad requests: the errno of each)\n\
          \x20      hf-workload gpu-runtime [--policy P]   (five buffer objects, a runtime's order)\n\
          \x20      hf-workload storm --size N [--threads T] [--thp always|never] [--gpu POLICY]\n\
@@ -121,6 +127,7 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         "file" => Kind::File,
         "dev" => Kind::Dev,
         "gpu" => Kind::Gpu,
+        "vfio" => Kind::Vfio,
         _ => return None,
     };
     let mut o = Opts {
@@ -201,8 +208,11 @@ fn main() -> ExitCode {
     if o.kind == Kind::Gpu {
         return gpu(&o);
     }
+    if o.kind == Kind::Vfio {
+        return vfio(&o);
+    }
     let stride = o.stride.unwrap_or(match o.kind {
-        Kind::Anon | Kind::File | Kind::Dev | Kind::Gpu => 4096,
+        Kind::Anon | Kind::File | Kind::Dev | Kind::Gpu | Kind::Vfio => 4096,
         Kind::Hugetlb => o.page_size,
     });
     let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
