@@ -107,8 +107,10 @@ pub fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Re
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-smp", "2"])
         // q35 with an emulated IOMMU (interrupt remapping on): vfio-pci needs one, Debian's
-        // kernels having no VFIO_NOIOMMU.
-        .args(["-machine", "q35,nvdimm=on", "-m", "3G,slots=4,maxmem=12G"])
+        // kernels having no VFIO_NOIOMMU. q35 keeps at most 2 GiB of RAM below 4 GiB, where
+        // the kernel and the initramfs sit, and the boot-time allocations take the top of
+        // memory: 4 GiB leaves a free 1 GiB-aligned block for the 1 GiB hugetlb page.
+        .args(["-machine", "q35,nvdimm=on", "-m", "4G,slots=4,maxmem=13G"])
         .args(["-device", "intel-iommu,intremap=on", "-net", "none"])
         .args(&nv)
         // The GPU-like device of the lab driver: a 4 GiB BAR of host RAM (only what is
