@@ -36,16 +36,23 @@ const THP_IGNORED: &[Check] = &[
     sized("fallback_reasons.pud.vma-range", 1),
 ];
 
+/// What the scenarios of vfio-pci's huge_fault handler (6.12+) share.
+const HUGE: Scenario = Scenario {
+    name: "",
+    kind: "vfio-pci",
+    needs: Needs::Kernel(6, 12, HUGE_FAULT_SINCE),
+    todo: None,
+    counted_by: Some(SecondCount::Vfio),
+    predicts: None,
+    sysfs: &[],
+    mount: None,
+    workload: &[],
+    checks: &[],
+};
+
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "vfio-pud",
-        kind: "vfio-pci",
-        needs: Needs::Kernel(6, 12, HUGE_FAULT_SINCE),
-        todo: None,
-        counted_by: Some(SecondCount::Vfio),
-        predicts: None,
-        sysfs: &[],
-        mount: None,
         // 1 GiB of the BAR at its start, at a 1 GiB boundary, MADV_HUGEPAGE: one PUD. The
         // workload stays 1.5 s after its touches, so that `--aggregate`, which names VMAs
         // when it sweeps the kernel's counts (every second), finds it alive too.
@@ -75,16 +82,10 @@ pub const SCENARIOS: &[Scenario] = &[
             tool_s("path", "anon_inode:[vfio-device]"),
             tool_s("kind", "pfnmap"),
         ],
+        ..HUGE
     },
     Scenario {
         name: "vfio-pmd-in-gib",
-        kind: "vfio-pci",
-        needs: Needs::Kernel(6, 12, HUGE_FAULT_SINCE),
-        todo: None,
-        counted_by: Some(SecondCount::Vfio),
-        predicts: None,
-        sysfs: &[],
-        mount: None,
         // 8 MiB, 2 MiB into a 1 GiB block, at BAR offset 2 MiB (virtual ≡ physical modulo
         // 1 GiB): the first fault asks for the PUD, which does not fit the VMA, then maps a
         // PMD; the other three find the PMD table and map a PMD each.
@@ -119,16 +120,10 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("fallback_reasons.pud.vma-range", 1),
             sized("fallback_reasons.not_asked", 0),
         ],
+        ..HUGE
     },
     Scenario {
         name: "vfio-misaligned",
-        kind: "vfio-pci",
-        needs: Needs::Kernel(6, 12, HUGE_FAULT_SINCE),
-        todo: None,
-        counted_by: Some(SecondCount::Vfio),
-        predicts: None,
-        sysfs: &[],
-        mount: None,
         // 4 MiB at a 1 GiB boundary of the address space but 64 KiB into the BAR: no
         // PMD's pfn is aligned, every page is a PTE fault. The first fault of each 2 MiB
         // asks for a PMD in both calls (the first under the per-VMA lock, which returns
@@ -171,33 +166,23 @@ pub const SCENARIOS: &[Scenario] = &[
             sized("fallback_reasons.not_asked", 1022),
             sized("fallback_reasons.pfn_offset.bytes", 2_031_616),
         ],
+        ..HUGE
     },
     Scenario {
         name: "vfio-thp-madvise",
-        kind: "vfio-pci",
-        needs: Needs::Kernel(6, 12, HUGE_FAULT_SINCE),
-        todo: None,
-        counted_by: Some(SecondCount::Vfio),
-        predicts: None,
-        sysfs: &[],
-        mount: None,
         // The lab's THP setting (`madvise`) and no MADV_HUGEPAGE (vfio-pci sets no
         // VM_HUGEPAGE): huge entries all the same.
         workload: &["vfio", "--size", "4M", "--align", "1G"],
         checks: THP_IGNORED,
+        ..HUGE
     },
     Scenario {
         name: "vfio-thp-never",
-        kind: "vfio-pci",
-        needs: Needs::Kernel(6, 12, HUGE_FAULT_SINCE),
-        todo: None,
-        counted_by: Some(SecondCount::Vfio),
-        predicts: None,
         sysfs: &[(THP, "never")],
-        mount: None,
         // THP `never`, with MADV_HUGEPAGE: huge entries all the same.
         workload: &["vfio", "--size", "4M", "--align", "1G", "--thp", "always"],
         checks: THP_IGNORED,
+        ..HUGE
     },
     Scenario {
         name: "vfio-remap-6.1",

@@ -8,7 +8,7 @@ use crate::{
         DrvStats, HFGPU_F_WRITE_NOTIFY, HFGPU_SET_FLAGS, ioctl_policy, last_errno, open_device,
         set_policy,
     },
-    rusage, touch,
+    free_range, rusage, touch,
 };
 
 /// Bad requests to /dev/hfgpu: prints the errno each one got (0 if it was accepted).
@@ -92,25 +92,14 @@ pub fn gpu(o: &Opts) -> ExitCode {
         // holds the whole ALIGN-sized block the mapping starts in, so no other mapping
         // shares its page tables: whether the kernel finds the PUD slot empty at the first
         // fault does not depend on where the process's other mappings happen to be.
-        let len = o.size + o.offset + 2 * o.align.max(4096);
-        // SAFETY: a fresh reservation, unmapped at once.
-        let r = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
+        let r = match free_range(o.size + o.offset + 2 * o.align.max(4096)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("hf-workload: {e}");
+                return ExitCode::FAILURE;
+            }
         };
-        if r == libc::MAP_FAILED {
-            eprintln!("hf-workload: reserving {len} bytes failed");
-            return ExitCode::FAILURE;
-        }
-        // SAFETY: our own reservation.
-        unsafe { libc::munmap(r, len) };
-        let at = (r as usize).next_multiple_of(o.align.max(4096)) + o.offset;
+        let at = r.next_multiple_of(o.align.max(4096)) + o.offset;
         (at, libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE)
     } else {
         (0, libc::MAP_SHARED)

@@ -450,6 +450,28 @@ fn warm_stack() {
 }
 
 /// The touch loop: writes one byte every `stride` bytes of `[start, start + size)`.
+/// The start of a free range of `len` bytes of the address space: reserved and given back
+/// at once, for a MAP_FIXED_NOREPLACE mapping inside it.
+fn free_range(len: usize) -> Result<usize, String> {
+    // SAFETY: a fresh reservation, unmapped at once.
+    let r = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        return Err(format!("reserving {len} bytes failed"));
+    }
+    // SAFETY: our own reservation.
+    unsafe { libc::munmap(r, len) };
+    Ok(r as usize)
+}
+
 fn touch(start: usize, size: usize, stride: usize) -> u64 {
     let mut touched = 0;
     let mut off = 0;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use crate::{
     drv::{DrvStats, open_device, set_policy},
-    rusage, touch,
+    free_range, rusage, touch,
 };
 
 /// A buffer object of the GPU runtime workload: name, offset in the BAR, size, and offset
@@ -54,25 +54,15 @@ pub fn gpu_runtime(policy: &str) -> ExitCode {
         return ExitCode::FAILURE;
     }
     const GIB: usize = 1 << 30;
-    let len = 5 * GIB;
-    // SAFETY: a fresh reservation, unmapped at once: its 1 GiB-aligned 4 GiB are free.
-    let r = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
+    // A free 5 GiB: its 1 GiB-aligned 4 GiB are free.
+    let r = match free_range(5 * GIB) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hf-workload: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    if r == libc::MAP_FAILED {
-        eprintln!("hf-workload: reserving {len} bytes failed");
-        return ExitCode::FAILURE;
-    }
-    // SAFETY: our own reservation.
-    unsafe { libc::munmap(r, len) };
-    let base = (r as usize).next_multiple_of(GIB);
+    let base = r.next_multiple_of(GIB);
     let mut bos = Vec::new();
     for (name, bar, size, at) in RUNTIME_BOS {
         // SAFETY: a new shared mapping of the device, at a free address of ours.

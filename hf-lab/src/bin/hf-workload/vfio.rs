@@ -5,7 +5,7 @@
 
 use std::{ffi::CString, os::fd::AsRawFd as _, process::ExitCode};
 
-use crate::{Opts, rusage, touch};
+use crate::{Opts, free_range, rusage, touch};
 
 /// The VFIO ioctls (`include/uapi/linux/vfio.h`: `_IO(';', 100 + n)`).
 const VFIO_GET_API_VERSION: libc::c_ulong = 0x3b64;
@@ -179,24 +179,7 @@ fn run(o: &Opts) -> Result<(), String> {
         ));
     }
     let align = o.align.max(4096);
-    let len = o.size + o.offset + 2 * align;
-    // SAFETY: a fresh reservation, unmapped at once.
-    let r = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if r == libc::MAP_FAILED {
-        return Err(errno(&format!("reserving {len} bytes")));
-    }
-    // SAFETY: our own reservation.
-    unsafe { libc::munmap(r, len) };
-    let at = (r as usize).next_multiple_of(align) + o.offset;
+    let at = free_range(o.size + o.offset + 2 * align)?.next_multiple_of(align) + o.offset;
     // SAFETY: a new shared mapping of the device at a free address.
     let m = unsafe {
         libc::mmap(
