@@ -46,6 +46,12 @@ pub const fn since(mut c: Check, major: u32, minor: u32) -> Check {
     c
 }
 
+/// A check that holds on kernels from `from` and older than `to` only.
+pub const fn between(mut c: Check, from: (u32, u32), to: (u32, u32)) -> Check {
+    c.kernels = Needs::Between(from, to);
+    c
+}
+
 /// A check that holds on kernels older than (major, minor) only.
 pub const fn before(mut c: Check, major: u32, minor: u32) -> Check {
     c.kernels = Needs::Below(major, minor, "");
@@ -139,6 +145,8 @@ pub enum Needs {
     Kernel(u32, u32, &'static str),
     /// Kernel older than (major, minor): the twin of a scenario whose expectations differ.
     Below(u32, u32, &'static str),
+    /// Kernel at least the first (major, minor) and older than the second.
+    Between((u32, u32), (u32, u32)),
 }
 
 /// A second count of a scenario's fallbacks and retries, made without the tool.
@@ -248,6 +256,9 @@ impl Needs {
         match self {
             Needs::Kernel(maj, min, why) if version < (maj, min) => Err(why),
             Needs::Below(maj, min, why) if version >= (maj, min) => Err(why),
+            Needs::Between(from, to) if version < from || version >= to => {
+                Err("not a kernel of this check")
+            }
             _ => Ok(()),
         }
     }

@@ -17,6 +17,11 @@ pub const STEP_VIA_RANGE: u32 = 1 << 23;
 /// (`FAULT_FLAG_VMA_LOCK`).
 pub const STEP_VMA_LOCK: u32 = 1 << 22;
 
+/// Set in a chain step's result when the insert found its entry already present (a
+/// re-insert: TTM's prefault over PTEs an earlier fault made): it answered success and
+/// mapped nothing, so it counts no entry.
+pub const STEP_PRESENT: u32 = 1 << 21;
+
 /// A chain step: `level << 24 | result` (24 bits of `vm_fault_t` and the `STEP_*` marks).
 #[inline(always)]
 pub const fn step(level: u8, ret: u32) -> u32 {

@@ -90,6 +90,26 @@ pub struct KernelOffsets {
     pub mm_lock_seq: u32,
 }
 
+/// How the programs read the page-table entry an insert is about to write, to tell a new
+/// entry from a re-insert over one already there (TTM's prefault re-inserts present PTEs
+/// and still answers VM_FAULT_NOPAGE). x86-64 page tables, 4 or 5 levels (told by the
+/// direct map's base: under 5 levels it lies below the 4-level kernel half).
+/// `valid` 0: every insert that answers success counts as an entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageWalk {
+    pub valid: u32,
+    /// `vm_area_struct.vm_mm`, `mm_struct.pgd`.
+    pub vma_mm: u32,
+    pub mm_pgd: u32,
+    pub _pad: u32,
+    /// Address of `page_offset_base` (the direct map's base, chosen at boot with
+    /// `CONFIG_RANDOMIZE_MEMORY`); 0: the base is [`PageWalk::page_offset`].
+    pub page_offset_base_addr: u64,
+    /// The direct map's fixed base, where the kernel has no `page_offset_base`.
+    pub page_offset: u64,
+}
+
 /// Offsets of the fields the programs read from an `exceptions:page_fault_*` record; the
 /// tool checks them against the running kernel's format file before attaching.
 pub mod exception_fields {

@@ -56,4 +56,9 @@ pub struct InFlight {
     /// Pages of the `remap_pfn_range` in flight inside the fault (its address and pfn in
     /// `pte_addr` and `pte_pfn`); 0: none.
     pub remap_pages: u64,
+    /// What the page tables held before the insert in flight, read at its entry: bit
+    /// `level` set when the entry of that level at its address was not empty (then a
+    /// success maps nothing: a re-insert). 0 when unread.
+    pub present: u32,
+    pub _pad_present: u32,
 }

@@ -15,8 +15,12 @@ pub mod level;
 pub mod record;
 
 pub use aggregate::AggKey;
-pub use chain::{MAX_CHAIN, Mapping, NO_PFN, PFN_MASK, STEP_VIA_RANGE, STEP_VMA_LOCK, step};
-pub use config::{Filter, KernelOffsets, Settings, ThpNow, ThpSettings, counter, metrics, thp};
+pub use chain::{
+    MAX_CHAIN, Mapping, NO_PFN, PFN_MASK, STEP_PRESENT, STEP_VIA_RANGE, STEP_VMA_LOCK, step,
+};
+pub use config::{
+    Filter, KernelOffsets, PageWalk, Settings, ThpNow, ThpSettings, counter, metrics, thp,
+};
 pub use inflight::InFlight;
 pub use level::Level;
 pub use record::{FaultRecord, rflags, source};
@@ -33,4 +37,5 @@ mod pod {
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::ThpSettings {}
     unsafe impl aya::Pod for super::ThpNow {}
+    unsafe impl aya::Pod for super::PageWalk {}
 }

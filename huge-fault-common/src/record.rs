@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(core::mem::offset_of!(FaultRecord, flags), 106);
         assert_eq!(core::mem::offset_of!(FaultRecord, comm), 112);
         assert_eq!(core::mem::offset_of!(FaultRecord, retries), 108);
-        assert_eq!(core::mem::size_of::<InFlight>(), 336);
+        assert_eq!(core::mem::size_of::<InFlight>(), 344);
     }
 
     #[test]

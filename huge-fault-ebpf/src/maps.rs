@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use huge_fault_common::{
-    AggKey, Filter, InFlight, KernelOffsets, Settings, ThpNow, ThpSettings, counter,
+    AggKey, Filter, InFlight, KernelOffsets, PageWalk, Settings, ThpNow, ThpSettings, counter,
 };
 
 /// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
@@ -85,6 +85,17 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     pg_head: 0,
     task_mm: 0,
     mm_lock_seq: 0,
+};
+
+/// How the insert probes read the page tables, set by the tool before load.
+#[unsafe(no_mangle)]
+pub(crate) static WALK: PageWalk = PageWalk {
+    valid: 0,
+    vma_mm: 0,
+    mm_pgd: 0,
+    _pad: 0,
+    page_offset_base_addr: 0,
+    page_offset: 0,
 };
 
 /// Program settings, set by the tool before load.

@@ -5,6 +5,7 @@ mod anon_thp;
 mod ctx;
 mod emit;
 mod maps;
+mod pagetable;
 mod probes;
 mod state;
 

@@ -246,12 +246,26 @@ impl Default for ProcMaps {
 
 impl VmaResolver for ProcMaps {
     fn lookup_fresh(&mut self, tgid: u32, addr: u64) -> Option<VmaDesc> {
+        // A cached VMA that covers `addr` but does not start there is an older mapping the
+        // new one replaced (a reservation given back, then mapped over): ask again.
         if let Some(v) = self
             .cache
             .get(&tgid)
             .and_then(|e| Self::find(&e.vmas, addr))
+            .filter(|v| v.start == addr)
         {
             return Some(v);
+        }
+        let v = self.refresh(tgid, addr);
+        if v.as_ref().is_some_and(|v| v.start == addr) {
+            return v;
+        }
+        // An open maps file answers for the address space it was opened on: one opened
+        // before the process's exec (a vfork child faults in its parent's) knows nothing of
+        // the new one. Open it again, once.
+        match self.cache.get_mut(&tgid) {
+            Some(e) if e.file.is_some() => e.file = None,
+            _ => return v,
         }
         self.refresh(tgid, addr)
     }

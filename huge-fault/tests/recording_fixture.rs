@@ -10,7 +10,9 @@
 //! and when anonymous `MADV_NOHUGEPAGE` VMAs began to get reasons for the PMDs never asked
 //! (two faults of one such VMA, 2 MiB or larger, whose blocks do not fit: `vma-range`);
 //! and when `handlers` was added (`null` throughout: the recording predates the handler
-//! table, so which handler served a VMA is not known, not none).
+//! table, so which handler served a VMA is not known, not none); and when `reinserts` was
+//! added (0 throughout: no VMA of the recording had a driver re-insert over a present
+//! entry).
 
 use std::io::Read as _;
 

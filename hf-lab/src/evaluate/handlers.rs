@@ -30,6 +30,14 @@ pub fn expected(kind: &str, version: (u32, u32)) -> Option<Served> {
             Some(Served::ByEvery("vfio_pci_mmap_huge_fault [vfio_pci_core]"))
         }
         "vfio-pci" => Some(Served::None),
+        // TTM has had no huge_fault since 5.16.
+        "DRM TTM" => Some(Served::None),
+        // The GEM shmem helpers' handler, asked by the faults that insert (the PTE ones
+        // through the `fault` handler's order-0 call), not by the write-protect ones.
+        "DRM GEM shmem" if version >= crate::scenarios::SHMEM_HUGE_SINCE => {
+            Some(Served::By("drm_gem_shmem_any_fault [drm_shmem_helper]"))
+        }
+        "DRM GEM shmem" => Some(Served::None),
         _ => None,
     }
 }
@@ -90,5 +98,12 @@ mod tests {
         assert!(!meets(&partly, vfio).0);
         assert_eq!(expected("vfio-pci", (6, 1)), Some(Served::None));
         assert_eq!(expected("something else", (7, 2)), None);
+        // DRM: TTM never has a handler; GEM shmem's is asked by the faults that insert
+        // (not by the write-protect ones) on the kernels that have it.
+        assert_eq!(expected("DRM TTM", (7, 2)), Some(Served::None));
+        assert_eq!(expected("DRM GEM shmem", (6, 12)), Some(Served::None));
+        let shmem = expected("DRM GEM shmem", (7, 2)).unwrap();
+        let half = json!({"faults": 2048, "handlers": [{"handler": "drm_gem_shmem_any_fault [drm_shmem_helper]", "faults": 1024}]});
+        assert!(meets(&half, shmem).0);
     }
 }

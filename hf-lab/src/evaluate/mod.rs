@@ -24,11 +24,17 @@ fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
         })
 }
 
-/// A key of a tool row, or a count derived from the row's own chains: `pmd_fallback_steps`
+/// A key of a tool row, the sum of two (`a+b`), or a count derived from the row's own
+/// chains: `pmd_fallback_steps`
 /// (`pud_…`), the FALLBACK answers at that level (a chain `PMD:FALLBACK×2` counts two).
 /// A DAX PUD FALLBACK is asked only when the 1 GiB slot is empty, which depends on where
 /// mmap placed the VMA, and `thp_fault_fallback` counts the PMD ones alone.
 fn tool_value(r: &Value, key: &str) -> Option<Value> {
+    // `a+b`: the sum of two counts (a driver's inserts: new entries and re-inserts).
+    if let Some((a, b)) = key.split_once('+') {
+        let n = tool_value(r, a)?.as_u64()? + tool_value(r, b)?.as_u64()?;
+        return Some(Value::from(n));
+    }
     let Some(level) = key
         .strip_suffix("_fallback_steps")
         .filter(|l| *l == "pmd" || *l == "pud")

@@ -492,3 +492,42 @@ fn level_fallback_steps_are_counted_from_the_chains() {
     assert_eq!(tool_value(&row, "fallback_steps"), Some(json!(7)));
     assert_eq!(tool_value(&json!({}), "pmd_fallback_steps"), None);
 }
+
+/// `a+b`: a driver's inserts, new entries and re-inserts, as the kernel counts its calls.
+#[test]
+fn a_sum_of_two_keys_adds_them_and_needs_both() {
+    let row = json!({"entries": {"pte": 768}, "reinserts": {"pte": 11400}});
+    assert_eq!(
+        tool_value(&row, "entries.pte+reinserts.pte"),
+        Some(json!(12168))
+    );
+    assert_eq!(tool_value(&row, "entries.pte+reinserts.pmd"), None);
+    assert_eq!(tool_value(&json!({"entries": null}), "entries.pte+x"), None);
+}
+
+#[test]
+fn a_check_between_two_kernels_holds_from_the_first_and_before_the_second() {
+    use crate::check::{Needs, between, tool};
+    let c = between(tool("faults", 1), (6, 12), (7, 1));
+    assert_eq!(c.kernels, Needs::Between((6, 12), (7, 1)));
+    assert!(c.kernels.met((6, 1)).is_err());
+    assert!(c.kernels.met((6, 12)).is_ok());
+    assert!(c.kernels.met((7, 0)).is_ok());
+    assert!(c.kernels.met((7, 1)).is_err());
+    assert!(c.kernels.met((7, 2)).is_err());
+}
+
+/// A check's probe events are made on the kernels it holds on only: 7.2's GEM shmem
+/// functions are not in 6.1.
+#[test]
+fn probe_events_come_from_the_checks_of_this_kernel() {
+    let s = scenario("drm-vgem-shmem");
+    let old = crate::scenarios::event_keys(s, (6, 1));
+    assert_eq!(old, ["event:kprobe:vmf_insert_pfn"]);
+    let new = crate::scenarios::event_keys(s, (7, 2));
+    assert!(
+        new.contains(&"event:kprobe:drm_gem_shmem_pfn_mkwrite"),
+        "{new:?}"
+    );
+    assert!(new.contains(&"event:kretprobe:drm_gem_shmem_any_fault if ret == 2048"));
+}

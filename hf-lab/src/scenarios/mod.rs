@@ -7,6 +7,8 @@ mod anon;
 mod devdax;
 mod driver;
 mod driver_misaligned;
+mod drm;
+pub use drm::SHMEM_HUGE_SINCE;
 mod file;
 mod gpu_runtime;
 mod hugetlb;
@@ -71,6 +73,7 @@ pub fn all() -> impl Iterator<Item = &'static Scenario> {
         driver_misaligned::SCENARIOS,
         gpu_runtime::SCENARIOS,
         vfio::SCENARIOS,
+        drm::SCENARIOS,
     ]
     .into_iter()
     .flatten()
@@ -90,11 +93,13 @@ pub const KERNEL_LOG_ALARMS: &[&str] = &[
     "Call Trace:",
 ];
 
-/// The kernel counters one scenario reads (see [`Source::Vmstat`]).
-fn counter_keys(s: &Scenario) -> impl Iterator<Item = &'static str> {
+/// The kernel counters one scenario reads (see [`Source::Vmstat`]) on a kernel of this
+/// (major, minor), or on any kernel.
+fn counter_keys(s: &Scenario, version: Option<(u32, u32)>) -> impl Iterator<Item = &'static str> {
     s.checks
         .iter()
         .chain(s.counted_by.map_or(&[][..], SecondCount::checks))
+        .filter(move |c| version.is_none_or(|v| c.kernels.met(v).is_ok()))
         .flat_map(|c| {
             let expected = match c.expect {
                 Expected::Same(Source::Vmstat(k)) => Some(k),
@@ -108,9 +113,11 @@ fn counter_keys(s: &Scenario) -> impl Iterator<Item = &'static str> {
         })
 }
 
-/// The kernel events one scenario counts around its workload (`event:` keys).
-pub fn event_keys(s: &Scenario) -> Vec<&'static str> {
-    let mut keys: Vec<_> = counter_keys(s)
+/// The kernel events one scenario counts around its workload (`event:` keys) on a kernel
+/// of this (major, minor): those of the checks that hold there (a function another kernel
+/// lacks gets no probe event).
+pub fn event_keys(s: &Scenario, version: (u32, u32)) -> Vec<&'static str> {
+    let mut keys: Vec<_> = counter_keys(s, Some(version))
         .filter(|k| k.starts_with("event:"))
         .collect();
     keys.sort_unstable();
@@ -122,7 +129,7 @@ pub fn event_keys(s: &Scenario) -> Vec<&'static str> {
 pub fn vmstat_keys(scenarios: &[&Scenario]) -> Vec<&'static str> {
     let mut keys: Vec<&'static str> = scenarios
         .iter()
-        .flat_map(|s| counter_keys(s))
+        .flat_map(|s| counter_keys(s, None))
         .filter(|k| !k.starts_with("event:"))
         .collect();
     keys.sort_unstable();
@@ -181,10 +188,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            event_keys(scenario("fsdax-misaligned")),
+            event_keys(scenario("fsdax-misaligned"), (6, 12)),
             ["event:fs_dax:dax_pte_fault"]
         );
-        assert!(event_keys(scenario("thp-aligned")).is_empty());
+        assert!(event_keys(scenario("thp-aligned"), (6, 12)).is_empty());
         let vm = parse_vmstat("nr_free_pages 10\nthp_fault_alloc 3\n");
         assert_eq!(vm["thp_fault_alloc"], 3);
     }

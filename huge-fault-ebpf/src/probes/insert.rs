@@ -1,12 +1,12 @@
 //! Driver and DAX inserts: PTE inserts one by one, and PMD/PUD pfn and folio inserts.
 
-use crate::{ctx::*, state::*};
+use crate::{ctx::*, pagetable::present_levels, state::*};
 use aya_ebpf::{
     macros::{kprobe, kretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 use huge_fault_common::{
-    InFlight, NO_PFN, PFN_MASK,
+    InFlight, NO_PFN, PFN_MASK, STEP_PRESENT,
     kabi::{VM_FAULT_NOPAGE, VM_FAULT_SIGBUS},
     level,
 };
@@ -15,12 +15,14 @@ use huge_fault_common::{
 /// of the outermost one (the first may call the second). Its return counts a missing fault.
 #[kprobe]
 pub fn hf_kprobe_insert_pte(ctx: ProbeContext) -> u32 {
+    let vma: u64 = ctx.arg(0).unwrap_or(0);
     let addr: u64 = ctx.arg(1).unwrap_or(0);
     let pfn: u64 = ctx.arg(2).unwrap_or(NO_PFN);
     if let Some(st) = fault_state(false) {
         if st.in_pte == 0 {
             st.pte_addr = addr;
             st.pte_pfn = pfn & PFN_MASK;
+            st.present = present_levels(vma, addr);
         }
         st.in_pte += 1;
     }
@@ -31,11 +33,13 @@ pub fn hf_kprobe_insert_pte(ctx: ProbeContext) -> u32 {
 /// pfn (the page pointer is not translated).
 #[kprobe]
 pub fn hf_kprobe_insert_pte_page(ctx: ProbeContext) -> u32 {
+    let vma: u64 = ctx.arg(0).unwrap_or(0);
     let addr: u64 = ctx.arg(1).unwrap_or(0);
     if let Some(st) = fault_state(false) {
         if st.in_pte == 0 {
             st.pte_addr = addr;
             st.pte_pfn = NO_PFN;
+            st.present = present_levels(vma, addr);
         }
         st.in_pte += 1;
     }
@@ -51,6 +55,8 @@ pub fn hf_kprobe_insert_pte_vmf(ctx: ProbeContext) -> u32 {
         if st.in_pte == 0 {
             st.pte_addr = vmf_address(vmf).unwrap_or(st.address);
             st.pte_pfn = NO_PFN;
+            // `vmf->vma` is the structure's first member.
+            st.present = present_levels(read_u64(vmf, 0), st.pte_addr);
         }
         st.in_pte += 1;
     }
@@ -75,8 +81,23 @@ pub fn hf_kret_insert_pte(ctx: RetProbeContext) -> u32 {
     let step = st.in_hf == 0 && st.in_range == 0;
     let addr = st.pte_addr & !0xfff;
     let pfn = st.pte_pfn;
-    note_step(st, level::PTE, ret, addr, pfn, step, true);
+    let (ret, new) = reinsert(st, level::PTE, ret);
+    note_step(st, level::PTE, ret, addr, pfn, step, new);
     0
+}
+
+/// An insert's answer as its step keeps it, and whether a success made a new entry: one
+/// over an entry that was already there (its entry probe read the page tables) is marked
+/// [`STEP_PRESENT`] and counts none. Clears what the entry probe read.
+#[inline(always)]
+fn reinsert(st: &mut InFlight, lvl: u8, ret: u32) -> (u32, bool) {
+    let present = st.present & (1 << lvl) != 0;
+    st.present = 0;
+    if present {
+        (ret | STEP_PRESENT, false)
+    } else {
+        (ret, true)
+    }
 }
 
 /// A PMD inserted by a driver or DAX: `vmf_insert_pfn_pmd[_prot]`, `vmf_insert_folio_pmd`
@@ -91,7 +112,8 @@ pub fn hf_kret_insert_pmd(ctx: RetProbeContext) -> u32 {
     // Inside a huge_fault handler or a range helper, their return makes the step.
     let step = st.in_hf == 0 && st.in_range == 0;
     let (addr, pfn) = huge_insert_target(st, 2 << 20);
-    note_step(st, level::PMD, ret, addr, pfn, step, true);
+    let (ret, new) = reinsert(st, level::PMD, ret);
+    note_step(st, level::PMD, ret, addr, pfn, step, new);
     0
 }
 
@@ -105,7 +127,8 @@ pub fn hf_kret_insert_pud(ctx: RetProbeContext) -> u32 {
     // Inside a huge_fault handler or a range helper, their return makes the step.
     let step = st.in_hf == 0 && st.in_range == 0;
     let (addr, pfn) = huge_insert_target(st, 1 << 30);
-    note_step(st, level::PUD, ret, addr, pfn, step, true);
+    let (ret, new) = reinsert(st, level::PUD, ret);
+    note_step(st, level::PUD, ret, addr, pfn, step, new);
     0
 }
 
@@ -134,6 +157,7 @@ pub fn hf_kprobe_insert_huge(ctx: ProbeContext) -> u32 {
     if let Some(st) = fault_state(false) {
         st.huge_addr = vmf_address(vmf).unwrap_or(0);
         st.huge_pfn = pfn & PFN_MASK;
+        st.present = present_levels(read_u64(vmf, 0), st.huge_addr);
     }
     0
 }
@@ -147,6 +171,7 @@ pub fn hf_kprobe_insert_folio_huge(ctx: ProbeContext) -> u32 {
     if let Some(st) = fault_state(false) {
         st.huge_addr = vmf_address(vmf).unwrap_or(0);
         st.huge_pfn = NO_PFN;
+        st.present = present_levels(read_u64(vmf, 0), st.huge_addr);
     }
     0
 }

@@ -2,7 +2,7 @@
 //! calls, and what it mapped. Rendered as text (`PMD:FALLBACK RETRY PMD:FALLBACK PTE:OK`)
 //! only at the edge.
 
-use huge_fault_common::{FaultRecord, Level, STEP_VIA_RANGE, level, rflags};
+use huge_fault_common::{FaultRecord, Level, STEP_PRESENT, STEP_VIA_RANGE, level, rflags};
 
 use crate::kernel::{self, NOT_MAPPED, VM_FAULT_BITS};
 
@@ -13,7 +13,8 @@ pub enum Answer {
     Ok,
     /// A range-insert helper answered for it.
     Range,
-    /// The entry was there already (a write-protect or COW fault): nothing inserted.
+    /// The entry was there already: a write-protect or COW fault, or an insert over a
+    /// present entry (TTM's prefault re-inserts those). Nothing inserted.
     Present,
     /// It mapped nothing: these `vm_fault_t` bits (FALLBACK, RETRY, an error).
     Failed(u32),
@@ -24,6 +25,8 @@ impl Answer {
     pub fn of(ret: u32) -> Self {
         if ret & NOT_MAPPED != 0 {
             Answer::Failed(ret & NOT_MAPPED)
+        } else if ret & STEP_PRESENT != 0 {
+            Answer::Present
         } else if ret & STEP_VIA_RANGE != 0 {
             Answer::Range
         } else {
@@ -133,6 +136,8 @@ pub const LEVEL_BYTES: [u64; 4] = [0, 4 << 10, 2 << 20, 1 << 30];
 pub struct Mapped {
     pub chain: Chain,
     pub entries: [u32; 4],
+    /// Inserts over an entry already present (steps marked [`STEP_PRESENT`]), by level.
+    pub reinserts: [u32; 4],
     pub bytes: u64,
     /// FALLBACK steps in the chain.
     pub fallback_steps: u32,
@@ -166,6 +171,16 @@ pub fn mapped(r: &FaultRecord) -> Mapped {
     };
     if m.overflow > 0 {
         chain.push(Step::Overflow(m.overflow));
+    }
+    let mut reinserts = [0u32; 4];
+    for i in 0..huge_fault_common::MAX_CHAIN {
+        match m.step(i) {
+            Some((lvl, ret)) if ret & STEP_PRESENT != 0 && usize::from(lvl) < 4 => {
+                reinserts[usize::from(lvl)] += m.times(i);
+            }
+            Some(_) => {}
+            None => break,
+        }
     }
     let mut entries = m.entries;
     // Huge entries, or PTEs seen by the PTE-insert probes (drivers, range helpers): the
@@ -204,6 +219,7 @@ pub fn mapped(r: &FaultRecord) -> Mapped {
         fallback_steps: chain.fallback_steps(),
         chain,
         entries,
+        reinserts,
         bytes,
         handler: m.handler,
     }

@@ -239,7 +239,7 @@ impl Analyzer {
         {
             v.name_tries += 1;
             v.name = resolver
-                .lookup(key.tgid, key.start)
+                .lookup_fresh(key.tgid, key.start)
                 .filter(|d| d.start == key.start && d.end == key.end)
                 .and_then(|d| d.name);
         }

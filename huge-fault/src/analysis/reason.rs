@@ -26,8 +26,11 @@
 //!    [`kabi::HUGE_PFNMAP_SINCE`]);
 //! 7. `populated`: not asked, and an earlier fault of the run mapped smaller entries in
 //!    the block;
-//! 8. `driver`: a device or file mapping's handler answered FALLBACK for none of these;
-//! 9. `unknown`: none of the above.
+//! 8. `no-huge-fault`: not asked, a PFNMAP or MIXEDMAP VMA on a kernel that asks those,
+//!    and the fault asked no `huge_fault` handler at all: the mapping has none (TTM since
+//!    5.16; GEM shmem before 7.0);
+//! 9. `driver`: a device or file mapping's handler answered FALLBACK for none of these;
+//! 10. `unknown`: none of the above.
 //!
 //! Faults never asked at PMD are explained on VMAs made for huge entries (device and DAX
 //! mappings) and on anonymous VMAs whose record carries the THP settings.
@@ -49,12 +52,13 @@ pub enum Reason {
     ChargeFailed,
     KernelPolicy,
     Populated,
+    NoHugeFault,
     Driver,
     Unknown,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::VmaRange,
         Reason::PfnMisaligned,
         Reason::PgoffMisaligned,
@@ -63,6 +67,7 @@ impl Reason {
         Reason::ChargeFailed,
         Reason::KernelPolicy,
         Reason::Populated,
+        Reason::NoHugeFault,
         Reason::Driver,
         Reason::Unknown,
     ];
@@ -77,6 +82,7 @@ impl Reason {
             Reason::ChargeFailed => "charge-failed",
             Reason::KernelPolicy => "kernel-policy",
             Reason::Populated => "populated",
+            Reason::NoHugeFault => "no-huge-fault",
             Reason::Driver => "driver",
             Reason::Unknown => "unknown",
         }
@@ -112,6 +118,9 @@ impl Reason {
             }
             Reason::Populated => {
                 "the block already holds smaller entries from an earlier fault: touch or insert the whole block first"
+            }
+            Reason::NoHugeFault => {
+                "the mapping has no huge_fault handler (TTM since 5.16, GEM shmem before 7.0): its driver maps PTEs only"
             }
             Reason::Driver => "the driver's handler answered FALLBACK on an aligned block",
             Reason::Unknown => "no rule explains it",
@@ -280,6 +289,13 @@ impl Context {
         }
         if !asked && self.populated.contains(&(r.tgid, l as u8, block)) {
             return found(Reason::Populated, None);
+        }
+        if !asked
+            && vma.special()
+            && m.handler == 0
+            && self.kernel.is_some_and(|k| k >= kabi::HUGE_PFNMAP_SINCE)
+        {
+            return found(Reason::NoHugeFault, None);
         }
         if asked && !vma.anon() {
             return found(Reason::Driver, None);

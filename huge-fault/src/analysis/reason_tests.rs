@@ -96,6 +96,27 @@ fn an_aligned_driver_that_refuses_is_the_driver_then_populated_and_never_asked_o
 }
 
 #[test]
+fn an_aligned_pfnmap_that_never_asks_a_handler_on_6_12_has_no_huge_fault() {
+    // GEM shmem on 6.12 (vgem with PMD-size folios): PTEs only, pfns aligned, no handler
+    // asked: the first fault of each block has no huge_fault, the others find it populated.
+    let vma = (G, G + (4 << 20), kabi::VM_PFNMAP, 0, 5);
+    let mut a = Analyzer::new(16);
+    a.reasons = Context::new("6.12.118+deb12-amd64");
+    touch(&mut a, vma, 0x10_0000, false);
+    assert_eq!(
+        reasons(&a),
+        [("PMD", "populated", 1022), ("PMD", "no-huge-fault", 2)]
+    );
+    // A fault that asked a handler (its order-0 call on 7.x) is not that.
+    let mut asked = Analyzer::new(16);
+    asked.reasons = Context::new("7.2.13+deb14-amd64");
+    let mut r = fault(G, vma, false, 0x10_0000);
+    r.mapping.handler = 1;
+    asked.ingest(&r, &mut NoResolver);
+    assert_eq!(reasons(&asked), [("PMD", "unknown", 1)]);
+}
+
+#[test]
 fn file_offsets_thp_advice_and_what_no_rule_explains() {
     // A DAX file (VM_HUGEPAGE) mapped at an aligned address from a 64 KiB offset, its
     // inserts without pfns (folio inserts): the offset is the reason.
@@ -259,11 +280,11 @@ fn a_range_insert_populates_every_block_it_covers() {
         pgoff: vma.3,
         inode: vma.4,
     };
-    assert_eq!(c.explain(&r, &m, &view)[0].reason, Reason::Unknown);
+    assert_eq!(c.explain(&r, &m, &view)[0].reason, Reason::NoHugeFault);
     for (va, want) in [
         (G + (3 << 20) + 4096, Reason::Populated),
         (G + (4 << 20) + 8192, Reason::Populated),
-        (G + (7 << 20), Reason::Unknown),
+        (G + (7 << 20), Reason::NoHugeFault),
     ] {
         let r = fault(va, vma, false, 0x10_0000 + ((va - G) >> 12));
         let m = crate::analysis::mapped(&r);

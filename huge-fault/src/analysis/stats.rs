@@ -43,6 +43,9 @@ pub struct Stats {
     pub latency: Histogram,
     /// Entries inserted by faults, indexed by `huge_fault_common::level` (0 unused).
     pub entries: [u64; 4],
+    /// Inserts that found their entry already present and mapped nothing (TTM's prefault
+    /// over PTEs an earlier fault made), by level like `entries`.
+    pub reinserts: [u64; 4],
     /// Bytes mapped by those entries.
     pub bytes_mapped: u64,
     /// Faults per chain of levels tried (`PMD:FALLBACK PTE:OK`).
@@ -93,6 +96,9 @@ impl Stats {
             add(a, b);
         }
         for (a, b) in self.entries.iter_mut().zip(o.entries) {
+            add(a, b);
+        }
+        for (a, b) in self.reinserts.iter_mut().zip(o.reinserts) {
             add(a, b);
         }
         for (c, n) in &o.chains {
@@ -179,6 +185,9 @@ impl Stats {
         if let Some(m) = &f.mapped {
             for (i, e) in m.entries.iter().enumerate() {
                 add(&mut self.entries[i], n.saturating_mul(u64::from(*e)));
+            }
+            for (i, e) in m.reinserts.iter().enumerate() {
+                add(&mut self.reinserts[i], n.saturating_mul(u64::from(*e)));
             }
             add(&mut self.bytes_mapped, n.saturating_mul(m.bytes));
             add(self.chains.entry(m.chain.clone()).or_default(), n);

@@ -478,3 +478,32 @@ fn a_fault_whose_return_was_missed_counts_with_what_it_did_and_no_latency() {
     assert!(!c.retry && c.latency_ns.is_none());
     assert_eq!(c.mapped.map(|m| m.entries), Some([0, 1, 0, 0]));
 }
+
+#[test]
+fn a_prefault_over_present_ptes_counts_re_inserts_not_entries() {
+    use huge_fault_common::{STEP_PRESENT, level, step};
+    // TTM touched in reverse: the fault maps its own page and re-inserts 15 present ones.
+    let mut r = ret_call(
+        1,
+        0x7f00_0000_0000,
+        0x100,
+        kernel::FAULT_FLAG_WRITE,
+        (1000, 9000),
+    );
+    r.flags |= rflags::HAS_MAPPING;
+    r.mapping.push_step(step(level::PTE, 0x100));
+    r.mapping.note_entry(level::PTE, 0x7f00_0000_0000, 0x500);
+    for _ in 0..15 {
+        r.mapping.push_step(step(level::PTE, 0x100 | STEP_PRESENT));
+    }
+    let m = crate::analysis::mapped(&r);
+    assert_eq!(m.chain.to_string(), "PTE:OK PTE:PRESENT×15");
+    assert_eq!(m.entries, [0, 1, 0, 0]);
+    assert_eq!(m.reinserts, [0, 15, 0, 0]);
+    assert_eq!(m.bytes, 4096);
+    let mut a = Analyzer::new(16);
+    a.ingest(&r, &mut NoResolver);
+    a.ingest(&r, &mut NoResolver);
+    assert_eq!(a.totals.entries[1], 2);
+    assert_eq!(a.totals.reinserts[1], 30);
+}

@@ -70,7 +70,10 @@ pub fn kallsyms_functions(text: &str) -> std::collections::HashSet<String> {
             Target::Function(f) => {
                 names.insert(f);
             }
-            Target::Suffix(s) => suffixes.push(s),
+            Target::Suffix(s) => {
+                suffixes.push(s);
+                names.extend(super::spec::NAMED_HANDLERS);
+            }
             _ => {}
         }
     }
@@ -119,10 +122,13 @@ mod tests {
         let text = "0000000000000000 T vmf_insert_pfn_pmd_prot\n\
                     0000000000000000 t do_set_pmd\n\
                     0000000000000000 D some_data\n\
-                    0000000000000000 t dev_dax_huge_fault\t[device_dax]\n";
+                    0000000000000000 t dev_dax_huge_fault\t[device_dax]\n\
+                    0000000000000000 t drm_gem_shmem_any_fault\t[drm_shmem_helper]\n";
         let f = kallsyms_functions(&format!("{text}0000000000000000 T printk\n"));
         assert!(f.contains("vmf_insert_pfn_pmd_prot") && f.contains("do_set_pmd"));
         assert!(f.contains("dev_dax_huge_fault"));
+        // A huge_fault handler known by another name is kept for the handler probes.
+        assert!(f.contains("drm_gem_shmem_any_fault"));
         assert!(!f.contains("some_data"));
         // Functions no probe targets are not kept.
         assert!(!f.contains("printk"));

@@ -23,9 +23,9 @@ pub use features::{
 };
 pub use gate::{THP_SYSFS, mthp_enabled};
 pub use mode::{Mode, Visibility};
-pub use offsets::{MissingMember, resolve_offsets};
+pub use offsets::{MissingMember, resolve_offsets, resolve_walk};
 pub use probes::{FOLLOW_PROBE, GENERIC_SIZE_FUNCTIONS, all_programs, probes};
-pub use spec::{DEFAULT_RANGE_HELPER, Gate, ProbeSpec, ProgKind, Target};
+pub use spec::{DEFAULT_RANGE_HELPER, Gate, NAMED_HANDLERS, ProbeSpec, ProgKind, Target};
 pub use thp::{ThpSource, data_symbols, resolve_thp};
 pub use thp_sysfs::{ThpBits, describe as describe_thp_words, thp_words};
 pub use tracefs::{EXCEPTION_FIELDS, check_tracepoint_format, tracepoint_field_offset};

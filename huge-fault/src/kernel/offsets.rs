@@ -1,6 +1,6 @@
 //! The structure member offsets the programs read, from the running kernel's BTF.
 
-use huge_fault_common::KernelOffsets;
+use huge_fault_common::{KernelOffsets, PageWalk};
 
 use crate::btf::Btf;
 
@@ -54,6 +54,42 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, MissingMember> {
     })
 }
 
+/// The direct map's base on x86-64 kernels without `CONFIG_DYNAMIC_MEMORY_LAYOUT` (4-level,
+/// not randomized), which have no `page_offset_base` variable.
+const PAGE_OFFSET_L4: u64 = 0xffff_8880_0000_0000;
+
+/// How the insert probes read the page tables before an insert ([`PageWalk`]): the
+/// `vm_mm` and `pgd` offsets from the BTF, the direct map's base from /proc/kallsyms.
+/// `Err` says why a re-insert over a present entry cannot be told from a new one.
+pub fn resolve_walk(btf: &Btf, kallsyms: &str) -> Result<PageWalk, String> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err("the page-table read knows x86-64 page tables only".into());
+    }
+    let m = |s: &str, f: &str| {
+        btf.member_offset(s, f)
+            .map_err(|e| format!("{s}.{f} is not in the kernel's BTF: {e}"))
+    };
+    let (vma_mm, mm_pgd) = (m("vm_area_struct", "vm_mm")?, m("mm_struct", "pgd")?);
+    let [base] = super::data_symbols(kallsyms, ["page_offset_base"]);
+    // Without addresses (not root, kptr_restrict) nothing says which layout the kernel has.
+    let listed = kallsyms.lines().any(|l| {
+        l.split_whitespace().nth(2) == Some("_stext") && !l.starts_with("0000000000000000")
+    });
+    let (page_offset_base_addr, page_offset) = match base {
+        Some(a) => (a, 0),
+        None if listed => (0, PAGE_OFFSET_L4),
+        None => return Err("/proc/kallsyms shows no addresses".into()),
+    };
+    Ok(PageWalk {
+        valid: 1,
+        vma_mm,
+        mm_pgd,
+        _pad: 0,
+        page_offset_base_addr,
+        page_offset,
+    })
+}
+
 /// Offsets to a hugetlb VMA's page size (`file → inode → super_block → hugetlbfs_sb_info →
 /// hstate → order`); all zero, with `hstate_valid` 0, when the kernel lacks one of them.
 fn hugetlb_offsets(btf: &Btf) -> KernelOffsets {
@@ -92,5 +128,22 @@ mod tests {
         assert_eq!(o.hstate_valid, 1, "hugetlb offsets resolve on this kernel");
         // The host runs 6.18: huge_fault takes an order.
         assert_eq!(o.huge_fault_order, 1);
+        // The page-table read: vm_mm and pgd from the BTF, the direct map's base from
+        // kallsyms, fixed where the kernel has no page_offset_base, refused without
+        // addresses.
+        let listed = "ffffffff81000000 T _stext\nffffffff82a11a48 D page_offset_base\n";
+        let w = resolve_walk(&btf, listed).expect("walk resolves");
+        assert_eq!(
+            (w.valid, w.page_offset_base_addr, w.page_offset),
+            (1, 0xffffffff82a11a48, 0)
+        );
+        assert!(w.vma_mm > 0 && w.mm_pgd > 0);
+        let fixed = resolve_walk(&btf, "ffffffff81000000 T _stext\n").unwrap();
+        assert_eq!(
+            (fixed.page_offset_base_addr, fixed.page_offset),
+            (0, PAGE_OFFSET_L4)
+        );
+        let hidden = resolve_walk(&btf, "0000000000000000 T _stext\n");
+        assert_eq!(hidden.unwrap_err(), "/proc/kallsyms shows no addresses");
     }
 }

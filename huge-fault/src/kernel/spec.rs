@@ -20,6 +20,11 @@ pub enum Target {
     RangeHelper,
 }
 
+/// `huge_fault` handlers whose names do not end in `_huge_fault`, probed beside the suffix
+/// target's functions where the kernel has them: the DRM GEM shmem helpers' handler (7.x),
+/// which their PTE `fault` handler also calls, with order 0.
+pub const NAMED_HANDLERS: &[&str] = &["drm_gem_shmem_any_fault"];
+
 /// The range-insert helper probed by default: the lab driver's Rust helper.
 pub const DEFAULT_RANGE_HELPER: &str = "hf_range::kernel::insert_range,hf_vmf_insert_range";
 
@@ -29,7 +34,10 @@ impl Target {
             Target::Function(f) => f.to_string(),
             Target::Tracepoint(c, n, _) => format!("{c}:{n}"),
             Target::SoftwareEvent(e) => format!("perf:{e}"),
-            Target::Suffix(s) => format!("*{s}"),
+            Target::Suffix(s) => std::iter::once(format!("*{s}"))
+                .chain(NAMED_HANDLERS.iter().map(|n| n.to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
             Target::RangeHelper => "range-insert helper".into(),
         }
     }

@@ -109,8 +109,15 @@ pub(super) fn attach(
         Target::Suffix(_) | Target::RangeHelper => {
             let names: Vec<&str> = match p.target {
                 Target::Suffix(suffix) => {
-                    // The kernel's `*_huge_fault` functions and the handlers the user named.
+                    // The kernel's `*_huge_fault` functions, the handlers known by name
+                    // that it has, and those the user named.
                     let mut v = kernel::functions_with_suffix(functions, suffix);
+                    v.extend(
+                        kernel::NAMED_HANDLERS
+                            .iter()
+                            .copied()
+                            .filter(|n| functions.contains(*n)),
+                    );
                     for h in handlers {
                         if !v.contains(&h.as_str()) {
                             v.push(h);

@@ -14,7 +14,7 @@ use std::{collections::HashSet, path::Path};
 
 use aya::{Ebpf, EbpfLoader, Endianness, maps::PerCpuArray};
 use aya_log::EbpfLogger;
-use huge_fault_common::{Filter, KernelOffsets, Settings, counter};
+use huge_fault_common::{Filter, KernelOffsets, PageWalk, Settings, counter};
 
 pub use attach::{probe_report, unload_program};
 pub use errors::short_error;
@@ -174,6 +174,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         crate::analysis::reason::kernel_version(&crate::host::kernel_release()),
         Path::new(kernel::THP_SYSFS),
     );
+    let walk = kernel::resolve_walk(&our_btf, &kallsyms);
     // One parsed BTF at a time: start-up is where the tool's memory peaks.
     drop(our_btf);
     let btf = aya::Btf::parse(&raw, Endianness::default()).map_err(|e| unusable(e.to_string()))?;
@@ -185,6 +186,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
         .override_global("OFFSETS", &offsets, true)
         .override_global("FILTER", &opts.filter, true)
         .override_global("THP", &thp.0, true)
+        .override_global("WALK", walk.as_ref().unwrap_or(&PageWalk::default()), true)
         .override_global(
             "SETTINGS",
             &Settings {
@@ -283,6 +285,7 @@ pub fn start(opts: &LoadOptions<'_>) -> Result<(Session, Option<EbpfLogger<Kerne
     };
     if mode != Mode::TracepointOnly {
         reports.push(thp_report(mode, thp.1));
+        reports.push(walk_report(mode, walk));
     }
     // Modes after the chosen one were not needed.
     if let Some(i) = order.iter().position(|&m| m == mode) {
@@ -345,6 +348,23 @@ fn thp_report(mode: Mode, thp: std::result::Result<kernel::ThpSource, String>) -
         mode,
         role: "anonymous THP settings of faults that mapped no PMD: why the kernel never asked"
             .into(),
+        status,
+        reason,
+    }
+}
+
+/// What the insert probes read of the page tables, as a line of the attach report: read,
+/// or why not (then a re-insert over a present entry counts as an entry).
+fn walk_report(mode: Mode, walk: std::result::Result<PageWalk, String>) -> ProbeReport {
+    let (status, reason) = match walk {
+        Ok(_) => (ProbeStatus::Attached, None),
+        Err(why) => (ProbeStatus::Skipped, Some(Reason::Unavailable(why))),
+    };
+    ProbeReport {
+        program: "hf_kprobe_insert_*".into(),
+        target: "page tables before an insert (read)".into(),
+        mode,
+        role: "tells a new entry from a re-insert over a present one (TTM's prefault)".into(),
         status,
         reason,
     }

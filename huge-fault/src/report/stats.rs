@@ -34,6 +34,10 @@ pub struct StatsReport {
     pub latency_log2: Option<Vec<crate::hist::Log2Bucket>>,
     /// Entries inserted per page-table level; `null` where the probes cannot see them.
     pub entries: Option<Entries>,
+    /// Inserts that found their entry already present and mapped nothing (a driver's
+    /// prefault over entries an earlier fault made: chain steps `PTE:PRESENT`), per level;
+    /// not in `entries`. `null` where the probes cannot see them.
+    pub reinserts: Option<Entries>,
     pub bytes_mapped: Option<u64>,
     /// Faults per chain of levels tried, most frequent first.
     pub chains: Option<Vec<ChainCount>>,
@@ -202,6 +206,12 @@ impl StatsReport {
                 pmd: s.entries[2],
                 pud: s.entries[3],
                 other: s.entries[0],
+            }),
+            reinserts: sizes.then(|| Entries {
+                pte: s.reinserts[1],
+                pmd: s.reinserts[2],
+                pud: s.reinserts[3],
+                other: s.reinserts[0],
             }),
             bytes_mapped: sizes.then_some(s.bytes_mapped),
             chains: sizes.then_some(chains),

@@ -113,6 +113,12 @@ impl Report {
                 rate * 100.0
             ));
         }
+        if let Some(r) = t.reinserts.as_ref().filter(|r| r.pte + r.pmd + r.pud > 0) {
+            lines.push(format!(
+                "re-inserts over present entries (nothing mapped): {} PTE, {} PMD, {} PUD",
+                r.pte, r.pmd, r.pud
+            ));
+        }
         if let Some(costs) = &self.program_costs {
             let by: Vec<String> = costs
                 .iter()

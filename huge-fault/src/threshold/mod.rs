@@ -45,7 +45,7 @@ pub const METRICS: &[(&str, &str)] = &[
     ),
     (
         "fallback_reason:REASON",
-        "faults a level gave no huge entry for REASON (vma-range, pfn-misaligned, pgoff-misaligned, thp-disabled, alloc-failed, charge-failed, kernel-policy, populated, driver, unknown)",
+        "faults a level gave no huge entry for REASON (vma-range, pfn-misaligned, pgoff-misaligned, thp-disabled, alloc-failed, charge-failed, kernel-policy, populated, no-huge-fault, driver, unknown)",
     ),
 ];
 

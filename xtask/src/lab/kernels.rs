@@ -154,6 +154,11 @@ pub fn guest_modules(kernel_root: &Path) -> Result<Vec<PathBuf>> {
         "ext4",
         "vfio_iommu_type1",
         "vfio_pci",
+        // DRM: bochs (the standard VGA; TTM through the VRAM helper up to 6.12, GEM shmem
+        // since 6.13), qxl (TTM), vgem (GEM shmem, no device).
+        "bochs",
+        "qxl",
+        "vgem",
     ];
     // ext4 needs a crc32c implementation; where it is a module, load the generic one.
     const OPTIONAL: &[&str] = &["crc32c_generic"];

@@ -126,6 +126,10 @@ pub fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Re
             "-device",
             "ivshmem-plain,memdev=vfiobar,addr=0x5",
         ])
+        // Display devices for the DRM scenarios: the standard VGA (bochs-drm) and a
+        // secondary QXL device (qxl), both TTM drivers up to 6.12 (bochs uses GEM shmem
+        // since 6.13).
+        .args(["-vga", "std", "-device", "qxl,addr=0x6"])
         .args([
             "-display",
             "none",

@@ -61,7 +61,12 @@ struct Outcome {
     vmstat_delta: BTreeMap<String, i64>,
 }
 
-fn run_workload(s: &Scenario, keys: &[&str], mode: &str) -> Result<Outcome, String> {
+fn run_workload(
+    s: &Scenario,
+    keys: &[&str],
+    mode: &str,
+    version: (u32, u32),
+) -> Result<Outcome, String> {
     if let Some((target, fstype, options)) = s.mount {
         let mounted = std::fs::read_to_string("/proc/mounts")
             .unwrap_or_default()
@@ -87,7 +92,7 @@ fn run_workload(s: &Scenario, keys: &[&str], mode: &str) -> Result<Outcome, Stri
         }
         return Err(e);
     }
-    let events = EventCounts::arm(&scenarios::event_keys(s))?;
+    let events = EventCounts::arm(&scenarios::event_keys(s, version))?;
     let before = read_counters(keys);
     let out = Command::new("/bin/hf-workload").args(s.workload).output();
     let after = read_counters(keys);
@@ -126,6 +131,7 @@ fn run_workload(s: &Scenario, keys: &[&str], mode: &str) -> Result<Outcome, Stri
 /// One tracing session in one mode over every scenario.
 pub fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<ScenarioResult> {
     let started = Instant::now();
+    let version = hf_lab::parse::kernel_version(kernel).unwrap_or((0, 0));
     // `kprobe-aggregate`: the kprobe mode with `--aggregate` (faults counted in the kernel).
     let base = mode.trim_end_matches("-aggregate");
     let aggregate = base != mode;
@@ -199,7 +205,7 @@ pub fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<Scenar
     let mut outcomes = Vec::new();
     for s in scenarios {
         let t = Instant::now();
-        let o = run_workload(s, &keys, mode);
+        let o = run_workload(s, &keys, mode, version);
         println!(
             "init: [{mode}] {} ran in {:.2}s",
             s.name,
@@ -246,7 +252,7 @@ pub fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<Scenar
                 // What the tool reported for this VMA, as a user would read it.
                 for row in vma_rows(&report, &o.truth).into_iter().flatten() {
                     println!(
-                        "init: [{mode}] {} {}: faults {} major {} retry_calls {} retried_faults {} vma_lock_retries {} unlinked {} pending {} entries {} bytes {} fallback_steps {} chains {} reasons {} handlers {} what-if {}",
+                        "init: [{mode}] {} {}: faults {} major {} retry_calls {} retried_faults {} vma_lock_retries {} unlinked {} pending {} entries {} reinserts {} bytes {} fallback_steps {} chains {} reasons {} handlers {} what-if {}",
                         s.name,
                         row["start"],
                         row["faults"],
@@ -257,6 +263,7 @@ pub fn run_mode(mode: &str, scenarios: &[&Scenario], kernel: &str) -> Vec<Scenar
                         row["unlinked_retries"],
                         row["pending_retries"],
                         row["entries"],
+                        row["reinserts"],
                         row["bytes_mapped"],
                         row["fallback_steps"],
                         row["chains"],

@@ -9,6 +9,7 @@
 //! hf-workload hugetlb --page-size 1G --size 1G
 //! ```
 
+mod drm;
 mod drv;
 mod gpu;
 mod runtime;
@@ -18,6 +19,7 @@ mod vfio;
 use std::process::ExitCode;
 
 use crate::{
+    drm::drm,
     gpu::{gpu, gpu_errors},
     runtime::gpu_runtime,
     storm::storm,
@@ -43,6 +45,8 @@ enum Kind {
     /// BAR 2 of the device bound to vfio-pci (`--path` names its PCI address), through a
     /// type1 container, at `--bo-offset`, placed with `--align`/`--offset`.
     Vfio,
+    /// A dumb buffer of a DRM driver (`--driver`), placed with `--align`/`--offset`.
+    Drm,
 }
 
 struct Opts {
@@ -75,18 +79,23 @@ struct Opts {
     /// Run in a memory cgroup of its own whose `memory.max` leaves this many bytes above
     /// what the process uses when it starts.
     memcg_headroom: Option<usize>,
+    /// drm: the driver whose card makes the dumb buffer.
+    driver: Option<String>,
+    /// drm: touch the pages last to first.
+    reverse: bool,
 }
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: hf-workload anon|hugetlb|file|dev|gpu|vfio [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
+        "usage: hf-workload anon|hugetlb|file|dev|gpu|vfio|drm [--size N[K|M|G]] [--stride N] [--thp always|never]\n\
          \x20      [--align N] [--offset N] [--page-size 2M|1G] [--path FILE] [--hold-ms MS]\n\
          \x20      [--counter SYSFS-FILE]   (or vmstat:KEY; its delta around the touch loop: counter_delta)\n\
          \x20      [--prewrite]   (file: write(2) it in 4 KiB pieces before mapping)\n\
          \x20      gpu: [--path /dev/hfgpu] [--bo-offset N] [--policy pud|pmd-only|pte-only|range|remap]\n\
          \x20           [--then-policy P]   (then switch and touch every page again)\n\
          \x20           [--write-notify]   (pages mapped read-only first: each write a second fault)\n\
-         \x20      vfio: [--path 0000:00:05.0] [--bo-offset N]   (BAR 2 of a vfio-pci device)
+         \x20      vfio: [--path 0000:00:05.0] [--bo-offset N]   (BAR 2 of a vfio-pci device)\n\
+         \x20      drm: --driver bochs-drm|qxl|vgem [--reverse]   (a dumb buffer of that driver's card)\n\
          \x20      hf-workload gpu-errors [DEVICE]   (bad requests: the errno of each)\n\
          \x20      hf-workload gpu-runtime [--policy P]   (five buffer objects, a runtime's order)\n\
          \x20      hf-workload storm --size N [--threads T] [--thp always|never] [--gpu POLICY]\n\
@@ -128,6 +137,7 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         "dev" => Kind::Dev,
         "gpu" => Kind::Gpu,
         "vfio" => Kind::Vfio,
+        "drm" => Kind::Drm,
         _ => return None,
     };
     let mut o = Opts {
@@ -149,6 +159,8 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         thp_disable: false,
         touch: None,
         memcg_headroom: None,
+        driver: None,
+        reverse: false,
     };
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
@@ -162,6 +174,10 @@ fn parse_args(args: &[String]) -> Option<Opts> {
         }
         if a == "--thp-disable" {
             o.thp_disable = true;
+            continue;
+        }
+        if a == "--reverse" {
+            o.reverse = true;
             continue;
         }
         let v = it.next()?;
@@ -178,6 +194,7 @@ fn parse_args(args: &[String]) -> Option<Opts> {
             "--touch" => o.touch = Some(parse_size(v)?),
             "--memcg-headroom" => o.memcg_headroom = Some(parse_size(v)?),
             "--policy" => o.policy = Some(v.clone()),
+            "--driver" => o.driver = Some(v.clone()),
             "--then-policy" => o.then_policy = Some(v.clone()),
             "--thp" if v == "always" => o.thp = Some(true),
             "--thp" if v == "never" => o.thp = Some(false),
@@ -211,8 +228,11 @@ fn main() -> ExitCode {
     if o.kind == Kind::Vfio {
         return vfio(&o);
     }
+    if o.kind == Kind::Drm {
+        return drm(&o);
+    }
     let stride = o.stride.unwrap_or(match o.kind {
-        Kind::Anon | Kind::File | Kind::Dev | Kind::Gpu | Kind::Vfio => 4096,
+        Kind::Anon | Kind::File | Kind::Dev | Kind::Gpu | Kind::Vfio | Kind::Drm => 4096,
         Kind::Hugetlb => o.page_size,
     });
     let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
@@ -449,7 +469,6 @@ fn warm_stack() {
     std::hint::black_box(&buf);
 }
 
-/// The touch loop: writes one byte every `stride` bytes of `[start, start + size)`.
 /// The start of a free range of `len` bytes of the address space: reserved and given back
 /// at once, for a MAP_FIXED_NOREPLACE mapping inside it.
 fn free_range(len: usize) -> Result<usize, String> {
@@ -472,6 +491,7 @@ fn free_range(len: usize) -> Result<usize, String> {
     Ok(r as usize)
 }
 
+/// The touch loop: writes one byte every `stride` bytes of `[start, start + size)`.
 fn touch(start: usize, size: usize, stride: usize) -> u64 {
     let mut touched = 0;
     let mut off = 0;
