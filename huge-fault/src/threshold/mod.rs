@@ -8,7 +8,10 @@
 //! - `p50`, `p90`, `p99`, `max`: fault latency (the largest over the matching VMAs);
 //! - `drops`: faults lost: the ring buffer and the in-kernel class table were full (totals only);
 //! - `fallback_reason:REASON`: faults a level gave no huge entry for REASON, PUD and PMD
-//!   together (`fallback_reason:pfn-misaligned > 0`).
+//!   together (`fallback_reason:pfn-misaligned > 0`);
+//! - `reinserts`: driver inserts over entries already present (they mapped nothing);
+//! - `chain:CHAIN`: faults whose chain is exactly CHAIN, as the report writes it
+//!   (`chain:PTE:OK×16`; `x` may stand for `×`).
 
 use serde_json::Value;
 
@@ -44,10 +47,35 @@ pub const METRICS: &[(&str, &str)] = &[
         "faults lost: ring buffer and in-kernel class table full",
     ),
     (
+        "reinserts",
+        "driver inserts over entries already present (nothing mapped)",
+    ),
+    (
+        "chain:CHAIN",
+        "faults whose chain is exactly CHAIN, e.g. chain:PTE:OK×16 (x for ×)",
+    ),
+    (
         "fallback_reason:REASON",
         "faults a level gave no huge entry for REASON (vma-range, pfn-misaligned, pgoff-misaligned, thp-disabled, alloc-failed, charge-failed, kernel-policy, populated, no-huge-fault, driver, unknown)",
     ),
 ];
+
+/// The chain a `chain:CHAIN` metric names, as the report writes it: a repeat count may be
+/// typed `x16` for `×16`.
+fn chain_metric(metric: &str) -> Option<String> {
+    let c = metric.strip_prefix("chain:")?.trim();
+    if c.is_empty() {
+        return None;
+    }
+    let b = c.as_bytes();
+    let mut out = String::new();
+    for (i, ch) in c.char_indices() {
+        let repeat =
+            ch == 'x' && i > 0 && b[i - 1] != b' ' && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+        out.push(if repeat { '×' } else { ch });
+    }
+    Some(out)
+}
 
 /// The reason a `fallback_reason:REASON` metric names, if it is one.
 fn reason_metric(metric: &str) -> Option<crate::analysis::reason::Reason> {
@@ -121,7 +149,10 @@ impl std::str::FromStr for Threshold {
             .ok_or_else(|| {
                 format!("`{text}`: expected METRIC OP VALUE, e.g. 'fallback_rate > 5%'")
             })?;
-        if !METRICS.iter().any(|(m, _)| *m == metric) && reason_metric(metric).is_none() {
+        if !METRICS.iter().any(|(m, _)| *m == metric)
+            && reason_metric(metric).is_none()
+            && chain_metric(metric).is_none()
+        {
             let names: Vec<&str> = METRICS.iter().map(|(m, _)| *m).collect();
             return Err(format!(
                 "`{text}`: unknown metric `{metric}` (one of {})",
@@ -180,6 +211,31 @@ fn metric(rows: &[&Value], report: &Value, name: &str) -> Option<f64> {
             .filter_map(|r| r.get("latency_ns")?.get(name)?.as_f64())
             .reduce(f64::max),
         "drops" => num(&report["loss"], "ringbuf_drops"),
+        "reinserts" => rows
+            .iter()
+            .map(|r| {
+                let e = r.get("reinserts")?;
+                ["pte", "pmd", "pud", "other"]
+                    .iter()
+                    .map(|l| e.get(*l)?.as_f64())
+                    .sum::<Option<f64>>()
+            })
+            .sum(),
+        _ if name.starts_with("chain:") => {
+            let want = chain_metric(name)?;
+            rows.iter()
+                .map(|r| {
+                    Some(
+                        r.get("chains")?
+                            .as_array()?
+                            .iter()
+                            .filter(|c| c["chain"].as_str() == Some(want.as_str()))
+                            .filter_map(|c| c["count"].as_f64())
+                            .sum::<f64>(),
+                    )
+                })
+                .sum()
+        }
         _ => {
             let r = reason_metric(name)?.name();
             rows.iter()
@@ -289,6 +345,10 @@ mod tests {
             "totals": {"faults": 100, "major": 0, "errors": 0, "retry_calls": 2,
                        "fallback_faults": 10, "bytes_mapped": 6291456 + 4096 * 512,
                        "entries": {"pte": 512, "pmd": 3, "pud": 0},
+                       "reinserts": {"pte": 7, "pmd": 0, "pud": 0, "other": 0},
+                       "chains": [{"chain": "PTE:OK", "count": 87},
+                                  {"chain": "PMD:FALLBACK PTE:OK", "count": 10},
+                                  {"chain": "PMD:OK", "count": 3}],
                        "latency_ns": {"p50": 1000, "p90": 2000, "p99": 3_000_000, "max": 5_000_000},
                        "fallback_reasons": {"pud": {}, "pmd": {"driver": 10}}},
             "vmas": [
@@ -369,6 +429,44 @@ mod tests {
     }
 
     #[test]
+    fn chains_and_re_inserts_are_metrics_per_scope() {
+        // A TTM buffer touched in order, and one touched in reverse.
+        let report = serde_json::json!({
+            "totals": {},
+            "vmas": [
+                {"path": "/dev/dri/card0", "kind": "pfnmap",
+                 "chains": [{"chain": "RETRY PTE:OK×16", "count": 48}],
+                 "reinserts": {"pte": 0, "pmd": 0, "pud": 0, "other": 0}},
+                {"path": "/dev/dri/card1", "kind": "pfnmap",
+                 "chains": [{"chain": "PTE:OK PTE:PRESENT×15", "count": 753},
+                            {"chain": "PTE:OK", "count": 1}],
+                 "reinserts": {"pte": 11400, "pmd": 0, "pud": 0, "other": 0}},
+                {"path": null, "kind": "anon", "chains": null, "reinserts": null}
+            ]
+        });
+        let judge = |t: &str| evaluate(&[t.parse().unwrap()], &report).remove(0);
+        assert!(judge("/dev/dri/*: reinserts > 0").failed);
+        assert!(!judge("/dev/dri/card0: reinserts > 0").failed);
+        assert!(judge("/dev/dri/card0: chain:RETRY PTE:OK×16 == 48").failed);
+        // `x` for `×`, after a step; a chain that did not happen counts 0.
+        assert!(judge("/dev/dri/*: chain:PTE:OK PTE:PRESENTx15 >= 753").failed);
+        assert!(!judge("/dev/dri/*: chain:PMD:OK > 0").failed);
+        // Not measured where the mode sees no chains.
+        assert!(
+            judge("anon: chain:PTE:OK >= 0")
+                .line
+                .contains("not measured")
+        );
+        assert!(judge("anon: reinserts >= 0").line.contains("not measured"));
+        assert!(
+            "chain: > 0"
+                .parse::<Threshold>()
+                .unwrap_err()
+                .contains("unknown metric")
+        );
+    }
+
+    #[test]
     fn totals_and_scoped_checks() {
         // 10 of 100 faults fell back.
         assert!(check("fallback_rate > 5%").failed);
@@ -406,7 +504,7 @@ mod tests {
     #[test]
     fn every_metric_is_computable_on_a_full_report() {
         for (m, _) in METRICS {
-            let m = m.replace("REASON", "driver");
+            let m = m.replace("REASON", "driver").replace("CHAIN", "PTE:OK");
             let v = evaluate(&[format!("{m} > 0").parse().unwrap()], &report()).remove(0);
             assert!(!v.line.contains("cannot be checked"), "{m}: {}", v.line);
         }

@@ -128,8 +128,15 @@ pub fn boot(kernel: &Kernel, initramfs: &Path, args: &LabArgs, log: &Path) -> Re
         ])
         // Display devices for the DRM scenarios: the standard VGA (bochs-drm) and a
         // secondary QXL device (qxl), both TTM drivers up to 6.12 (bochs uses GEM shmem
-        // since 6.13).
-        .args(["-vga", "std", "-device", "qxl,addr=0x6"])
+        // since 6.13). QXL's BARs are 16 MiB each: with its default 64 MiB ones, 6.1's
+        // vfio-remap-6.1 soft-locked the guest (the init stuck in the kernel for minutes);
+        // the cause was not found.
+        .args([
+            "-vga",
+            "std",
+            "-device",
+            "qxl,addr=0x6,ram_size_mb=16,vram_size_mb=16,vram64_size_mb=16",
+        ])
         .args([
             "-display",
             "none",
