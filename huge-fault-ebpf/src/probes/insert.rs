@@ -12,7 +12,8 @@ use huge_fault_common::{
 };
 
 /// Entry of a PTE insert (`vmf_insert_pfn`, `vmf_insert_pfn_prot`): remembers the address
-/// of the outermost one (the first may call the second). Its return counts a missing fault.
+/// and pfn of the outermost one (the first may call the second), and which entries the page
+/// tables already hold there (a success over a present PTE maps nothing).
 #[kprobe]
 pub fn hf_kprobe_insert_pte(ctx: ProbeContext) -> u32 {
     let vma: u64 = ctx.arg(0).unwrap_or(0);
@@ -64,7 +65,8 @@ pub fn hf_kprobe_insert_pte_vmf(ctx: ProbeContext) -> u32 {
 }
 
 /// Return of a PTE insert: one PTE entry (at its own address) when the outermost insert
-/// returns; a chain step when no `huge_fault` handler or range helper is in flight.
+/// returns, unless its PTE was present before (then a `PTE:PRESENT` step, no entry); a chain
+/// step when no `huge_fault` handler or range helper is in flight.
 #[kretprobe]
 pub fn hf_kret_insert_pte(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
