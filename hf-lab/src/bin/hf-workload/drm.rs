@@ -7,7 +7,7 @@
 
 use std::{os::fd::AsRawFd as _, process::ExitCode};
 
-use crate::{Opts, free_range, rusage};
+use crate::{Opts, errno, map_shared_at, rusage};
 
 /// `DRM_IOWR(nr, size)`: `_IOC(_IOC_READ | _IOC_WRITE, 'd', nr, size)`.
 const fn drm_iowr(nr: u64, size: usize) -> libc::c_ulong {
@@ -52,10 +52,6 @@ struct MapDumb {
     handle: u32,
     pad: u32,
     offset: u64,
-}
-
-fn errno(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
 }
 
 /// The driver name of an open DRM device.
@@ -153,40 +149,12 @@ fn run(o: &Opts) -> Result<(), String> {
     if unsafe { libc::ioctl(fd, DRM_IOCTL_MODE_MAP_DUMB, &mut map as *mut MapDumb) } != 0 {
         return Err(errno("DRM_IOCTL_MODE_MAP_DUMB"));
     }
-    let align = o.align.max(4096);
-    let at = free_range(o.size + o.offset + 2 * align)?.next_multiple_of(align) + o.offset;
-    // SAFETY: a new shared mapping of the buffer at a free address.
-    let m = unsafe {
-        libc::mmap(
-            at as *mut _,
-            o.size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
-            fd,
-            map.offset as i64,
-        )
-    };
-    if m == libc::MAP_FAILED {
-        return Err(errno(&format!(
-            "mmap of {path} at offset {:#x}",
-            map.offset
-        )));
-    }
-    let start = m as usize;
-    if start != at {
-        return Err(format!("asked for {at:#x}, got {start:#x}"));
-    }
-    if let Some(on) = o.thp {
-        let advice = if on {
-            libc::MADV_HUGEPAGE
-        } else {
-            libc::MADV_NOHUGEPAGE
-        };
-        // SAFETY: advice on our own mapping.
-        if unsafe { libc::madvise(m, o.size, advice) } != 0 {
-            return Err(errno("madvise"));
-        }
-    }
+    let start = map_shared_at(
+        o,
+        fd,
+        map.offset,
+        &format!("{path} at offset {:#x}", map.offset),
+    )?;
     let pages = o.size / 4096;
     let before = rusage();
     for i in 0..pages {
@@ -213,7 +181,7 @@ fn run(o: &Opts) -> Result<(), String> {
     }
     // SAFETY: our own mapping and handle.
     unsafe {
-        libc::munmap(m, o.size);
+        libc::munmap(start as *mut _, o.size);
         libc::ioctl(
             fd,
             DRM_IOCTL_MODE_DESTROY_DUMB,

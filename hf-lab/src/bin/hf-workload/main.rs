@@ -491,6 +491,50 @@ fn free_range(len: usize) -> Result<usize, String> {
     Ok(r as usize)
 }
 
+/// `what` failed, with the OS error.
+fn errno(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// `o.size` bytes of `fd` from file offset `offset`, mapped shared and writable at
+/// `--offset` past an `--align` boundary of a free range (MAP_FIXED_NOREPLACE: the driver
+/// picks no aligned address itself), madvised as `--thp` asks; its start. `what` names
+/// the mapping in errors.
+fn map_shared_at(o: &Opts, fd: i32, offset: u64, what: &str) -> Result<usize, String> {
+    let align = o.align.max(4096);
+    let at = free_range(o.size + o.offset + 2 * align)?.next_multiple_of(align) + o.offset;
+    // SAFETY: a new shared mapping at a free address.
+    let m = unsafe {
+        libc::mmap(
+            at as *mut _,
+            o.size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
+            fd,
+            offset as i64,
+        )
+    };
+    if m == libc::MAP_FAILED {
+        return Err(errno(&format!("mmap of {what}")));
+    }
+    let start = m as usize;
+    if start != at {
+        return Err(format!("asked for {at:#x}, got {start:#x}"));
+    }
+    if let Some(on) = o.thp {
+        let advice = if on {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
+        // SAFETY: advice on our own mapping.
+        if unsafe { libc::madvise(m, o.size, advice) } != 0 {
+            return Err(errno("madvise"));
+        }
+    }
+    Ok(start)
+}
+
 /// The touch loop: writes one byte every `stride` bytes of `[start, start + size)`.
 fn touch(start: usize, size: usize, stride: usize) -> u64 {
     let mut touched = 0;

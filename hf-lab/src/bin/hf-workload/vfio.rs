@@ -5,7 +5,7 @@
 
 use std::{ffi::CString, os::fd::AsRawFd as _, process::ExitCode};
 
-use crate::{Opts, free_range, rusage, touch};
+use crate::{Opts, errno, map_shared_at, rusage, touch};
 
 /// The VFIO ioctls (`include/uapi/linux/vfio.h`: `_IO(';', 100 + n)`).
 const VFIO_GET_API_VERSION: libc::c_ulong = 0x3b64;
@@ -65,10 +65,6 @@ fn open_rw(path: &str) -> Result<std::fs::File, String> {
         .write(true)
         .open(path)
         .map_err(|e| format!("{path}: {e}"))
-}
-
-fn errno(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
 }
 
 /// The device's fd, its group and container kept open beside it, and BAR 2's region.
@@ -178,40 +174,12 @@ fn run(o: &Opts) -> Result<(), String> {
             o.size, o.bo_offset, d.region.size
         ));
     }
-    let align = o.align.max(4096);
-    let at = free_range(o.size + o.offset + 2 * align)?.next_multiple_of(align) + o.offset;
-    // SAFETY: a new shared mapping of the device at a free address.
-    let m = unsafe {
-        libc::mmap(
-            at as *mut _,
-            o.size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
-            d.fd,
-            (d.region.offset + o.bo_offset as u64) as i64,
-        )
-    };
-    if m == libc::MAP_FAILED {
-        return Err(errno(&format!(
-            "mmap of BAR 2 at offset {:#x}",
-            o.bo_offset
-        )));
-    }
-    let start = m as usize;
-    if start != at {
-        return Err(format!("asked for {at:#x}, got {start:#x}"));
-    }
-    if let Some(on) = o.thp {
-        let advice = if on {
-            libc::MADV_HUGEPAGE
-        } else {
-            libc::MADV_NOHUGEPAGE
-        };
-        // SAFETY: advice on our own mapping.
-        if unsafe { libc::madvise(m, o.size, advice) } != 0 {
-            return Err(errno("madvise"));
-        }
-    }
+    let start = map_shared_at(
+        o,
+        d.fd,
+        d.region.offset + o.bo_offset as u64,
+        &format!("BAR 2 at offset {:#x}", o.bo_offset),
+    )?;
     let before = rusage();
     let touched = touch(start, o.size, o.stride.unwrap_or(4096));
     let after = rusage();
@@ -233,7 +201,7 @@ fn run(o: &Opts) -> Result<(), String> {
     }
     // SAFETY: the device fd is ours; closing it after the mapping is gone.
     unsafe {
-        libc::munmap(m, o.size);
+        libc::munmap(start as *mut _, o.size);
         libc::close(d.fd);
     }
     Ok(())
