@@ -92,11 +92,13 @@ impl Mapping {
         if l >= self.entries.len() {
             return;
         }
-        self.entries[l] += 1;
-        if self.first_addr[l] == 0 {
+        // The first entry of its level: the addresses and pfns may hold an earlier
+        // fault's (see `clear_unused`).
+        if self.entries[l] == 0 {
             self.first_addr[l] = addr;
             self.first_pfn[l] = pfn;
         }
+        self.entries[l] += 1;
         self.last_addr[l] = addr;
         self.last_pfn[l] = pfn;
         if pfn == NO_PFN {
@@ -113,16 +115,31 @@ impl Mapping {
         if l >= self.entries.len() || n == 0 {
             return;
         }
-        self.entries[l] = self.entries[l].saturating_add(n);
-        let last = u64::from(n - 1);
-        if self.first_addr[l] == 0 {
+        if self.entries[l] == 0 {
             self.first_addr[l] = addr;
             self.first_pfn[l] = pfn;
         }
+        self.entries[l] = self.entries[l].saturating_add(n);
+        let last = u64::from(n - 1);
         self.last_addr[l] = addr + (last << 12);
         self.last_pfn[l] = if pfn == NO_PFN { NO_PFN } else { pfn + last };
         if pfn == NO_PFN {
             self.pfn_missing |= 1 << l;
+        }
+    }
+
+    /// Zeroes the first and last address and pfn of every level without entries. The
+    /// programs start a fault by zeroing everything but these four arrays (16 stores
+    /// fewer per fault), so they may hold an earlier fault's values where no entry was
+    /// mapped; user space clears them when it decodes a record.
+    pub fn clear_unused(&mut self) {
+        for l in 0..self.entries.len() {
+            if self.entries[l] == 0 {
+                self.first_addr[l] = 0;
+                self.last_addr[l] = 0;
+                self.first_pfn[l] = 0;
+                self.last_pfn[l] = 0;
+            }
         }
     }
 
@@ -169,6 +186,42 @@ mod tests {
         assert_eq!(m.entries[l], 262_145);
         assert_eq!(m.first_addr[l], 0x7f00_0000_0000);
         assert_eq!(m.pfn_missing, 1 << l);
+    }
+
+    #[test]
+    fn a_levels_first_entry_overwrites_what_an_earlier_fault_left() {
+        // The programs do not zero the address and pfn arrays at a fault's start.
+        let mut m = Mapping {
+            first_addr: [9; 4],
+            last_addr: [9; 4],
+            first_pfn: [9; 4],
+            last_pfn: [9; 4],
+            ..Mapping::default()
+        };
+        let (pte, pmd) = (level::PTE as usize, level::PMD as usize);
+        m.note_entry(level::PTE, 0x1000, 7);
+        m.note_entry(level::PTE, 0x2000, 8);
+        assert_eq!((m.first_addr[pte], m.first_pfn[pte]), (0x1000, 7));
+        assert_eq!((m.last_addr[pte], m.last_pfn[pte]), (0x2000, 8));
+        m.note_run(level::PMD, 2, 0x20_0000, 512);
+        assert_eq!((m.first_addr[pmd], m.first_pfn[pmd]), (0x20_0000, 512));
+        m.clear_unused();
+        assert_eq!(
+            (m.first_addr[pte], m.last_pfn[pmd]),
+            (0x1000, 513),
+            "kept where mapped"
+        );
+        let pud = level::PUD as usize;
+        assert_eq!(
+            (
+                m.first_addr[pud],
+                m.last_addr[pud],
+                m.first_pfn[pud],
+                m.last_pfn[pud]
+            ),
+            (0, 0, 0, 0),
+            "cleared where nothing was mapped"
+        );
     }
 
     #[test]

@@ -88,6 +88,27 @@ pub struct KernelOffsets {
     /// a VMA it looked up while the sequence stays the same.
     pub task_mm: u32,
     pub mm_lock_seq: u32,
+    /// `vm_area_struct.vm_mm`.
+    pub vma_mm: u32,
+    /// Bytes from the start of a `vm_area_struct` that hold every member above and
+    /// `vm_mm` ([`vma_span`]): a probe-read program reads them in one call. 0: read the
+    /// members one by one.
+    pub vma_span: u32,
+}
+
+/// Most bytes of a `vm_area_struct` read at once (see [`KernelOffsets::vma_span`]).
+pub const VMA_SPAN_MAX: u32 = 256;
+
+/// The span of a `vm_area_struct` that covers 8-byte members at `offsets` (8-aligned,
+/// within [`VMA_SPAN_MAX`]), or 0 when one is not 8-aligned or lies beyond.
+pub fn vma_span(offsets: &[u32]) -> u32 {
+    let end = offsets.iter().map(|o| o + 8).max().unwrap_or(0);
+    let aligned = offsets.iter().all(|o| o % 8 == 0);
+    if aligned && end <= VMA_SPAN_MAX {
+        end
+    } else {
+        0
+    }
 }
 
 /// How the programs read the page-table entry an insert is about to write, to tell a new
@@ -165,6 +186,9 @@ pub struct ThpSettings {
     /// /proc/kallsyms does not list them: a kernel without `CONFIG_KALLSYMS_ALL`) but from
     /// the programs' `THP_WORDS` global ([`ThpNow`]), which the tool keeps as sysfs says.
     pub from_sysfs: u32,
+    /// 1 when the three `orders_addr` words follow one another in memory (as they are
+    /// declared: one read takes them all), else 0.
+    pub orders_contiguous: u32,
     /// Address of `transparent_hugepage_flags`; 0: the settings are not read.
     pub flags_addr: u64,
     /// 6.8+: addresses of `huge_anon_orders_always`, `_madvise` and `_inherit` (the
@@ -258,5 +282,14 @@ mod tests {
             "ringbuf_drops"
         );
         assert_eq!(counter::NAMES[counter::RECORDS as usize], "records");
+    }
+
+    #[test]
+    fn vma_span_covers_the_members_or_is_zero() {
+        // 6.12's layout: vm_start 0, vm_end 8, vm_mm 16, vm_flags 32, vm_pgoff 120, vm_file 128.
+        assert_eq!(vma_span(&[0, 8, 32, 120, 128, 16]), 136);
+        assert_eq!(vma_span(&[0, 8, 248]), 256);
+        assert_eq!(vma_span(&[0, 8, 256]), 0, "beyond the scratch");
+        assert_eq!(vma_span(&[0, 12]), 0, "not 8-aligned");
     }
 }

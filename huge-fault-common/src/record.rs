@@ -96,6 +96,9 @@ pub struct FaultRecord {
     pub mapping: Mapping,
 }
 
+// No padding: the closing program writes every member and zeroes nothing else.
+const _: () = assert!(FaultRecord::SIZE == 128 + core::mem::size_of::<Mapping>());
+
 impl FaultRecord {
     pub const SIZE: usize = core::mem::size_of::<Self>();
 
@@ -108,7 +111,9 @@ impl FaultRecord {
         // SAFETY: the slice holds at least SIZE bytes, every bit pattern is a valid
         // FaultRecord (plain integers and byte arrays), and read_unaligned has no
         // alignment requirement.
-        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+        let mut r = unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) };
+        r.mapping.clear_unused();
+        Some(r)
     }
 
     /// The record as raw bytes, the inverse of [`FaultRecord::from_bytes`].

@@ -5,7 +5,7 @@
 //! memory cgroup's limit, or the allocator.
 
 use crate::{ctx::*, maps::*};
-use aya_ebpf::helpers::bpf_get_current_task;
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 use huge_fault_common::{Mapping, kabi, level, thp};
 
 /// Most memory cgroup levels walked up from the task's (the root has no limit).
@@ -65,15 +65,15 @@ pub(crate) fn note_fallback_cause(m: *mut Mapping) {
 /// than returning it: inlined, its branches multiplied the states the verifier explores
 /// in the closing program past the 1M-instruction limit (6.1's verifier, fexit).
 #[inline(never)]
-pub(crate) fn fill_thp(m: *mut Mapping, vma_ptr: u64, vma: *const VmaInfo) {
+pub(crate) fn fill_thp<R: Kmem>(m: *mut Mapping, vma_ptr: u64, vma: *const VmaInfo) {
     if m.is_null() || vma.is_null() {
         return;
     }
-    // SAFETY: a read of our own .rodata global, volatile as for `offsets`.
-    let t = unsafe { core::ptr::read_volatile(&THP) };
+    // Each setting is loaded where it is used (`off!`): a copy of the whole struct cost a
+    // load and a store per member, per fault.
     // SAFETY: `m` is this thread's live map value and `vma` the caller's stack copy.
     let (m, vma) = unsafe { (&mut *m, &*vma) };
-    if t.valid == 0
+    if off!(THP.valid) == 0
         || vma.found == 0
         || vma.inode != 0
         || vma.flags & (kabi::VM_SPECIAL_MAP | kabi::VM_HUGETLB | kabi::VM_SHARED) != 0
@@ -86,19 +86,35 @@ pub(crate) fn fill_thp(m: *mut Mapping, vma_ptr: u64, vma: *const VmaInfo) {
     let bit = |word: u64, n: u32| (word >> (n & 63)) & 1;
     // The kernel's own words, or the tool's copy of what sysfs says, picked without a
     // branch (`from_sysfs` is 0 or 1): the closing program is near 6.1's verifier limit.
-    // SAFETY: plain loads of our own global, which only the tool writes.
-    let w = unsafe { core::ptr::read_volatile(&raw const THP_WORDS) };
-    let copy = 0u64.wrapping_sub(u64::from(t.from_sysfs & 1));
+    let copy = 0u64.wrapping_sub(u64::from(off!(THP.from_sysfs) & 1));
     let pick = |from_copy: u64, from_kernel: u64| (from_copy & copy) | (from_kernel & !copy);
-    let global = pick(w.flags, read_u64(t.flags_addr, 0));
+    // A kernel word where its address is known, each address loaded from `.rodata` where
+    // it is used: the verifier knows it, follows one way of the branch, and no helper call
+    // is made for an address that is not there (the orders words before 6.8, every word
+    // when sysfs is the source).
+    let word = |addr: u64| if addr != 0 { read_u64(addr, 0) } else { 0 };
+    let global = pick(off!(THP_WORDS.flags), word(off!(THP.flags_addr)));
+    let kernel_orders = if off!(THP.orders_contiguous) != 0 {
+        // The three words in one helper call.
+        let first = off!(THP.orders_addr[0]) as *const [u64; 3];
+        // SAFETY: bpf_probe_read_kernel tolerates any address.
+        unsafe { bpf_probe_read_kernel(first) }
+        .unwrap_or([0; 3])
+    } else {
+        [
+            word(off!(THP.orders_addr[0])),
+            word(off!(THP.orders_addr[1])),
+            word(off!(THP.orders_addr[2])),
+        ]
+    };
     let orders = [
-        pick(w.orders[0], read_u64(t.orders_addr[0], 0)),
-        pick(w.orders[1], read_u64(t.orders_addr[1], 0)),
-        pick(w.orders[2], read_u64(t.orders_addr[2], 0)),
+        pick(off!(THP_WORDS.orders[0]), kernel_orders[0]),
+        pick(off!(THP_WORDS.orders[1]), kernel_orders[1]),
+        pick(off!(THP_WORDS.orders[2]), kernel_orders[2]),
     ];
-    let per_size = pick(w.per_size & 1, u64::from(t.orders_addr[0] != 0));
-    let g_always = bit(global, t.flag_bit);
-    let g_madvise = bit(global, t.req_madv_bit) & (g_always ^ 1);
+    let per_size = pick(off!(THP_WORDS.per_size) & 1, u64::from(off!(THP.orders_addr[0]) != 0));
+    let g_always = bit(global, off!(THP.flag_bit));
+    let g_madvise = bit(global, off!(THP.req_madv_bit)) & (g_always ^ 1);
     // 0 never, 1 always, 2 madvise (`thp::NEVER`, `ALWAYS`, `MADVISE`).
     let global_mode = g_always | (g_madvise << 1);
     // 6.8+: the PMD order's own setting, always, madvise, inherit (the global one) or none
@@ -108,10 +124,14 @@ pub(crate) fn fill_thp(m: *mut Mapping, vma_ptr: u64, vma: *const VmaInfo) {
     let inherit =
         (bit(orders[2], kabi::PMD_ORDER) & per_size & (a ^ 1) & (md ^ 1)) | (per_size ^ 1);
     let mode = (a | (md << 1) | (global_mode * inherit)) as u8;
-    let mm = read_u64(vma_ptr, t.vma_mm);
-    let mm_flags = read_u64(mm, t.mm_flags) * u64::from(t.vma_mm != 0);
-    let off = bit(mm_flags, t.mmf_disable) * u64::from(t.mmf_disable < 64);
-    let off_except = bit(mm_flags, t.mmf_except_advised) * u64::from(t.mmf_except_advised < 64);
+    // A branch on a `.rodata` constant, which the verifier follows one way only.
+    let mm_flags = if off!(THP.vma_mm) != 0 {
+        R::u64_at(R::vma_mm(vma_ptr, vma), off!(THP.mm_flags))
+    } else {
+        0
+    };
+    let off = bit(mm_flags, off!(THP.mmf_disable)) * u64::from(off!(THP.mmf_disable) < 64);
+    let off_except = bit(mm_flags, off!(THP.mmf_except_advised)) * u64::from(off!(THP.mmf_except_advised) < 64);
     m.thp = (m.thp & (thp::ALLOC_FAILED | thp::CHARGE_FAILED))
         | thp::VALID
         | (mode & thp::MODE)

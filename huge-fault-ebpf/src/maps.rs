@@ -7,7 +7,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use huge_fault_common::{
-    AggKey, Filter, InFlight, KernelOffsets, PageWalk, Settings, ThpNow, ThpSettings, counter,
+    AggKey, Filter, InFlight, KernelOffsets, PageWalk, Settings, ThpNow, ThpSettings,
+    config::VMA_SPAN_MAX, counter,
 };
 
 /// One record per fault. The size is set by the tool at load time (`--ring-buffer-kib`).
@@ -85,7 +86,14 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     pg_head: 0,
     task_mm: 0,
     mm_lock_seq: 0,
+    vma_mm: 0,
+    vma_span: 0,
 };
+
+/// Where a probe-read program reads a VMA's first `OFFSETS.vma_span` bytes in one call.
+#[map]
+pub(crate) static VMA_RAW: PerCpuArray<[u64; (VMA_SPAN_MAX / 8) as usize]> =
+    PerCpuArray::with_max_entries(1, 0);
 
 /// How the insert probes read the page tables, set by the tool before load.
 #[unsafe(no_mangle)]
@@ -124,6 +132,7 @@ pub(crate) static THP: ThpSettings = ThpSettings {
     counter_max: 0,
     counter_parent: 0,
     from_sysfs: 0,
+    orders_contiguous: 0,
     flags_addr: 0,
     orders_addr: [0; 3],
 };
@@ -171,4 +180,6 @@ pub(crate) struct VmaInfo {
     pub(crate) inode: u64,
     pub(crate) dev: u32,
     pub(crate) found: u32,
+    /// `vm_mm`, where the read had it at no cost (the one-call read), else 0.
+    pub(crate) mm: u64,
 }

@@ -15,6 +15,8 @@ pub struct BenchArgs {
     /// The lab guests' configurations and storms (empty: all).
     pub configs: Vec<String>,
     pub storms: Vec<String>,
+    /// A git revision whose huge-fault the guests also run (`baseline-*` configurations).
+    pub baseline: Option<String>,
     pub host: bool,
     pub guests: bool,
     pub timeout: std::time::Duration,
@@ -30,6 +32,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         soak,
         configs,
         storms,
+        baseline,
         host,
         guests,
         timeout,
@@ -58,6 +61,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         }
     }
     if *guests {
+        let baseline = baseline.as_deref().map(build_baseline).transpose()?;
         lab::lab(&lab::LabArgs {
             kernels: kernels.to_vec(),
             scenarios: vec![],
@@ -70,8 +74,56 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 storms.join("+")
             )),
             save_recording: false,
+            baseline,
         })?;
     }
     progress(&format!("bench: results in {}", out.display()));
     Ok(())
+}
+
+/// Builds huge-fault as it was at `rev`, statically as the guests need it, in a git
+/// worktree of its own under target/bench-baseline/ (kept: a second bench of the same
+/// revision builds nothing). Returns the binary.
+fn build_baseline(rev: &str) -> Result<std::path::PathBuf> {
+    let base = root().join("target/bench-baseline");
+    let commit = git_out(&["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
+        .with_context(|| format!("{rev} is not a revision of this repository"))?;
+    let tree = base.join(&commit[..12]);
+    if !tree.join("Cargo.toml").exists() {
+        std::fs::create_dir_all(&base)?;
+        let _ = std::fs::remove_dir_all(&tree);
+        status(
+            Command::new("git")
+                .args(["worktree", "add", "--detach", "--force"])
+                .arg(&tree)
+                .arg(&commit),
+        )?;
+    }
+    progress(&format!(
+        "bench: building the baseline huge-fault at {rev} ({})",
+        &commit[..12]
+    ));
+    status(
+        cargo()
+            .current_dir(&tree)
+            .args(["build", "--release", "--package", "huge-fault"])
+            .args(["--target", "x86_64-unknown-linux-gnu"])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
+    )?;
+    Ok(tree.join("target/x86_64-unknown-linux-gnu/release/huge-fault"))
+}
+
+fn git_out(args: &[&str]) -> Result<String> {
+    let o = Command::new("git")
+        .args(args)
+        .current_dir(root())
+        .output()?;
+    if !o.status.success() {
+        bail!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
 }

@@ -101,6 +101,11 @@ enum Task {
         /// Lab guests: only these storms (pte, pmd, pte-2-threads, bar-pmd-only, bar-pud, ...). Default: all.
         #[arg(long, value_delimiter = ',')]
         storms: Vec<String>,
+        /// Lab guests: also run huge-fault as built at this git revision (baseline-fentry,
+        /// baseline-kprobe, baseline-tracepoint-only), interleaved with today's in the same
+        /// boot: a change's effect in one run.
+        #[arg(long, value_name = "REV")]
+        baseline: Option<String>,
     },
 }
 
@@ -128,6 +133,7 @@ fn main() -> ExitCode {
                 keep,
                 timeout: std::time::Duration::from_secs(timeout),
                 bench: None,
+                baseline: None,
                 save_recording,
             })
         }),
@@ -141,6 +147,7 @@ fn main() -> ExitCode {
             timeout,
             configs,
             storms,
+            baseline,
         } => setup::setup().and_then(|()| {
             bench::bench(&bench::BenchArgs {
                 kernels: kernel,
@@ -149,6 +156,7 @@ fn main() -> ExitCode {
                 soak,
                 configs,
                 storms,
+                baseline,
                 host: !lab_only,
                 guests: !host_only,
                 timeout: std::time::Duration::from_secs(timeout),

@@ -129,6 +129,7 @@ pub fn test(only: Option<&str>) -> Result<()> {
                     timeout: std::time::Duration::from_secs(900),
                     bench: None,
                     save_recording: false,
+                    baseline: None,
                 })
             },
         },

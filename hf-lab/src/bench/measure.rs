@@ -54,7 +54,12 @@ pub(super) fn start_tracer(
             c
         }
         (_, Some(args)) => {
-            let mut c = Command::new(&env.huge_fault);
+            let bin = match &env.baseline {
+                Some(b) if config.is_baseline() => b,
+                None if config.is_baseline() => return Err("no baseline huge-fault here".into()),
+                _ => &env.huge_fault,
+            };
+            let mut c = Command::new(bin);
             c.args(args).arg("--json").args(extra);
             c
         }

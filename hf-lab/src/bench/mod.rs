@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 mod cost;
 mod exact;
 mod measure;
+mod ratio;
 mod summary;
 mod watch;
 
 pub use cost::{ReplayCost, Soak, replay_cost, soak};
 pub use exact::inexact;
 pub use measure::{measure, run};
+pub use ratio::render_ratios;
 pub use summary::{Summary, render, render_programs, summarize};
 pub use watch::{Limits, stuck_tasks, wait_limited};
 
@@ -87,6 +89,11 @@ pub enum Config {
     TracepointAggregate,
     /// bpftrace with a kprobe/kretprobe latency histogram of `handle_mm_fault`.
     Bpftrace,
+    /// Another revision's huge-fault (`cargo xtask bench --baseline REV`), in three modes.
+    BaselineFentry,
+    BaselineKprobe,
+    #[serde(rename = "baseline-tracepoint-only")]
+    BaselineTracepoint,
 }
 
 impl Config {
@@ -101,6 +108,9 @@ impl Config {
             Config::KprobeAggregate => "kprobe-aggregate",
             Config::TracepointAggregate => "tracepoint-aggregate",
             Config::Bpftrace => "bpftrace",
+            Config::BaselineFentry => "baseline-fentry",
+            Config::BaselineKprobe => "baseline-kprobe",
+            Config::BaselineTracepoint => "baseline-tracepoint-only",
         }
     }
 
@@ -114,15 +124,23 @@ impl Config {
             Config::KprobeAggregate => "huge-fault kprobe --aggregate",
             Config::TracepointAggregate => "huge-fault tracepoint-only --aggregate",
             Config::Bpftrace => "bpftrace histogram",
+            Config::BaselineFentry => "baseline fentry",
+            Config::BaselineKprobe => "baseline kprobe",
+            Config::BaselineTracepoint => "baseline tracepoint-only",
         }
+    }
+
+    /// Whether it runs the baseline's huge-fault rather than this one.
+    pub fn is_baseline(self) -> bool {
+        Self::BASELINE.contains(&self)
     }
 
     /// huge-fault's arguments for this configuration.
     fn huge_fault_args(self) -> Option<&'static [&'static str]> {
         Some(match self {
-            Config::Fentry => &["--mode", "fentry"],
-            Config::Kprobe => &["--mode", "kprobe"],
-            Config::TracepointOnly => &["--mode", "tracepoint"],
+            Config::Fentry | Config::BaselineFentry => &["--mode", "fentry"],
+            Config::Kprobe | Config::BaselineKprobe => &["--mode", "kprobe"],
+            Config::TracepointOnly | Config::BaselineTracepoint => &["--mode", "tracepoint"],
             Config::FentryAggregate => &["--mode", "fentry", "--aggregate"],
             Config::KprobeAggregate => &["--mode", "kprobe", "--aggregate"],
             Config::TracepointAggregate => &["--mode", "tracepoint", "--aggregate"],
@@ -139,6 +157,13 @@ impl Config {
         Config::KprobeAggregate,
         Config::TracepointAggregate,
     ];
+
+    /// The baseline's configurations (where the guest has a baseline).
+    pub const BASELINE: [Config; 3] = [
+        Config::BaselineFentry,
+        Config::BaselineKprobe,
+        Config::BaselineTracepoint,
+    ];
 }
 
 /// The script bpftrace runs: what a user would reach for instead of huge-fault.
@@ -149,6 +174,8 @@ pub const BPFTRACE_SCRIPT: &str = "kprobe:handle_mm_fault { @s[tid] = nsecs; } \
 #[derive(Clone, Debug)]
 pub struct Env {
     pub huge_fault: PathBuf,
+    /// Another revision's huge-fault, for the `baseline-*` configurations.
+    pub baseline: Option<PathBuf>,
     pub workload: PathBuf,
     pub bpftrace: Option<PathBuf>,
     /// Pause after a tracer detaches before the next measurement (the kernel keeps
@@ -213,7 +240,8 @@ mod tests {
     fn a_configs_key_is_its_serialized_name() {
         let all = [Config::Untraced, Config::Bpftrace]
             .into_iter()
-            .chain(Config::HUGE_FAULT);
+            .chain(Config::HUGE_FAULT)
+            .chain(Config::BASELINE);
         for c in all {
             assert_eq!(serde_json::to_value(c).unwrap(), c.key(), "{c:?}");
         }

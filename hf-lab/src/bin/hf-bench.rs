@@ -56,6 +56,7 @@ fn main() -> ExitCode {
         .and_then(|p| p.parent().map(PathBuf::from))
         .unwrap_or_default();
     let mut env = Env {
+        baseline: None,
         huge_fault: dir.join("huge-fault"),
         workload: dir.join("hf-workload"),
         bpftrace: None,

@@ -15,11 +15,18 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use aya_log_ebpf::warn;
+use core::mem::{offset_of, size_of};
 use huge_fault_common::{
     InFlight, Mapping, NO_PFN, STEP_VMA_LOCK, counter,
     kabi::{FAULT_FLAG_VMA_LOCK, VM_FAULT_RETRY},
     level, rflags, source, step,
 };
+
+/// The bytes of [`InFlight`] a new fault does not zero: its mapping's four address and
+/// pfn arrays, which end the [`Mapping`].
+const KEEP_FROM: usize = offset_of!(InFlight, mapping) + offset_of!(Mapping, first_addr);
+const KEEP_TO: usize = offset_of!(InFlight, mapping) + size_of::<Mapping>();
+const _: () = assert!(KEEP_TO - KEEP_FROM == 4 * 4 * 8, "the arrays end the Mapping");
 
 #[inline(always)]
 fn hmf_entry<C: EbpfContext>(ctx: &C, src: u8, vma: u64, address: u64, fault_flags: u32) {
@@ -76,8 +83,15 @@ fn hmf_entry<C: EbpfContext>(ctx: &C, src: u8, vma: u64, address: u64, fault_fla
         }
     }
     let st = &mut t.fault;
-    // SAFETY: this thread's own slot; all-zero is a valid InFlight.
-    unsafe { core::ptr::write_bytes(st as *mut InFlight, 0, 1) };
+    // Zeroed but for the entries' first and last addresses and pfns, which are set at a
+    // level's first entry and read only where there is one (`Mapping::clear_unused`).
+    let p = (st as *mut InFlight).cast::<u8>();
+    // SAFETY: this thread's own slot; both ranges lie inside it, and all-zero bytes are
+    // valid for every member.
+    unsafe {
+        core::ptr::write_bytes(p, 0, KEEP_FROM);
+        core::ptr::write_bytes(p.add(KEEP_TO), 0, size_of::<InFlight>() - KEEP_TO);
+    }
     // SAFETY: helper without preconditions.
     st.start_ns = unsafe { bpf_ktime_get_ns() };
     st.address = address;
@@ -159,9 +173,11 @@ fn close_missed(st: &InFlight, src: u8, tid: u32) {
     );
 }
 
-/// `args` is `Some((vma, address, flags))` where the return probe can read the arguments (fexit).
+/// `args` is `Some((vma, address, flags))` where the return probe can read the arguments
+/// (fexit: then `R` is [`Typed`], and the VMA is read through the argument itself, which
+/// the verifier knows by its type).
 #[inline(always)]
-fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, ret: u32) {
+fn hmf_return<C: EbpfContext, R: Kmem>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, ret: u32) {
     let Some((tgid, tid)) = wanted() else { return };
     let mut flags = rflags::HAS_RET;
     let mut vma = VmaInfo::default();
@@ -204,7 +220,9 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
                 return;
             } else {
                 start_ns = st.start_ns;
-                vma_ptr = st.vma;
+                if args.is_none() {
+                    vma_ptr = st.vma;
+                }
                 address = st.address;
                 fault_flags = st.fault_flags;
                 retries = st.retries;
@@ -228,11 +246,11 @@ fn hmf_return<C: EbpfContext>(ctx: &C, src: u8, args: Option<(u64, u64, u32)>, r
             flags |= rflags::NO_ENTRY | arg_bits;
         }
     }
-    read_vma(vma_ptr, &mut vma);
+    R::read_vma(vma_ptr, &mut vma);
     if let Some(m) = mapping
         && flags & rflags::NESTED == 0
     {
-        fill_thp(m.cast_mut(), vma_ptr, &vma);
+        fill_thp::<R>(m.cast_mut(), vma_ptr, &vma);
     }
     let closing = Closing {
         tgid,
@@ -296,7 +314,7 @@ pub fn hf_fexit_handle_mm_fault(ctx: FExitContext) -> u32 {
     let flags: u32 = ctx.arg(2);
     // handle_mm_fault has four arguments; fexit's return value follows them.
     let ret: u32 = ctx.arg(4);
-    hmf_return(&ctx, source::FEXIT, Some((vma, address, flags)), ret);
+    hmf_return::<_, Typed>(&ctx, source::FEXIT, Some((vma, address, flags)), ret);
     0
 }
 
@@ -312,6 +330,6 @@ pub fn hf_kprobe_handle_mm_fault(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn hf_kretprobe_handle_mm_fault(ctx: RetProbeContext) -> u32 {
     let ret: u32 = ctx.ret();
-    hmf_return(&ctx, source::KRETPROBE, None, ret);
+    hmf_return::<_, Probe>(&ctx, source::KRETPROBE, None, ret);
     0
 }

@@ -3,6 +3,7 @@
 
 use crate::{ctx::*, emit::*, maps::*, store::thread};
 use aya_ebpf::{
+    EbpfContext,
     bindings::bpf_perf_event_data,
     helpers::{
         bpf_ktime_get_ns,
@@ -23,13 +24,14 @@ use huge_fault_common::{config::exception_fields, counter, rflags, source};
 fn exception_entry(ctx: &TracePointContext, which: u32) {
     let Some((_tgid, tid)) = wanted() else { return };
     bump(which);
+    // Plain loads from the context (the tracepoint's record; the verifier allows aligned
+    // reads inside it), where `read_at` would make a helper call for each.
+    let rec = ctx.as_ptr().cast::<u8>();
     // SAFETY: offsets inside the tracepoint record, checked by the tool against the format.
-    let address: u64 = unsafe { ctx.read_at(exception_fields::ADDRESS as usize) }.unwrap_or(0);
-    // SAFETY: as above.
-    let ip: u64 = unsafe { ctx.read_at(exception_fields::IP as usize) }.unwrap_or(0);
-    // SAFETY: as above.
-    let error_code: u64 =
-        unsafe { ctx.read_at(exception_fields::ERROR_CODE as usize) }.unwrap_or(0);
+    let field = |off: u32| unsafe { core::ptr::read_volatile(rec.add(off as usize).cast::<u64>()) };
+    let address = field(exception_fields::ADDRESS);
+    let ip = field(exception_fields::IP);
+    let error_code = field(exception_fields::ERROR_CODE);
     let state = Exception {
         // SAFETY: helper without preconditions.
         start_ns: unsafe { bpf_ktime_get_ns() },
@@ -65,7 +67,8 @@ pub fn hf_tp_page_fault_kernel(ctx: TracePointContext) -> u32 {
 extern "C" fn find_vma_cb(_task: *mut c_void, vma: *mut c_void, out: *mut c_void) -> i64 {
     // SAFETY: `out` is the caller's VmaInfo on its stack, as passed to bpf_find_vma.
     let out = unsafe { &mut *out.cast::<VmaInfo>() };
-    read_vma(vma as u64, out);
+    // The callback's VMA is typed by BTF.
+    Typed::read_vma(vma as u64, out);
     0
 }
 
@@ -93,15 +96,14 @@ fn perf_completion(ctx: &PerfEventContext, src: u8) {
         t.exc_valid = 0;
     }
     let mut vma = VmaInfo::default();
-    let o = offsets();
-    if o.valid != 0 {
+    if off!(OFFSETS.valid) != 0 {
         // SAFETY: the current task is valid for the program's duration.
         let task = unsafe { bpf_get_current_task_btf() } as u64;
         // The VMA tree's sequence now (u64::MAX: not known, no caching).
-        let seq = if o.task_mm != 0 && o.mm_lock_seq != 0 {
-            let mm = read_u64(task, o.task_mm);
+        let seq = if off!(OFFSETS.task_mm) != 0 && off!(OFFSETS.mm_lock_seq) != 0 {
+            let mm = Typed::u64_at(task, off!(OFFSETS.task_mm));
             if mm != 0 {
-                read_u32(mm, o.mm_lock_seq) as u64
+                Typed::u32_at(mm, off!(OFFSETS.mm_lock_seq)) as u64
             } else {
                 u64::MAX
             }

@@ -20,13 +20,23 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, MissingMember> {
             why: e.to_string(),
         })
     };
+    let vma = [
+        m("vm_area_struct", "vm_start")?,
+        m("vm_area_struct", "vm_end")?,
+        m("vm_area_struct", "vm_flags")?,
+        m("vm_area_struct", "vm_pgoff")?,
+        m("vm_area_struct", "vm_file")?,
+        m("vm_area_struct", "vm_mm")?,
+    ];
     Ok(KernelOffsets {
         valid: 1,
-        vma_start: m("vm_area_struct", "vm_start")?,
-        vma_end: m("vm_area_struct", "vm_end")?,
-        vma_flags: m("vm_area_struct", "vm_flags")?,
-        vma_pgoff: m("vm_area_struct", "vm_pgoff")?,
-        vma_file: m("vm_area_struct", "vm_file")?,
+        vma_start: vma[0],
+        vma_end: vma[1],
+        vma_flags: vma[2],
+        vma_pgoff: vma[3],
+        vma_file: vma[4],
+        vma_mm: vma[5],
+        vma_span: huge_fault_common::config::vma_span(&vma),
         file_inode: m("file", "f_inode")?,
         inode_ino: m("inode", "i_ino")?,
         inode_sb: m("inode", "i_sb")?,
@@ -124,6 +134,8 @@ mod tests {
         let btf = Btf::parse(&raw).expect("vmlinux BTF parses");
         let o = resolve_offsets(&btf).expect("offsets resolve");
         assert_eq!((o.vma_start, o.vma_end), (0, 8));
+        // One read covers the VMA's members on this kernel (6.18: vm_file at 88).
+        assert_eq!(o.vma_span, o.vma_file.max(o.vma_pgoff).max(o.vma_mm) + 8);
         assert!(o.vma_pgoff > o.vma_end && o.vma_file > o.vma_end);
         assert_eq!(o.hstate_valid, 1, "hugetlb offsets resolve on this kernel");
         // The host runs 6.18: huge_fault takes an order.

@@ -138,6 +138,8 @@ pub fn resolve_thp(
             t.valid = 1;
             t.flags_addr = flags_addr;
             t.orders_addr = orders_addr;
+            let [a, m, i] = orders_addr;
+            t.orders_contiguous = u32::from(a != 0 && m == a + 8 && i == a + 16);
             (t, Ok(ThpSource::Kernel))
         }
         Err(why) if thp_words(thp, bits).is_some() => {
@@ -241,6 +243,10 @@ ffffffffc0a01000 d transparent_hugepage_flags\t[some_module]
         assert_eq!((ok, t.valid), (Ok(ThpSource::Kernel), 1));
         assert_eq!((t.flag_bit, t.req_madv_bit), (1, 2));
         assert_eq!(t.orders_addr[2], 0xffffffff83301a50);
+        assert_eq!(
+            t.orders_contiguous, 1,
+            "declared one after the other, one read"
+        );
         assert_eq!((t.vma_mm, t.mm_flags), (16, 8));
         assert_eq!((t.mmf_disable, t.mmf_except_advised), (24, 64));
         assert_eq!(t.memcg_valid, 1);

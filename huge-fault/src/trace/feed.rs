@@ -116,7 +116,11 @@ pub(super) fn pending_retries(ebpf: &Ebpf, mode: Mode) -> Vec<FaultRecord> {
                 retries: st.retries,
                 vma_lock_retries: st.vma_lock_retries,
                 comm,
-                mapping: st.mapping,
+                mapping: {
+                    let mut m = st.mapping;
+                    m.clear_unused();
+                    m
+                },
                 ..Default::default()
             }
         })

@@ -44,6 +44,9 @@ pub struct LabArgs {
     pub bench: Option<String>,
     /// Bring the kprobe pass's recording back to target/lab-out/RELEASE-lab-kprobe.hfrec.
     pub save_recording: bool,
+    /// A benchmark boot's second huge-fault (another revision's static build), carried as
+    /// /bin/huge-fault-baseline.
+    pub baseline: Option<std::path::PathBuf>,
 }
 
 pub fn lab(args: &LabArgs) -> Result<()> {
@@ -74,6 +77,9 @@ pub fn lab(args: &LabArgs) -> Result<()> {
             apt_install("bpftrace", "about 20 s")?;
         }
         selftests.extend(host_program_with_libs("bpftrace")?);
+    }
+    if let Some(b) = &args.baseline {
+        selftests.push(("huge-fault-baseline".into(), b.clone()));
     }
     let out_dir = root().join("target/lab-out");
     std::fs::create_dir_all(&out_dir)?;

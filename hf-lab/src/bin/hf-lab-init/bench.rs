@@ -25,8 +25,10 @@ pub fn bench(
 ) -> ScenarioResult {
     use hf_lab::bench::{self, Config, Env};
     let bpftrace = std::path::Path::new("/bin/bpftrace");
+    let baseline = std::path::Path::new("/bin/huge-fault-baseline");
     let mut env = Env {
         huge_fault: "/bin/huge-fault".into(),
+        baseline: baseline.exists().then(|| baseline.into()),
         workload: "/bin/hf-workload".into(),
         bpftrace: bpftrace.exists().then(|| bpftrace.into()),
         settle,
@@ -37,6 +39,9 @@ pub fn bench(
     let _stats = env.account_bpf();
     let mut configs = vec![Config::Untraced];
     configs.extend(Config::HUGE_FAULT);
+    if env.baseline.is_some() {
+        configs.extend(Config::BASELINE);
+    }
     if env.bpftrace.is_some() {
         configs.push(Config::Bpftrace);
     }
@@ -123,7 +128,11 @@ pub fn bench(
         hf_lab::parse::parse_size(size).unwrap_or(0),
     ));
     let summaries = bench::summarize(&samples);
-    let table = bench::render(&summaries) + "\n" + &bench::render_programs(&summaries);
+    let table = bench::render(&summaries)
+        + "\n"
+        + &bench::render_programs(&summaries)
+        + "\n"
+        + &bench::render_ratios(&samples, &summaries);
     for l in table.lines() {
         println!("{}", Line::BenchTable(l.to_string()));
     }
