@@ -94,15 +94,16 @@ pub(crate) fn fill_thp<R: Kmem>(m: *mut Mapping, vma_ptr: u64, vma: *const VmaIn
     // when sysfs is the source).
     let word = |addr: u64| if addr != 0 { read_u64(addr, 0) } else { 0 };
     let global = pick(off!(THP_WORDS.flags), word(off!(THP.flags_addr)));
+    let orders_at = off!(THP.orders_addr[0]);
     let kernel_orders = if off!(THP.orders_contiguous) != 0 {
         // The three words in one helper call.
-        let first = off!(THP.orders_addr[0]) as *const [u64; 3];
+        let first = orders_at as *const [u64; 3];
         // SAFETY: bpf_probe_read_kernel tolerates any address.
         unsafe { bpf_probe_read_kernel(first) }
         .unwrap_or([0; 3])
     } else {
         [
-            word(off!(THP.orders_addr[0])),
+            word(orders_at),
             word(off!(THP.orders_addr[1])),
             word(off!(THP.orders_addr[2])),
         ]
@@ -112,7 +113,7 @@ pub(crate) fn fill_thp<R: Kmem>(m: *mut Mapping, vma_ptr: u64, vma: *const VmaIn
         pick(off!(THP_WORDS.orders[1]), kernel_orders[1]),
         pick(off!(THP_WORDS.orders[2]), kernel_orders[2]),
     ];
-    let per_size = pick(off!(THP_WORDS.per_size) & 1, u64::from(off!(THP.orders_addr[0]) != 0));
+    let per_size = pick(off!(THP_WORDS.per_size) & 1, u64::from(orders_at != 0));
     let g_always = bit(global, off!(THP.flag_bit));
     let g_madvise = bit(global, off!(THP.req_madv_bit)) & (g_always ^ 1);
     // 0 never, 1 always, 2 madvise (`thp::NEVER`, `ALWAYS`, `MADVISE`).
@@ -130,8 +131,10 @@ pub(crate) fn fill_thp<R: Kmem>(m: *mut Mapping, vma_ptr: u64, vma: *const VmaIn
     } else {
         0
     };
-    let off = bit(mm_flags, off!(THP.mmf_disable)) * u64::from(off!(THP.mmf_disable) < 64);
-    let off_except = bit(mm_flags, off!(THP.mmf_except_advised)) * u64::from(off!(THP.mmf_except_advised) < 64);
+    // A bit number of 64 or more: the kernel has no such flag.
+    let flag = |n: u32| bit(mm_flags, n) * u64::from(n < 64);
+    let off = flag(off!(THP.mmf_disable));
+    let off_except = flag(off!(THP.mmf_except_advised));
     m.thp = (m.thp & (thp::ALLOC_FAILED | thp::CHARGE_FAILED))
         | thp::VALID
         | (mode & thp::MODE)

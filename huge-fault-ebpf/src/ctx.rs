@@ -148,8 +148,9 @@ impl Kmem for Probe {
         if rc != 0 {
             return;
         }
+        const LAST: usize = VMA_SPAN_MAX as usize / 8 - 1;
         // SAFETY: as above; the index is masked into the array.
-        let word = |off: u32| unsafe { (*raw)[(off as usize / 8) & (VMA_SPAN_MAX as usize / 8 - 1)] };
+        let word = |off: u32| unsafe { (*raw)[(off as usize / 8) & LAST] };
         out.start = word(off!(OFFSETS.vma_start));
         out.end = word(off!(OFFSETS.vma_end));
         out.flags = word(off!(OFFSETS.vma_flags));

@@ -187,9 +187,8 @@ pub(crate) fn submit(c: &Closing, vma: &VmaInfo, mapping: Option<*const Mapping>
     // only when a backlog has built up, asked at every 16th record of this CPU. A wake-up
     // per record (an IPI to the sleeping reader) costs more than everything else a fault
     // record does, and the query is a helper call.
-    let n = bump_get(counter::RECORDS);
-    let wake = if n.is_multiple_of(QUERY_EVERY) && EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES
-    {
+    let ask = bump_get(counter::RECORDS).is_multiple_of(QUERY_EVERY);
+    let wake = if ask && EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
